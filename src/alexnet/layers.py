@@ -1,0 +1,160 @@
+"""The two layers the 2012 network has and PyTorch does not have in the paper's form.
+
+- `LocalResponseNorm`: section 3.3 of the paper, with the paper's constants and its
+  convention for alpha (not divided by n), normalizing within each tower.
+- `CeilConv2d`: a convolution that counts its outputs as the released 2012 code
+  (cuda-convnet) does, so a 224x224 crop gives conv1's 55x55 maps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: How alpha enters the denominator. "paper": k + alpha * sum (the paper's formula, SPEC 1);
+#: "divided_by_n": k + alpha / n * sum (the released code, Caffe, torch.nn.LocalResponseNorm).
+LRN_CONVENTIONS = ("paper", "divided_by_n")
+
+
+def local_response_norm(
+    x: torch.Tensor,
+    size: int = 5,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 2.0,
+    groups: int = 1,
+) -> torch.Tensor:
+    """b[i] = a[i] / (k + alpha * sum_{j=i-size//2}^{i+size//2} a[j]^2) ** beta, per group.
+
+    `alpha` multiplies the sum as written (the paper's convention); callers that follow
+    Caffe's convention pass alpha / size. Maps past a group's first or last channel count
+    as zero, which is the paper's max(0, .) and min(N-1, .) bounds. The arithmetic is done in
+    float32 at least, so bf16 activations under autocast are normalized without bf16
+    rounding in the sum of squares.
+    """
+    n, c = x.shape[:2]
+    per_group = c // groups
+    half = size // 2
+    a = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    squares = a.square().reshape(n, groups, per_group, -1)  # (N, G, C/G, H*W)
+    squares = F.pad(squares, (0, 0, half, half))  # zero maps beyond each group's edges
+    window = squares[:, :, 0:per_group]
+    for j in range(1, size):
+        window = window + squares[:, :, j : j + per_group]
+    scale = (k + alpha * window).pow(-beta).reshape(x.shape)
+    return (a * scale).to(x.dtype)
+
+
+class LocalResponseNorm(nn.Module):
+    """Local response normalization across adjacent maps, SPEC section 1.
+
+    Defaults are the paper's: n = 5, alpha = 1e-4, beta = 0.75, k = 2, alpha as written in
+    the formula. `convention="divided_by_n"` divides alpha by n, as the released code, Caffe
+    and torch.nn.LocalResponseNorm do (their alpha = 1e-4 is 2e-5 in the paper's formula).
+    `groups` splits the maps into that many towers that are normalized separately, so no
+    sum crosses from tower A into tower B.
+    """
+
+    def __init__(
+        self,
+        size: int = 5,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        k: float = 2.0,
+        groups: int = 1,
+        convention: str = "paper",
+    ) -> None:
+        super().__init__()
+        if size < 1 or size % 2 == 0:
+            # The paper's window i - n/2 .. i + n/2 is n maps wide only for odd n; Caffe and
+            # torch even disagree with each other about where an even window sits.
+            raise ValueError(f"LRN size must be a positive odd number, got {size}")
+        if groups < 1:
+            raise ValueError(f"LRN groups must be at least 1, got {groups}")
+        if convention not in LRN_CONVENTIONS:
+            raise ValueError(
+                f"LRN convention must be one of {', '.join(LRN_CONVENTIONS)}, got {convention!r}"
+            )
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+        self.groups = groups
+        self.convention = convention
+
+    @property
+    def coefficient(self) -> float:
+        """The factor in front of the sum of squares, as the paper's formula writes it."""
+        return self.alpha if self.convention == "paper" else self.alpha / self.size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3:
+            raise ValueError(
+                f"LocalResponseNorm expects (N, C, ...) input, got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] % self.groups:
+            raise ValueError(
+                f"LocalResponseNorm with groups={self.groups} needs a channel count divisible "
+                f"by {self.groups}, got {x.shape[1]}"
+            )
+        return local_response_norm(x, self.size, self.coefficient, self.beta, self.k, self.groups)
+
+    def extra_repr(self) -> str:
+        return (
+            f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
+            f"groups={self.groups}, convention={self.convention!r}"
+        )
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, ceil: bool) -> int:
+    """Outputs along one axis: 1 + floor (PyTorch, Caffe) or ceil (cuda-convnet) of
+    (size + 2 * padding - kernel) / stride; 0 when the kernel does not fit at all."""
+    span = size + 2 * padding - kernel
+    if span < 0:
+        return 0
+    return 1 + (-(-span // stride) if ceil else span // stride)
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """Outputs of torch's MaxPool2d along one axis.
+
+    In ceil mode (Caffe's rounding) a last window that would start in the right padding is
+    dropped; that never happens for 3/2 or 2/2 pooling without padding.
+    """
+    out = conv_output_size(size, kernel, stride, padding, ceil_mode)
+    if ceil_mode and out > 0 and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+class CeilConv2d(nn.Conv2d):
+    """A convolution that counts outputs as the released 2012 code does.
+
+    cuda-convnet gives 1 + ceil((2 * padding + size - kernel) / stride) outputs per axis
+    (SPEC section 1). For conv1 on a 224x224 crop that is 1 + ceil(213 / 4) = 55; the last
+    window runs 3 pixels past the bottom and right edges, over zeros. On 227x227 input
+    (Caffe's crop) nothing is added and it is an ordinary convolution. The weights are an
+    ordinary Conv2d's, so state dicts are interchangeable with nn.Conv2d.
+    """
+
+    def output_size(self, size: int) -> int:
+        return conv_output_size(
+            size, self.kernel_size[0], self.stride[0], self.padding[0], ceil=True
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_bottom = self._extra(h, 0)
+        pad_right = self._extra(w, 1)
+        if pad_bottom or pad_right:
+            x = F.pad(x, (0, pad_right, 0, pad_bottom))
+        return super().forward(x)
+
+    def _extra(self, size: int, axis: int) -> int:
+        """Zeros to add past the far edge so that floor arithmetic gives the ceil count."""
+        k, s, p = self.kernel_size[axis], self.stride[axis], self.padding[axis]
+        span = size + 2 * p - k
+        if span < 0:
+            return 0
+        return (-span) % s

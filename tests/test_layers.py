@@ -1,0 +1,159 @@
+"""LRN and the released code's conv1 edges, against naive loops and torch's own layers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.layers import CeilConv2d, LocalResponseNorm, conv_output_size, pool_output_size
+
+
+def naive_lrn(a, n=5, alpha=1e-4, beta=0.75, k=2.0, groups=1):
+    """The paper's formula, one neuron at a time, each tower on its own.
+
+    b[i] = a[i] / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a[j]^2) ** beta
+    """
+    batch, channels, height, width = a.shape
+    per_group = channels // groups
+    b = torch.empty_like(a)
+    for g in range(groups):
+        first = g * per_group
+        for i in range(per_group):
+            lo, hi = max(0, i - n // 2), min(per_group - 1, i + n // 2)
+            for y in range(height):
+                for x in range(width):
+                    for s in range(batch):
+                        total = sum(a[s, first + j, y, x] ** 2 for j in range(lo, hi + 1))
+                        b[s, first + i, y, x] = a[s, first + i, y, x] / (k + alpha * total) ** beta
+    return b
+
+
+def activations(*shape, seed=0):
+    # Large enough that alpha * sum is comparable with k, so the normalization matters.
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=gen, dtype=torch.float64) * 60).relu()
+
+
+def test_lrn_equals_naive_loop_of_paper_formula():
+    a = activations(2, 7, 3, 4)
+    assert torch.allclose(LocalResponseNorm()(a), naive_lrn(a), rtol=1e-12, atol=0)
+
+
+def test_lrn_normalizes_each_tower_separately():
+    a = activations(2, 12, 2, 3, seed=1)
+    ours = LocalResponseNorm(groups=2)(a)
+    assert torch.allclose(ours, naive_lrn(a, groups=2), rtol=1e-12, atol=0)
+    # and differs from one LRN over all maps exactly at the towers' facing edges
+    joint = LocalResponseNorm()(a)
+    differs = (ours != joint).flatten(2).any(-1).any(0)
+    assert differs.nonzero().flatten().tolist() == [4, 5, 6, 7]
+
+
+def test_lrn_channel_edges_match_hand_computed_table():
+    # All ones over 5 maps: the window holds 3, 4, 5, 4, 3 maps.
+    a = torch.ones(1, 5, 1, 1, dtype=torch.float64)
+    expected = [1 / (2 + 1e-4 * m) ** 0.75 for m in (3, 4, 5, 4, 3)]
+    assert LocalResponseNorm()(a).flatten().tolist() == pytest.approx(expected, rel=1e-15)
+
+
+def test_lrn_divided_by_n_equals_torch_local_response_norm():
+    a = activations(2, 9, 5, 5, seed=2)
+    for size, k in ((5, 2.0), (3, 1.0)):
+        ours = LocalResponseNorm(size, 1e-4, 0.75, k, convention="divided_by_n")(a)
+        theirs = nn.LocalResponseNorm(size, 1e-4, 0.75, k)(a)
+        assert torch.allclose(ours, theirs, rtol=1e-12, atol=0)
+
+
+def test_paper_alpha_is_n_times_the_divided_by_n_alpha():
+    a = activations(1, 8, 3, 3, seed=3)
+    paper = LocalResponseNorm(alpha=1e-4)(a)
+    caffe = LocalResponseNorm(alpha=5e-4, convention="divided_by_n")(a)
+    assert torch.allclose(paper, caffe, rtol=1e-12, atol=0)
+    assert not torch.allclose(paper, LocalResponseNorm(convention="divided_by_n")(a))
+
+
+def test_lrn_gradient_equals_naive_loop_gradient():
+    a = activations(1, 6, 2, 2, seed=4).requires_grad_()
+    b = a.detach().clone().requires_grad_()
+    weights = torch.randn(1, 6, 2, 2, dtype=torch.float64)
+    (LocalResponseNorm(groups=2)(a) * weights).sum().backward()
+    (naive_lrn(b, groups=2) * weights).sum().backward()
+    assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_lrn_bf16_input_is_normalized_in_float32():
+    a = activations(2, 16, 4, 4, seed=6).float()
+    out = LocalResponseNorm(groups=2)(a.bfloat16())
+    assert out.dtype == torch.bfloat16
+    reference = LocalResponseNorm(groups=2)(a.bfloat16().float())
+    # one bf16 rounding of the result, nothing more
+    assert torch.allclose(out.float(), reference, rtol=2**-8, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(size=4), "odd"),
+        (dict(convention="caffe"), "paper, divided_by_n"),
+        (dict(groups=0), "groups"),
+    ],
+)
+def test_lrn_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LocalResponseNorm(**kwargs)
+
+
+def test_lrn_rejects_channels_that_do_not_split_into_towers():
+    with pytest.raises(ValueError, match="divisible by 2, got 7"):
+        LocalResponseNorm(groups=2)(torch.ones(1, 7, 2, 2))
+
+
+def naive_conv_output(image, weight, y, x, stride):
+    """One output of a convolution whose windows may run past the image, over zeros."""
+    out_channels, _, kh, kw = weight.shape
+    total = torch.zeros(out_channels, dtype=image.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            iy, ix = y * stride + dy, x * stride + dx
+            if iy < image.shape[-2] and ix < image.shape[-1]:
+                total += weight[:, :, dy, dx] @ image[0, :, iy, ix]
+    return total
+
+
+def test_conv1_at_224_gives_55_with_windows_past_the_bottom_right_edge():
+    torch.manual_seed(0)
+    conv = CeilConv2d(3, 4, 11, stride=4, bias=False).double()
+    image = torch.randn(1, 3, 224, 224, dtype=torch.float64)
+    out = conv(image)
+    assert out.shape == (1, 4, 55, 55)
+    for y, x in ((0, 0), (54, 54), (54, 0), (0, 54), (20, 31)):
+        expected = naive_conv_output(image, conv.weight, y, x, stride=4)
+        assert torch.allclose(out[0, :, y, x], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_conv1_at_227_is_an_ordinary_convolution():
+    torch.manual_seed(0)
+    conv = CeilConv2d(3, 4, 11, stride=4)
+    image = torch.randn(2, 3, 227, 227)
+    assert torch.equal(conv(image), F.conv2d(image, conv.weight, conv.bias, stride=4))
+
+
+def test_output_size_arithmetic_matches_torch_layers():
+    for size in range(11, 80):
+        conv = nn.Conv2d(1, 1, 11, stride=4, padding=2)
+        got = conv(torch.zeros(1, 1, size, size)).shape[-1]
+        assert conv_output_size(size, 11, 4, 2, ceil=False) == got
+        ceil = CeilConv2d(1, 1, 11, stride=4)
+        assert ceil.output_size(size) == ceil(torch.zeros(1, 1, size, size)).shape[-1]
+    for size in range(3, 60):
+        for kernel, stride, ceil_mode in ((3, 2, False), (3, 2, True), (2, 2, False)):
+            pool = nn.MaxPool2d(kernel, stride, ceil_mode=ceil_mode)
+            got = pool(torch.zeros(1, 1, size, size)).shape[-1]
+            assert pool_output_size(size, kernel, stride, 0, ceil_mode) == got
+
+
+def test_cuda_convnet_output_count_formula():
+    # SPEC 1: 1 + ceil((2 * pad + size - filter) / stride)
+    assert conv_output_size(224, 11, 4, 0, ceil=True) == 55
+    assert conv_output_size(224, 11, 4, 0, ceil=False) == 54
+    assert conv_output_size(227, 11, 4, 0, ceil=False) == 55
