@@ -1,0 +1,94 @@
+"""The named networks: the paper's and the ones people compare it with.
+
+Each is `AlexNet` with the settings that make it that network; `create_model` takes any
+field of `AlexNetConfig` as an option on top, for the paper's ablations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from alexnet.model import AlexNet, AlexNetConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    summary: str  # one line: what it is
+    differences: str  # how it differs from the paper's text
+    options: dict = field(default_factory=dict)  # AlexNetConfig fields it sets
+    input_size: int = 224  # the side of the crops it was made for
+
+
+VARIANTS: dict[str, Variant] = {
+    "alexnet2012": Variant(
+        "The paper's two-GPU network (default).",
+        "None: two towers, the paper's LRN (k=2, alpha not divided by n) within each tower, "
+        "3/2 max-pooling, dropout on fc6 and fc7 outputs, the paper's initialization; "
+        "224x224 input with the released code's edges (227x227 also accepted).",
+    ),
+    "alexnet2012_1gpu": Variant(
+        "The paper's one-GPU comparison net (section 6's two-tower claim).",
+        "One tower with half the kernels in conv1-conv4 (48-128-192-192-256); conv5 and the "
+        "FC layers not halved.",
+        dict(widths=(48, 128, 192, 192, 256), towers=1),
+    ),
+    "alexnet_owt": Variant(
+        "torchvision's alexnet: the single-tower net of 'One weird trick' (2014).",
+        "64-192-384-256-256 kernels in one tower, conv1 padded by 2, no LRN, dropout on fc6 "
+        "and fc7 inputs, adaptive 6x6 average pooling, PyTorch's default initialization.",
+        dict(
+            widths=(64, 192, 384, 256, 256),
+            towers=1,
+            lrn=False,
+            conv1_padding=2,
+            conv1_edges="floor",
+            dropout_placement="owt",
+            adaptive_pool=True,
+            init="torch",
+        ),
+    ),
+    "caffenet": Variant(
+        "Caffe's bvlc_reference_caffenet.",
+        "Pooling before LRN; Caffe's LRN (alpha divided by n, k=1) across both towers' maps; "
+        "227x227 input with floor arithmetic and pooling rounded up; Caffe's initialization "
+        "(std 0.005 in fc6/fc7, biases 0.1 where the paper has 1).",
+        dict(
+            lrn_convention="divided_by_n",
+            lrn_k=1.0,
+            lrn_across_towers=True,
+            norm_before_pool=False,
+            pool_ceil=True,
+            conv1_edges="floor",
+            init="caffe",
+        ),
+        input_size=227,
+    ),
+}
+
+DEFAULT_MODEL = "alexnet2012"
+
+
+def list_models() -> list[str]:
+    """Names accepted by `create_model`, the default first."""
+    return list(VARIANTS)
+
+
+def create_model(
+    name: str = DEFAULT_MODEL, num_classes: int = 1000, in_chans: int = 3, **options
+) -> AlexNet:
+    """A network by name, with any `AlexNetConfig` field as an option.
+
+    >>> model = create_model("alexnet2012", num_classes=10, lrn=False, pool_size=2)
+    """
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    known = AlexNetConfig.option_names()
+    for key in options:
+        if key not in known or key in ("num_classes", "in_chans"):
+            raise ValueError(
+                f"unknown option {key!r} for {name}; options are: "
+                + ", ".join(k for k in known if k not in ("num_classes", "in_chans"))
+            )
+    settings = {**VARIANTS[name].options, **options}
+    config = AlexNetConfig(num_classes=num_classes, in_chans=in_chans, **settings)
+    return AlexNet(config, name=name)
