@@ -6,6 +6,7 @@ module tree rebuilt below, layer for layer as torchvision/models/alexnet.py defi
 """
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,3 +98,15 @@ def test_from_torchvision_names_a_wrongly_shaped_key(torchvision_net):
     state["features.3.weight"] = torch.zeros(192, 32, 5, 5)
     with pytest.raises(ValueError, match=r"'conv2.weight' has shape \(192, 32, 5, 5\)"):
         from_torchvision(state)
+
+
+def test_readme_python_example_runs(monkeypatch, torchvision_net):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "from_torchvision(torch.load(" in example
+    # The example loads torchvision's weights file; serve a state dict of that layout.
+    monkeypatch.setattr(torch, "load", lambda path: torchvision_net.state_dict())
+    scope = {}
+    exec(example, scope)
+    assert scope["logits"].shape == (8, 1000) and scope["fc7"].shape == (8, 4096)
+    assert scope["owt"].name == "alexnet_owt"
