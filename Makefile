@@ -14,7 +14,6 @@ BIN := $(VENV)/bin
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"

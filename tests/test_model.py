@@ -356,6 +356,11 @@ def test_unknown_model_name_lists_the_available_ones():
         (dict(towers=3), "divisible by 3"),
         (dict(dropout=1.0), r"\[0, 1\)"),
         (dict(lrn_size=4), "odd"),
+        (dict(lrn_alpha="1e-4"), r"lrn_alpha must be float, got '1e-4' \(str\)"),
+        (dict(lrn=1), r"lrn must be bool, got 1 \(int\)"),
+        (dict(towers=True), "towers must be int, got True"),
+        (dict(num_classes=10.0), "num_classes must be int"),
+        (dict(remove_layer=3), "remove_layer must be str or None"),
     ],
 )
 def test_bad_options_name_what_was_expected(options, message):
@@ -371,12 +376,14 @@ def test_bad_options_name_what_was_expected(options, message):
         ((2, 3, 256, 256), "224 to 255 pixels.*224 as in the paper, 227 as in Caffe.*7x7"),
         ((2, 3, 32, 32), "224 to 255 pixels"),
         ((2, 3, 224, 200), "got 224x200"),
+        ((2, 3, 224, 224, "uint8"), "floating-point images.*torch.uint8.*x.float()"),
     ],
 )
 def test_wrong_input_raises_value_error_naming_what_was_expected(shape, message):
     model = create_model("alexnet2012").eval()
+    dtype = getattr(torch, shape[-1]) if isinstance(shape[-1], str) else torch.float32
     with pytest.raises(ValueError, match=message):
-        model(torch.zeros(shape))
+        model(torch.zeros([d for d in shape if isinstance(d, int)], dtype=dtype))
 
 
 def test_torchvision_net_takes_any_size_large_enough():

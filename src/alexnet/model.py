@@ -75,20 +75,21 @@ class AlexNetConfig:
     init: str = "paper"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(self.widths))  # lists from YAML or JSON
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("lrn_convention", self.lrn_convention, LRN_CONVENTIONS)
         _check_choice("conv1_edges", self.conv1_edges, CONV1_EDGES)
         _check_choice("dropout_placement", self.dropout_placement, DROPOUT_PLACEMENTS)
         _check_choice("remove_layer", self.remove_layer, (None, *REMOVABLE_LAYERS))
         _check_choice("init", self.init, INITS)
-        widths = tuple(self.widths)
-        object.__setattr__(self, "widths", widths)  # lists from YAML or JSON become tuples
+        widths = self.widths
         if len(widths) != 5 or any(not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(f"widths must be five positive integers (conv1..conv5), got {widths}")
         for name in ("num_classes", "in_chans", "fc_width", "towers", "pool_size", "pool_stride"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if any(w % self.towers for w in widths):
             raise ValueError(
                 f"widths {widths} must split evenly into {self.towers} towers: "
@@ -107,6 +108,22 @@ class AlexNetConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: The Python types a field's annotation admits (an int is a valid float; a bool is no int).
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_type(name: str, value: object, annotation: str) -> None:
+    kinds = annotation.replace(" ", "").split("|")
+    if "None" in kinds and value is None:
+        return
+    allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
+    if not allowed:
+        return  # tuples: checked where they are used
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        want = " or ".join(kinds)
+        raise ValueError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
 
 
 def _check_choice(name: str, value: object, choices: tuple) -> None:
@@ -250,6 +267,11 @@ class AlexNet(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         chans = self.config.in_chans
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{self.name} expects floating-point images (mean-subtracted pixel values), "
+                f"got {x.dtype}; convert with x.float()"
+            )
         if x.dim() != 4:
             raise ValueError(
                 f"{self.name} expects a batch of images shaped (N, {chans}, H, W), got a "
