@@ -110,3 +110,14 @@ def test_readme_python_example_runs(monkeypatch, torchvision_net):
     exec(example, scope)
     assert scope["logits"].shape == (8, 1000) and scope["fc7"].shape == (8, 4096)
     assert scope["owt"].name == "alexnet_owt"
+
+
+def test_from_torchvision_matches_the_real_torchvision():
+    # Skips where torchvision is not installed (here: it needs a CUDA build of torch).
+    models = pytest.importorskip("torchvision.models", reason="torchvision is not installed")
+    torch.manual_seed(0)
+    reference = models.alexnet(weights=None).eval()
+    model = from_torchvision(reference.state_dict()).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
