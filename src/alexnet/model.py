@@ -7,7 +7,7 @@ other settings. The defaults are the paper's text.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import partial
 
 import torch
@@ -106,9 +106,6 @@ class AlexNetConfig:
     def option_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 #: The Python types a field's annotation admits (an int is a valid float; a bool is no int).
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
@@ -152,11 +149,11 @@ class AlexNet(nn.Module):
         # The table of SPEC section 1, one layer a line.
         self.conv1 = conv1(c.in_chans, w1, 11, stride=4, padding=c.conv1_padding)  # image
         self.act1 = act()
-        self.norm1 = self._lrn(w1)
+        self.norm1 = self._lrn()
         self.pool1 = self._pool()
         self.conv2 = nn.Conv2d(w1, w2, 5, padding=2, groups=own)
         self.act2 = act()
-        self.norm2 = self._lrn(w2)
+        self.norm2 = self._lrn()
         self.pool2 = self._pool()
         maps = w2
         self.conv3 = self.act3 = None
@@ -186,7 +183,7 @@ class AlexNet(nn.Module):
         init_weights(self, c.init)
         self._input_sizes: tuple[int, int] | None = None
 
-    def _lrn(self, maps: int) -> nn.Module:
+    def _lrn(self) -> nn.Module:
         c = self.config
         if not c.lrn:
             return nn.Identity()
@@ -249,8 +246,10 @@ class AlexNet(nn.Module):
     def feature_map_size(self, size: int) -> int:
         """Side of the map before fc6 (before any adaptive pooling) for an input side of
         `size` pixels; 0 when the input is too small for some layer."""
-        spatial = (self.conv1, self.pool1, self.conv2, self.pool2, self.conv3, self.conv4)
-        for layer in (*spatial, self.conv5, self.pool5):
+        for layer in (
+            *(self.conv1, self.pool1, self.conv2, self.pool2),
+            *(self.conv3, self.conv4, self.conv5, self.pool5),
+        ):
             size = _layer_output_size(layer, size)
         return size
 
