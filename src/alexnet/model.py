@@ -298,8 +298,9 @@ class AlexNet(nn.Module):
         raise ValueError(f"{self.name} expects images of {want}, got {h}x{w}{detail}")
 
     def _accepts(self, size: int) -> bool:
-        got = self.feature_map_size(size)
-        return got >= 1 if self.avgpool is not None else got == FEATURE_MAP_SIZE
+        # The map only grows with the input, so the accepted sides form one range.
+        low, high = self.input_sizes()
+        return low <= size and (not high or size <= high)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As nn.Module's, but a mismatch is a ValueError naming the first offending key."""
