@@ -386,6 +386,23 @@ def test_wrong_input_raises_value_error_naming_what_was_expected(shape, message)
         model(torch.zeros([d for d in shape if isinstance(d, int)], dtype=dtype))
 
 
+@pytest.mark.parametrize(
+    "name, options",
+    [("alexnet2012", {}), ("caffenet", {}), ("alexnet2012", dict(pool_size=2, pool_stride=2))],
+)
+def test_accepted_input_range_equals_a_brute_force_scan(name, options):
+    with torch.device("meta"):
+        model = create_model(name, **options)
+    fits = [s for s in range(1, 1024) if model.feature_map_size(s) == 6]
+    assert model.input_sizes() == (fits[0], fits[-1])
+    assert fits == list(range(fits[0], fits[-1] + 1))
+
+
+def test_settings_that_no_input_size_fits_fail_at_construction():
+    with pytest.raises(ValueError, match="no input of up to 4095 pixels gives the 6x6 maps"):
+        create_model("alexnet2012", pool_size=8, pool_stride=8)
+
+
 def test_torchvision_net_takes_any_size_large_enough():
     model = create_model("alexnet_owt", num_classes=5).eval()
     assert model(torch.randn(1, 3, 300, 260)).shape == (1, 5)

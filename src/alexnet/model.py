@@ -27,6 +27,9 @@ LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 #: fc6 sees a 6x6 map of each conv5 kernel (SPEC 1: 9216 = 256x6x6).
 FEATURE_MAP_SIZE = 6
 
+#: Input sides are searched below this many pixels for the range a model accepts.
+MAX_INPUT_SIZE = 4096
+
 ACTIVATIONS = ("relu", "tanh")
 CONV1_EDGES = ("released", "floor")
 DROPOUT_PLACEMENTS = ("paper", "owt")
@@ -182,6 +185,11 @@ class AlexNet(nn.Module):
 
         init_weights(self, c.init)
         self._input_sizes: tuple[int, int] | None = None
+        if self.input_sizes()[0] == 0:
+            raise ValueError(
+                f"with these settings no input of up to {MAX_INPUT_SIZE - 1} pixels gives the "
+                f"{FEATURE_MAP_SIZE}x{FEATURE_MAP_SIZE} maps fc6 takes: {c}"
+            )
 
     def _lrn(self) -> nn.Module:
         c = self.config
@@ -254,14 +262,22 @@ class AlexNet(nn.Module):
         return size
 
     def input_sizes(self) -> tuple[int, int]:
-        """The smallest and largest input sides this model accepts (largest 0: no bound)."""
+        """The smallest and largest input sides this model accepts (largest 0: no bound;
+        (0, 0): none below MAX_INPUT_SIZE)."""
         if self._input_sizes is None:
-            if self.avgpool is not None:
-                low = next(s for s in range(1, 4096) if self.feature_map_size(s) >= 1)
-                self._input_sizes = (low, 0)
-            else:
-                ok = [s for s in range(1, 1024) if self.feature_map_size(s) == FEATURE_MAP_SIZE]
-                self._input_sizes = (ok[0], ok[-1]) if ok else (0, 0)
+            # Each layer's output grows by at most 1 per input pixel, so the map size passes
+            # through every value and the sides that give 6x6 form one range.
+            low = high = 0
+            for side in range(1, MAX_INPUT_SIZE):
+                got = self.feature_map_size(side)
+                if self.avgpool is not None and got >= 1:
+                    low = side
+                    break
+                if got == FEATURE_MAP_SIZE:
+                    low, high = low or side, side
+                elif got > FEATURE_MAP_SIZE:
+                    break
+            self._input_sizes = (low, 0 if self.avgpool is not None else high)
         return self._input_sizes
 
     def _check_input(self, x: torch.Tensor) -> None:
