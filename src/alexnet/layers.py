@@ -154,7 +154,5 @@ class CeilConv2d(nn.Conv2d):
     def _extra(self, size: int, axis: int) -> int:
         """Zeros to add past the far edge so that floor arithmetic gives the ceil count."""
         k, s, p = self.kernel_size[axis], self.stride[axis], self.padding[axis]
-        span = size + 2 * p - k
-        if span < 0:
-            return 0
-        return (-span) % s
+        out = conv_output_size(size, k, s, p, ceil=True)
+        return max(0, (out - 1) * s + k - (size + 2 * p))

@@ -82,13 +82,10 @@ def create_model(
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    known = AlexNetConfig.option_names()
+    known = [k for k in AlexNetConfig.option_names() if k not in ("num_classes", "in_chans")]
     for key in options:
-        if key not in known or key in ("num_classes", "in_chans"):
-            raise ValueError(
-                f"unknown option {key!r} for {name}; options are: "
-                + ", ".join(k for k in known if k not in ("num_classes", "in_chans"))
-            )
+        if key not in known:
+            raise ValueError(f"unknown option {key!r} for {name}; options are: {', '.join(known)}")
     settings = {**VARIANTS[name].options, **options}
     config = AlexNetConfig(num_classes=num_classes, in_chans=in_chans, **settings)
     return AlexNet(config, name=name)
