@@ -6,6 +6,7 @@ import argparse
 import ast
 import json
 import sys
+from pathlib import Path
 
 from alexnet.registry import DEFAULT_MODEL, VARIANTS, list_models
 
@@ -45,6 +46,85 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{name}\n    {variant.summary}\n    differences: {variant.differences}")
 
 
+def _data_prepare(args: argparse.Namespace) -> None:
+    import logging
+    import shlex
+
+    from alexnet.data.prepare import Settings, prepare
+
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")
+    settings = Settings(
+        source=args.source,
+        src=str(Path(args.src).resolve()) if args.src else None,
+        size=None
+        if args.size == "native"
+        else int(args.size)
+        if args.size
+        else _default_size(args),
+        filter=args.filter,
+        draft=not args.no_draft,
+        max_pixels=args.max_pixels,
+    )
+    download_to = Path(args.out) / "download" if args.download else None
+    command = "alexnet " + shlex.join(sys.argv[1:]) if argv_is_cli() else None
+    try:
+        report = prepare(
+            settings,
+            args.out,
+            workers=args.workers,
+            strict=args.strict,
+            overwrite=args.overwrite,
+            download_to=download_to,
+            command=command,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the work done so far is kept in {args.out}; run the same command "
+            "again to continue",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    counts = ", ".join(f"{n:,} {split}" for split, n in report.counts.items())
+    state = "already prepared" if report.already_done else f"prepared in {report.seconds:.0f} s"
+    print(f"{report.store}: {state}: {counts} images, {len(report.quarantined)} quarantined")
+    if report.quarantined:
+        print(f"  skipped files and reasons: {report.store / 'quarantine.jsonl'}")
+        for entry in report.quarantined[:5]:
+            print(f"  {entry['split']}: {entry['file']}: {entry['reason']}")
+
+
+def _default_size(args: argparse.Namespace) -> int | None:
+    """256 for photographs; small-image datasets keep their native size."""
+    return None if args.source in ("fashion-mnist", "cifar10", "tiny-imagenet") else 256
+
+
+def argv_is_cli() -> bool:
+    return Path(sys.argv[0]).name in ("alexnet", "__main__.py")
+
+
+def _data_show(args: argparse.Namespace) -> None:
+    from alexnet.data.show import show
+
+    info = show(args.store, args.out, args.split)
+    if args.json:
+        print(json.dumps({k: v for k, v in info.items() if k != "text"}, indent=2))
+    else:
+        print(info["text"])
+        print("  pictures: " + ", ".join(info["pictures"]))
+
+
+def _bench_data(args: argparse.Namespace) -> None:
+    from alexnet.bench import bench_data
+
+    result = bench_data(photos=args.photos, images=args.images, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(result["table"])
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alexnet",
@@ -78,6 +158,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--json", action="store_true", help="print JSON")
     summary.set_defaults(run=_summary)
+
+    data = commands.add_parser("data", help="prepare datasets into stores and look at them")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    prep = data_commands.add_parser(
+        "prepare",
+        help="decode a dataset into a store: 256x256 pixels, labels, mean image, RGB PCA",
+        description="Decode, rescale the shorter side, take the central square, store uint8 "
+        "pixels. Safe to interrupt: run the same command again to continue.",
+    )
+    from alexnet.data.images import DEFAULT_FILTER, DEFAULT_MAX_PIXELS, FILTERS
+    from alexnet.data.sources import SOURCES
+
+    prep.add_argument("--source", required=True, choices=SOURCES)
+    prep.add_argument(
+        "--src", help="the dataset as you have it (archive or folder; optional for fashion-mnist)"
+    )
+    prep.add_argument("--out", required=True, help="folder for the store")
+    prep.add_argument(
+        "--size",
+        help="stored side: 256 for photographs, 'native' for the small datasets (default)",
+    )
+    prep.add_argument("--filter", default=DEFAULT_FILTER, choices=sorted(FILTERS))
+    prep.add_argument(
+        "--no-draft", action="store_true", help="always decode JPEGs at full size before resizing"
+    )
+    prep.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="larger images are refused as decompression bombs (default: %(default)s)",
+    )
+    prep.add_argument("--workers", type=int, help="processes (default: the cores given)")
+    prep.add_argument("--strict", action="store_true", help="stop at the first bad file")
+    prep.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    prep.add_argument(
+        "--download",
+        action="store_true",
+        help="fashion-mnist: download the official release when no local copy is found",
+    )
+    prep.set_defaults(run=_data_prepare)
+
+    show = data_commands.add_parser("show", help="counts, classes, sample grid, mean and PCA")
+    show.add_argument("store")
+    show.add_argument("--out", help="folder for the pictures (default: STORE/show)")
+    show.add_argument("--split", default="train")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=_data_show)
+
+    bench = commands.add_parser("bench", help="measure speed on this machine")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    bench_data = bench_commands.add_parser(
+        "data", help="views from a store, and prepare's decoding, per core"
+    )
+    bench_data.add_argument(
+        "--photos",
+        help="a folder of ImageNet-sized JPEGs for the decoding benchmark (default: made from "
+        "scikit-image's sample photographs when it is installed)",
+    )
+    bench_data.add_argument("--images", type=int, default=2048, help="views per measurement")
+    bench_data.add_argument("--repeats", type=int, default=5)
+    bench_data.add_argument("--json", action="store_true")
+    bench_data.add_argument("--output", help="also write the JSON here")
+    bench_data.set_defaults(run=_bench_data)
     return parser
 
 
