@@ -1,0 +1,230 @@
+"""Image files and dataset layouts made on the fly for the data tests."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def photo(seed: int, size=(96, 72)) -> Image.Image:
+    """A smooth colour image (JPEG-friendly), different for each seed."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width]
+    channels = [
+        127
+        + 100 * np.sin(x / rng.uniform(5, 20) + rng.uniform(0, 6)) * np.cos(y / rng.uniform(5, 20))
+        for _ in range(3)
+    ]
+    return Image.fromarray(np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8))
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def every_mode(seed: int = 0) -> dict[str, bytes]:
+    """One file per image mode a dataset may hold, keyed by a description."""
+    base = photo(seed)
+    rgba = base.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(base.size))
+    sixteen = Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 257)  # I;16
+    return {
+        "rgb.jpg": encode(base),
+        "cmyk.jpg": encode(base.convert("CMYK")),
+        "gray.jpg": encode(base.convert("L")),
+        "palette.png": encode(base.convert("P"), "PNG"),
+        "palette-transparent.gif": encode(base.convert("P"), "GIF", transparency=0),
+        "rgba.png": encode(rgba, "PNG"),
+        "gray-alpha.png": encode(rgba.convert("LA"), "PNG"),
+        "gray16.png": encode(sixteen, "PNG"),
+        "bilevel.png": encode(base.convert("1"), "PNG"),
+        "png-named.JPEG": encode(base, "PNG"),
+        "bmp.bmp": encode(base, "BMP"),
+    }
+
+
+def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A tiny PNG whose header claims width x height pixels."""
+    data = encode(Image.new("L", (8, 8)), "PNG")
+    ihdr = struct.pack(">II", width, height) + data[24:29]
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return data[:16] + ihdr + crc + data[33:]
+
+
+def bad_files() -> dict[str, tuple[bytes, str]]:
+    """name -> (bytes, a word the quarantine reason must contain)."""
+    good = encode(photo(99))
+    png = encode(photo(98), "PNG")
+    corrupt = bytearray(png)
+    corrupt[60:400] = bytes(340)  # inside the compressed data: zlib fails
+    return {
+        "empty.jpg": (b"", "empty"),
+        "notes.txt": (b"these are not pixels\n", "not an image"),
+        "truncated.jpg": (good[: len(good) // 2], "truncated"),
+        "corrupt.png": (bytes(corrupt), "corrupt"),
+        "bomb.png": (bomb_png(), "bomb"),
+    }
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def image_folder(root: Path, classes=("cat", "dog", "fox"), per_class=4, val=2, bad=True):
+    """root/<class>/*.jpg plus root/val/<class>/*.jpg, the bad files in the first class."""
+    for c, name in enumerate(classes):
+        for k in range(per_class):
+            write(root / name / f"{k}.jpg", encode(photo(100 * c + k, (80 + 8 * k, 64))))
+        for k in range(val):
+            write(root / "val" / name / f"v{k}.jpg", encode(photo(1000 + 100 * c + k)))
+    if bad:
+        for name, (data, _) in bad_files().items():
+            write(root / classes[0] / name, data)
+    write(root / classes[1] / ".DS_Store", b"hidden files are ignored")
+    return root
+
+
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def imagenet(root: Path, as_tars: bool = True) -> dict:
+    """ILSVRC-2012 in miniature: 3 classes whose ILSVRC2012_IDs are NOT in sorted-wnid order,
+    a CMYK JPEG and a PNG named .JPEG in the training set, and the devkit."""
+    import scipy.io
+
+    wnids = ["n02000003", "n01000001", "n03000002"]  # ILSVRC2012_ID 1, 2, 3
+    words = ["third sorted", "first sorted", "last sorted"]
+    root.mkdir(parents=True, exist_ok=True)
+    synsets = np.zeros(
+        4,
+        dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")],
+    )
+    for i, (w, name) in enumerate(zip(wnids, words, strict=True)):
+        synsets[i] = (i + 1, w, name, 0)
+    synsets[3] = (1001, "n09999999", "an inner node", 3)  # not a class
+    meta = io.BytesIO()
+    scipy.io.savemat(meta, {"synsets": synsets})
+    # val image k (1-based) has ILSVRC2012_ID truth[k-1]
+    truth = [3, 1, 2, 2, 1, 3]
+    devkit = root / "ILSVRC2012_devkit_t12.tar.gz"
+    with tarfile.open(devkit, "w:gz") as tar:
+        _tar_add(tar, "ILSVRC2012_devkit_t12/data/meta.mat", meta.getvalue())
+        _tar_add(
+            tar,
+            "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
+            "".join(f"{t}\n" for t in truth).encode(),
+        )
+    train = {}
+    for c, wnid in enumerate(wnids):
+        files = {f"{wnid}_{k}.JPEG": encode(photo(10 * c + k, (120, 90))) for k in range(3)}
+        train[wnid] = files
+    train[wnids[0]][f"{wnids[0]}_cmyk.JPEG"] = encode(photo(77, (90, 120)).convert("CMYK"))
+    train[wnids[1]][f"{wnids[1]}_png.JPEG"] = encode(photo(78), "PNG")
+    val = {
+        f"ILSVRC2012_val_{k:08d}.JPEG": encode(photo(500 + k, (100, 140)))
+        for k in range(1, len(truth) + 1)
+    }
+    if as_tars:
+        with tarfile.open(root / "ILSVRC2012_img_train.tar", "w") as outer:
+            for wnid, files in train.items():
+                inner = io.BytesIO()
+                with tarfile.open(fileobj=inner, mode="w") as tar:
+                    for name, data in files.items():
+                        _tar_add(tar, name, data)
+                _tar_add(outer, f"{wnid}.tar", inner.getvalue())
+        with tarfile.open(root / "ILSVRC2012_img_val.tar", "w") as tar:
+            for name, data in val.items():
+                _tar_add(tar, name, data)
+    else:
+        for wnid, files in train.items():
+            for name, data in files.items():
+                write(root / "train" / wnid / name, data)
+        for name, data in val.items():
+            write(root / "val" / name, data)
+    sorted_wnids = sorted(wnids)
+    return {
+        "wnids": sorted_wnids,
+        "names": [words[wnids.index(w)] for w in sorted_wnids],
+        "val_labels": [sorted_wnids.index(wnids[t - 1]) for t in truth],
+        "train_counts": {w: len(f) for w, f in train.items()},
+    }
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def fashion_mnist(root: Path, train=12, test=5, gz=True) -> dict:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for stem, count in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=count).astype(np.uint8)
+        arrays[stem] = (images, labels)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            data = idx_bytes(array)
+            name = f"{stem}-{kind}-ubyte"
+            write(root / (name + ".gz" if gz else name), gzip.compress(data) if gz else data)
+    return arrays
+
+
+def cifar10(root: Path, per_batch=4, as_tar=True) -> dict:
+    rng = np.random.default_rng(1)
+    blobs, arrays = {}, {}
+    for name in [*[f"data_batch_{i}" for i in range(1, 6)], "test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = [int(x) for x in rng.integers(0, 10, size=per_batch)]
+        blobs[name] = pickle.dumps({"data": data, "labels": labels})
+        arrays[name] = (data, labels)
+    names = ["airplane", "automobile", "bird", "cat", "deer"]
+    names += ["dog", "frog", "horse", "ship", "truck"]
+    blobs["batches.meta"] = pickle.dumps({"label_names": names})
+    if as_tar:
+        path = root / "cifar-10-python.tar.gz"
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path, "w:gz") as tar:
+            for name, data in blobs.items():
+                _tar_add(tar, f"cifar-10-batches-py/{name}", data)
+    else:
+        for name, data in blobs.items():
+            write(root / "cifar-10-batches-py" / name, data)
+    return arrays
+
+
+def tiny_imagenet_zip(path: Path, wnids=("n02000002", "n01000001"), per_class=3) -> Path:
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        top = "tiny-imagenet-200/"
+        archive.writestr(top + "wnids.txt", "\n".join(wnids) + "\n")
+        archive.writestr(top + "words.txt", "".join(f"{w}\tthing {w}\n" for w in wnids))
+        for c, wnid in enumerate(wnids):
+            for k in range(per_class):
+                image = photo(10 * c + k, (64, 64))
+                if k == 0:
+                    image = image.convert("L")
+                archive.writestr(f"{top}train/{wnid}/images/{wnid}_{k}.JPEG", encode(image))
+        lines = []
+        for k in range(4):
+            archive.writestr(f"{top}val/images/val_{k}.JPEG", encode(photo(70 + k, (64, 64))))
+            lines.append(f"val_{k}.JPEG\t{wnids[k % 2]}\t0\t0\t10\t10\n")
+        archive.writestr(top + "val/val_annotations.txt", "".join(lines))
+    return path

@@ -1,0 +1,270 @@
+"""The paper's training and test views against naive references, and their determinism."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alexnet.data.augment import (
+    LIGHTING,
+    Crop,
+    PCALighting,
+    RandomCrop,
+    center_crop,
+    render,
+    sample_rng,
+    ten_crops,
+)
+from alexnet.data.dataset import StoreDataset, make_loader
+from alexnet.data.prepare import Settings, prepare_listing
+from alexnet.data.sources import Listing, _array_split
+from alexnet.data.store import Store
+
+
+class Silent:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def make_store(path, count=24, side=256, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, side, side, channels), dtype=np.uint8)
+    labels = np.arange(count) % 3
+    listing = Listing(
+        "test",
+        ["a", "b", "c"],
+        ["a", "b", "c"],
+        {"train": _array_split(labels, "t"), "val": _array_split(labels[:6], "v")},
+        channels=channels,
+        native_size=side,
+        arrays={"train": images, "val": images[:6]},
+    )
+    prepare_listing(listing, Settings("test", None, None), path, progress=Silent)
+    return Store(path), images
+
+
+def naive_view(image, mean, crop, size, shift):
+    """The paper's operations one at a time, in float64."""
+    image, mean = image.astype(np.float64), mean.astype(np.float64)
+    if crop.flip:
+        image, mean = image[:, ::-1], mean[:, ::-1]
+        left = image.shape[1] - size - crop.left  # the same patch, seen in the mirror
+    else:
+        left = crop.left
+    patch = image[crop.top : crop.top + size, left : left + size]
+    patch = patch - mean[crop.top : crop.top + size, left : left + size] + shift
+    return patch.transpose(2, 0, 1)
+
+
+def test_ten_crop_coordinates_match_the_hand_table():
+    assert [(c.top, c.left, c.flip) for c in ten_crops(224, 256)] == [
+        (0, 0, False),
+        (0, 32, False),
+        (32, 0, False),
+        (32, 32, False),
+        (16, 16, False),
+        (0, 0, True),
+        (0, 32, True),
+        (32, 0, True),
+        (32, 32, True),
+        (16, 16, True),
+    ]
+    assert [(c.top, c.left) for c in ten_crops(227, 256)[:5]] == [
+        (0, 0),
+        (0, 29),
+        (29, 0),
+        (29, 29),
+        (14, 14),
+    ]
+    assert center_crop(224, 256) == Crop(16, 16, False)
+
+
+def test_a_flipped_crop_is_the_crop_of_the_flipped_image():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(1, 40, 40, 3), dtype=np.uint8)
+    flipped_image = np.ascontiguousarray(image[:, :, ::-1])
+    for top, left in [(0, 0), (3, 7), (8, 8)]:
+        a = render(image, [0], [Crop(top, left, True)], 32)
+        # in the mirrored image the same patch starts at 40 - 32 - left
+        b = render(flipped_image, [0], [Crop(top, 40 - 32 - left, False)], 32)
+        assert np.array_equal(a, b)
+        assert np.array_equal(a[..., ::-1], render(image, [0], [Crop(top, left, False)], 32))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_render_equals_the_naive_operations(channels, channels_last):
+    rng = np.random.default_rng(2)
+    source = rng.integers(0, 256, size=(5, 48, 48, channels), dtype=np.uint8)
+    mean = rng.uniform(0, 255, size=(48, 48, channels)).astype(np.float32)
+    crops = [Crop(int(rng.integers(0, 9)), int(rng.integers(0, 9)), bool(k % 2)) for k in range(7)]
+    index = rng.integers(0, 5, size=7)
+    shift = rng.normal(0, 10, size=(7, channels)).astype(np.float32)
+    out = render(source, index, crops, 40, mean, shift, channels_last)
+    if channels_last:
+        out = out.transpose(0, 3, 1, 2)
+    for k in range(7):
+        expected = naive_view(source[index[k]], mean, crops[k], 40, shift[k])
+        assert np.allclose(out[k], expected, atol=1e-4)
+
+
+def test_upscaled_views_equal_torch_interpolation_then_crop():
+    rng = np.random.default_rng(3)
+    source = rng.integers(0, 256, size=(3, 28, 28, 1), dtype=np.uint8)
+    crops = [Crop(0, 0, False), Crop(32, 5, True), Crop(17, 32, False)]
+    out = render(source, [0, 1, 2], crops, 224, view_size=256)
+    big = F.interpolate(
+        torch.from_numpy(source).permute(0, 3, 1, 2).double(),
+        size=256,
+        mode="bilinear",
+        align_corners=False,
+    ).numpy()
+    for k, crop in enumerate(crops):
+        patch = big[k, :, crop.top : crop.top + 224, crop.left : crop.left + 224]
+        expected = patch[..., ::-1] if crop.flip else patch
+        assert np.allclose(out[k], expected, atol=1e-3)
+
+
+def test_crops_outside_the_image_are_refused():
+    with pytest.raises(ValueError, match="does not fit"):
+        render(np.zeros((1, 256, 256, 3), np.uint8), [0], [Crop(33, 0, False)], 224)
+
+
+def test_random_crops_cover_every_position_uniformly():
+    crop, rng = RandomCrop(224, 256), np.random.default_rng(4)
+    draws = [crop.draw(rng) for _ in range(20_000)]
+    tops = np.bincount([d.top for d in draws], minlength=33)
+    assert len(tops) == 33 and tops.min() > 0.6 * 20_000 / 33
+    assert abs(np.mean([d.flip for d in draws]) - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("scale", sorted(LIGHTING))
+def test_pca_lighting_adds_the_papers_sum(scale):
+    values = np.array([13_166.0, 1_251.0, 283.0])
+    vectors = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]
+    lighting = PCALighting(values, vectors, scale=scale)
+    alphas = np.array([[0.1, -0.2, 0.05]])
+    step = {"released": np.sqrt(values), "literal": values, "fbresnet": values / 255}[scale]
+    expected = sum(vectors[:, i] * alphas[0, i] * step[i] for i in range(3))
+    assert np.allclose(lighting.shift(alphas)[0], expected)
+
+
+def test_lighting_draws_have_the_papers_spread():
+    lighting = PCALighting(np.ones(3), np.eye(3))
+    rng = np.random.default_rng(6)
+    draws = np.array([lighting.draw(rng) for _ in range(20_000)])
+    assert np.allclose(draws.std(axis=0), 0.1, rtol=0.03)
+    assert np.allclose(draws.mean(axis=0), 0.0, atol=0.003)
+
+
+def test_training_views_use_the_drawn_numbers(tmp_path):
+    store, images = make_store(tmp_path / "s")
+    dataset = StoreDataset(store, "train", seed=7)
+    dataset.set_epoch(3)
+    batch, labels = dataset.__getitems__([4, 9])
+    lighting = PCALighting(store.stats.eigenvalues, store.stats.eigenvectors)
+    mean = store.stats.mean_image
+    for k, index in enumerate([4, 9]):
+        rng = sample_rng(7, 3, index)
+        crop = RandomCrop(224, 256).draw(rng)
+        shift = lighting.shift(lighting.draw(rng)[None])[0]
+        assert np.allclose(
+            batch[k].numpy(), naive_view(images[index], mean, crop, 224, shift), atol=1e-3
+        )
+    assert labels.tolist() == [4 % 3, 9 % 3]
+
+
+def test_views_depend_on_seed_epoch_and_index_only(tmp_path):
+    store, _ = make_store(tmp_path / "s")
+    dataset = StoreDataset(store, "train", seed=1)
+    together, _ = dataset.__getitems__([2, 5, 11])
+    alone, _ = dataset.__getitems__([11])
+    assert torch.equal(together[2], alone[0])
+    again = StoreDataset(store, "train", seed=1).__getitems__([2, 5, 11])[0]
+    assert torch.equal(together, again)
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset.__getitems__([2])[0][0], together[0])
+    other_seed = StoreDataset(store, "train", seed=2).__getitems__([2])[0]
+    assert not torch.equal(other_seed[0], together[0])
+
+
+def test_distributed_ranks_see_what_one_process_sees(tmp_path):
+    store, _ = make_store(tmp_path / "s")
+    single = StoreDataset(store, "train", seed=3)
+    single.set_epoch(2)
+    reference = {}
+    for images, labels in make_loader(single, batch_size=24):
+        reference = {i: images[i] for i in range(len(labels))}
+    seen = {}
+    for rank in range(2):
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            range(24), num_replicas=2, rank=rank, shuffle=True, seed=3
+        )
+        sampler.set_epoch(2)
+        dataset = StoreDataset(store, "train", seed=3)
+        dataset.set_epoch(2)
+        indices = list(sampler)
+        loader = make_loader(dataset, batch_size=5, sampler=sampler, num_workers=2 * rank)
+        position = 0
+        for images, _ in loader:
+            for image in images:
+                seen[indices[position]] = image
+                position += 1
+    assert sorted(seen) == list(range(24))
+    assert all(torch.equal(seen[i], reference[i]) for i in range(24))
+
+
+def test_ten_crop_and_center_test_views(tmp_path):
+    store, images = make_store(tmp_path / "s")
+    ten = StoreDataset(store, "val", views="ten-crop")
+    batch, _ = ten.__getitems__([1])
+    assert batch.shape == (1, 10, 3, 224, 224)
+    mean = store.stats.mean_image
+    for j, crop in enumerate(ten_crops(224, 256)):
+        assert np.allclose(
+            batch[0, j].numpy(), naive_view(images[1], mean, crop, 224, 0), atol=1e-3
+        )
+    center = StoreDataset(store, "val", views="center").__getitems__([1])[0]
+    assert torch.equal(center[0], batch[0, 4])
+
+
+def test_channels_last_batches_hold_the_same_values(tmp_path):
+    store, _ = make_store(tmp_path / "s")
+    plain = StoreDataset(store, "train").__getitems__([0, 1])[0]
+    last = StoreDataset(store, "train", channels_last=True).__getitems__([0, 1])[0]
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(plain, last)
+
+
+def test_small_stores_are_upscaled_to_the_view_size(tmp_path):
+    store, images = make_store(tmp_path / "s", side=28, channels=1)
+    assert store.view_size == 256
+    batch, _ = StoreDataset(store, "val", views="center", subtract_mean=False).__getitems__([0])
+    big = F.interpolate(
+        torch.from_numpy(images[:1]).permute(0, 3, 1, 2).float(),
+        size=256,
+        mode="bilinear",
+        align_corners=False,
+    )
+    assert torch.allclose(batch, big[..., 16:240, 16:240], atol=1e-3)
+
+
+def test_bad_view_options_are_refused(tmp_path):
+    store, _ = make_store(tmp_path / "s")
+    with pytest.raises(ValueError, match="views must be"):
+        StoreDataset(store, views="five-crop")
+    with pytest.raises(ValueError, match="lighting must be"):
+        StoreDataset(store, lighting="paper")
+    with pytest.raises(ValueError, match="at most the view size"):
+        StoreDataset(store, crop_size=300)
+    with pytest.raises(IndexError):
+        StoreDataset(store).__getitems__([24])
