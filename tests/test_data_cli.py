@@ -77,3 +77,17 @@ def test_view_benchmark_reports_rates(tmp_path):
         }
     )
     assert "random crop + flip + PCA lighting" in text and np.isfinite(rate["median"])
+
+
+def test_readme_data_example_runs(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    example = next(b for b in blocks if "StoreDataset" in b)
+    monkeypatch.chdir(tmp_path)
+    make_store(Path("stores/tiny"), count=130)
+    scope = {}
+    exec(example, scope)
+    assert scope["images"].shape == (128, 3, 224, 224) and scope["labels"].shape == (128,)
+    assert scope["val"][0][0].shape == (10, 3, 224, 224)

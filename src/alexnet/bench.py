@@ -230,28 +230,33 @@ def bench_data(
 
 def table(result: dict) -> str:
     m = result["machine"]
+    width = 70
     lines = [
         f"alexnet bench data on {m['cpu']} ({m['cores_given']} cores given), torch {m['torch']}",
         "",
-        f"{'measurement':58} {'median':>9} {'min':>9} {'max':>9}",
+        f"{'measurement (images/s)':{width}} {'median':>7} {'min':>7} {'max':>7}",
     ]
 
-    def row(name, rate, unit="img/s"):
+    def row(name, rate):
         lines.append(
-            f"{name:58} {rate['median']:9,.0f} {rate['min']:9,.0f} {rate['max']:9,.0f}  {unit}"
+            f"{name:{width}} {rate['median']:7,.0f} {rate['min']:7,.0f} {rate['max']:7,.0f}"
         )
 
     for entry in result["views_one_core"].values():
         row(f"views, 1 core: {entry['what']}", entry["images_per_s"])
     decode = result["decode_one_core"]
-    what = f"{decode['photos']} JPEGs ~{decode['mean_side'][0]:.0f}x{decode['mean_side'][1]:.0f}"
-    row(f"decode to 256, 1 core, Pillow: {what}", decode["pillow"])
+    side = decode["mean_side"]
+    lines.append(f"decoding: {decode['photos']} JPEGs, mean {side[0]:.0f}x{side[1]:.0f} pixels")
+    row(
+        "decode to 256, 1 core, Pillow (draft JPEG scaling, antialiased bilinear)", decode["pillow"]
+    )
     row("decode to 256, 1 core, Pillow without draft", decode["pillow_no_draft"])
     if "opencv" in decode:
         row("decode to 256, 1 core, OpenCV (for comparison)", decode["opencv"])
     p = result["prepare"]
+    name = f"prepare, {p['workers']} workers, {p['images']} images, whole command"
     lines.append(
-        f"{'prepare, ' + str(p['workers']) + ' workers, ' + str(p['images']) + ' images':58} "
-        f"{p['images_per_s']:9,.0f}  img/s ({p['images_per_s_per_worker']:,.0f} per worker)"
+        f"{name:{width}} {p['images_per_s']:7,.0f}"
+        f"  ({p['images_per_s_per_worker']:,.0f} per worker)"
     )
     return "\n".join(lines)
