@@ -3,11 +3,12 @@
 import json
 
 import numpy as np
-from fixtures import image_folder
-from test_data_views import make_store
 
 from alexnet.bench import bench_views, table
 from alexnet.cli import main
+
+from fixtures import image_folder
+from test_data_views import make_store
 
 
 def test_prepare_then_show(tmp_path, capsys):

@@ -4,10 +4,11 @@ import io
 
 import numpy as np
 import pytest
-from fixtures import bad_files, encode, every_mode, photo
 from PIL import Image
 
 from alexnet.data.images import BadImage, decode
+
+from fixtures import bad_files, encode, every_mode, photo
 
 
 @pytest.mark.parametrize("name", sorted(every_mode()))

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import bad_files, cifar10, fashion_mnist, image_folder, imagenet, tiny_imagenet_zip
 
 import alexnet.data.prepare as prepare_module
 from alexnet.data.images import decode
 from alexnet.data.prepare import PrepareError, Settings, prepare
 from alexnet.data.sources import SourceError
 from alexnet.data.store import Store, StoreError
+
+from fixtures import bad_files, cifar10, fashion_mnist, image_folder, imagenet, tiny_imagenet_zip
 
 SHARED_TINY = Path(__file__).resolve().parents[2] / "shared/data/tiny-imagenet-200.zip"
 
