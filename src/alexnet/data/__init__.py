@@ -1,0 +1,10 @@
+"""Datasets as the paper prepares them (SPEC 2): stores, statistics, augmentations.
+
+`alexnet.data.prepare.prepare` makes a store; `Store` reads one; `StoreDataset` gives the
+paper's training and test views of it.
+"""
+
+from alexnet.data.dataset import StoreDataset, make_loader
+from alexnet.data.store import Store, StoreError, open_store
+
+__all__ = ["Store", "StoreDataset", "StoreError", "make_loader", "open_store"]

@@ -1,0 +1,156 @@
+"""A store as a PyTorch dataset: the paper's training views and test views, in batches.
+
+Batches are made whole by `__getitems__` (one compiled pass per image, no per-sample
+collate). Augmentation is a function of (seed, epoch, image index) only, so results do not
+depend on the sampler, the number of workers or ranks, or where a resumed run restarted.
+Call `set_epoch` each epoch, as with DistributedSampler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alexnet.data.augment import (
+    CROP_SIZE,
+    DEFAULT_LIGHTING,
+    LIGHTING,
+    LIGHTING_STD,
+    PCALighting,
+    RandomCrop,
+    center_crop,
+    render,
+    upscale,
+    sample_rng,
+    ten_crops,
+)
+from alexnet.data.store import Store
+
+VIEWS = ("random", "center", "ten-crop")
+
+
+class StoreDataset(torch.utils.data.Dataset):
+    """Views of one split of a store.
+
+    views: "random" (training: random crop + reflection + PCA lighting), "center", or
+    "ten-crop" (items are (10, C, h, w): corners, center, and their reflections).
+    lighting: one of augment.LIGHTING, or "none". Mean subtraction uses the training split's
+    mean image. Small stored images (Fashion-MNIST, CIFAR-10, Tiny ImageNet) are upscaled
+    bilinearly to the store's view size (256) before cropping.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | Path,
+        split: str = "train",
+        views: str = "random",
+        crop_size: int = CROP_SIZE,
+        lighting: str = DEFAULT_LIGHTING,
+        lighting_std: float = LIGHTING_STD,
+        subtract_mean: bool = True,
+        seed: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+        if views not in VIEWS:
+            raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
+        if lighting != "none" and lighting not in LIGHTING:
+            raise ValueError(f"lighting must be one of {', '.join(LIGHTING)} or none")
+        view_size = self.store.view_size
+        if not 0 < crop_size <= view_size:
+            raise ValueError(f"crop size {crop_size} must be at most the view size {view_size}")
+        self.split = self.store.split(split)
+        self.views, self.crop_size, self.seed, self.epoch = views, crop_size, seed, 0
+        self.channels_last = channels_last
+        self.random_crop = RandomCrop(crop_size, view_size)
+        stats = self.store.stats
+        self.lighting = (
+            PCALighting(stats.eigenvalues, stats.eigenvectors, lighting_std, lighting)
+            if lighting != "none" and views == "random"
+            else None
+        )
+        # the mean image at the view size: upscaling is linear, so the upscaled mean is the
+        # mean of the upscaled images
+        mean = upscale(stats.mean_image[None], view_size)[0].astype(np.float32)
+        self.mean = mean if subtract_mean else np.zeros_like(mean)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int):
+        images, labels = self.__getitems__([index])
+        return images[0], labels[0]
+
+    def __getitems__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"index out of range for a split of {len(self)} images")
+        labels = torch.from_numpy(self.split.labels[indices])
+        source, rows, view_size = self.split.images, indices, self.store.view_size
+        if self.views == "random":
+            crops, shifts = [], []
+            for index in indices:
+                rng = sample_rng(self.seed, self.epoch, int(index))
+                crops.append(self.random_crop.draw(rng))
+                if self.lighting is not None:
+                    shifts.append(self.lighting.draw(rng))
+            shift = self.lighting.shift(np.array(shifts)) if self.lighting is not None else None
+            out = self._render(rows, crops, shift)
+        elif self.views == "center":
+            crops = [center_crop(self.crop_size, view_size)] * len(indices)
+            out = self._render(rows, crops, None)
+        else:
+            out = self._render(np.repeat(rows, 10), ten_crops(self.crop_size, view_size) * len(rows))
+            out = out.reshape(len(indices), 10, *out.shape[1:])
+        images = torch.from_numpy(out)
+        if self.channels_last:
+            # (n, h, w, C) in memory, presented as the NCHW tensor it is
+            images = images.movedim(-1, -3)
+        return images, labels
+
+    def _render(self, rows, crops, shift=None) -> np.ndarray:
+        return render(
+            self.split.images,
+            rows,
+            crops,
+            self.crop_size,
+            self.mean,
+            shift,
+            self.channels_last,
+            self.store.view_size,
+        )
+
+
+def collate_batch(batch):
+    """For DataLoader(collate_fn=...): `__getitems__` already returns a whole batch."""
+    return batch
+
+
+def make_loader(
+    dataset: StoreDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    sampler: torch.utils.data.Sampler | None = None,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    seed: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of (images, labels) batches; pass a DistributedSampler for several ranks."""
+    generator = torch.Generator().manual_seed(seed + dataset.epoch) if shuffle else None
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=collate_batch,
+        generator=generator,
+        persistent_workers=False,
+    )
