@@ -210,7 +210,9 @@ def upscale(images: np.ndarray, view_size: int) -> np.ndarray:
     images = np.asarray(images, dtype=np.float64)
     w = weight.astype(np.float64)
     rows = images[:, low] * (1 - w)[None, :, None, None] + images[:, high] * w[None, :, None, None]
-    return rows[:, :, low] * (1 - w)[None, None, :, None] + rows[:, :, high] * w[None, None, :, None]
+    return (
+        rows[:, :, low] * (1 - w)[None, None, :, None] + rows[:, :, high] * w[None, None, :, None]
+    )
 
 
 def render(
@@ -227,15 +229,20 @@ def render(
 
     source: (N, H, W, C) uint8 or float32; index: which image each view is of; mean: (H, W, C)
     or None; shift: (n, C) or None. With `view_size` larger than the source, crops are taken
-    from the source upscaled bilinearly to view_size (and `mean` is view-sized). Returns float32 (n, C, h, w), or (n, h, w, C) when
-    channels_last (the memory layout of a channels_last NCHW tensor).
+    from the source upscaled bilinearly to view_size (and `mean` is view-sized). Returns
+    float32 (n, C, h, w), or (n, h, w, C) when channels_last (the memory layout of a
+    channels_last NCHW tensor).
     """
     n, channels = len(crops), source.shape[3]
     side = view_size or source.shape[1]
     for crop in crops:
         if not (0 <= crop.top <= side - crop_size and 0 <= crop.left <= side - crop_size):
             raise ValueError(f"{crop} does not fit a {crop_size} patch in a {side} image")
-    shape = (n, crop_size, crop_size, channels) if channels_last else (n, channels, crop_size, crop_size)
+    shape = (
+        (n, crop_size, crop_size, channels)
+        if channels_last
+        else (n, channels, crop_size, crop_size)
+    )
     out = np.empty(shape, dtype=np.float32)
     if mean is None:
         mean = np.zeros((side, side, channels), dtype=np.float32)

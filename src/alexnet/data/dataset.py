@@ -22,9 +22,9 @@ from alexnet.data.augment import (
     RandomCrop,
     center_crop,
     render,
-    upscale,
     sample_rng,
     ten_crops,
+    upscale,
 )
 from alexnet.data.store import Store
 
@@ -91,7 +91,7 @@ class StoreDataset(torch.utils.data.Dataset):
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"index out of range for a split of {len(self)} images")
         labels = torch.from_numpy(self.split.labels[indices])
-        source, rows, view_size = self.split.images, indices, self.store.view_size
+        rows, view_size = indices, self.store.view_size
         if self.views == "random":
             crops, shifts = [], []
             for index in indices:
@@ -105,7 +105,9 @@ class StoreDataset(torch.utils.data.Dataset):
             crops = [center_crop(self.crop_size, view_size)] * len(indices)
             out = self._render(rows, crops, None)
         else:
-            out = self._render(np.repeat(rows, 10), ten_crops(self.crop_size, view_size) * len(rows))
+            out = self._render(
+                np.repeat(rows, 10), ten_crops(self.crop_size, view_size) * len(rows)
+            )
             out = out.reshape(len(indices), 10, *out.shape[1:])
         images = torch.from_numpy(out)
         if self.channels_last:

@@ -150,7 +150,11 @@ class _SplitWriter:
                 if self.sums is not None:
                     self.sums = PixelSums.from_state(state)
         # Cut the appended files back to the checkpoint: rows after it are redone.
-        sizes = {"images": self.rows * self.row_bytes, "labels": self.rows * 8, "index": self.rows * 8}
+        sizes = {
+            "images": self.rows * self.row_bytes,
+            "labels": self.rows * 8,
+            "index": self.rows * 8,
+        }
         self.files = {}
         for key, path in self.paths.items():
             handle = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115
@@ -323,7 +327,9 @@ def prepare(
     elif out.exists() and any(out.iterdir()):
         raise PrepareError(f"{out} exists and is not a store; choose an empty or new folder")
 
-    listing = list_source(settings.source, Path(settings.src) if settings.src else None, download_to)
+    listing = list_source(
+        settings.source, Path(settings.src) if settings.src else None, download_to
+    )
     return prepare_listing(listing, settings, out, workers, strict, progress, command, started)
 
 
@@ -426,7 +432,6 @@ def _clear_store(out: Path) -> None:
     for name in ("stats.npz", "quarantine.jsonl"):
         (out / name).unlink(missing_ok=True)
     for child in list(out.iterdir()) if out.is_dir() else []:
-        if child.is_dir() and (child.name == WORK or (child / "labels.npy").exists()):
-            shutil.rmtree(child)
-        elif child.is_dir() and any(p.name.endswith(".partial") for p in child.iterdir()):
+        ours = child.name == WORK or (child / "labels.npy").exists()
+        if child.is_dir() and (ours or any(p.suffix == ".partial" for p in child.iterdir())):
             shutil.rmtree(child)

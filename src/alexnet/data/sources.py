@@ -376,9 +376,7 @@ _VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d+)")
 def _imagenet_val(root: Path, index, id_to_wnid, truth) -> Split:
     if (root / VAL_TAR).is_file():
         path = root / VAL_TAR
-        entries = [
-            (("tar", str(path), m.offset_data, m.size), m.name) for m in _tar_members(path)
-        ]
+        entries = [(("tar", str(path), m.offset_data, m.size), m.name) for m in _tar_members(path)]
     else:
         entries = [
             (("file", str(p)), str(p.relative_to(root / "val"))) for p in _files_under(root / "val")

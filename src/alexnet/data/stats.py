@@ -48,7 +48,7 @@ class PixelSums:
     """Exact running sums over uint8 images of shape (H, W, C)."""
 
     def __init__(self, shape: tuple[int, int, int]) -> None:
-        height, width, channels = shape
+        channels = shape[-1]
         self.images = 0
         self.pixel_sum = np.zeros(shape, dtype=np.int64)  # per pixel and channel
         self.outer = np.zeros((channels, channels), dtype=np.int64)  # sum of x x^T over pixels
