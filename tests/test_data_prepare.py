@@ -12,7 +12,7 @@ import pytest
 
 import alexnet.data.prepare as prepare_module
 from alexnet.data.images import decode
-from alexnet.data.prepare import PrepareError, Settings, prepare
+from alexnet.data.prepare import NoProgress, PrepareError, Settings, prepare
 from alexnet.data.sources import SourceError
 from alexnet.data.store import Store, StoreError
 
@@ -21,18 +21,7 @@ from fixtures import bad_files, cifar10, fashion_mnist, image_folder, imagenet, 
 SHARED_TINY = Path(__file__).resolve().parents[2] / "shared/data/tiny-imagenet-200.zip"
 
 
-class Silent:
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
+Silent = NoProgress
 
 
 def run(source, src, out, size=64, **kwargs):

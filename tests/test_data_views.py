@@ -16,23 +16,11 @@ from alexnet.data.augment import (
     ten_crops,
 )
 from alexnet.data.dataset import StoreDataset, make_loader
-from alexnet.data.prepare import Settings, prepare_listing
+from alexnet.data.prepare import NoProgress, Settings, prepare_listing
 from alexnet.data.sources import Listing, _array_split
 from alexnet.data.store import Store
 
-
-class Silent:
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
+Silent = NoProgress
 
 
 def make_store(path, count=24, side=256, channels=3, seed=0):

@@ -86,7 +86,7 @@ def make_photos(folder: Path, count: int = 96, seed: int = 0) -> list[Path]:
 
 def _synthetic_store(folder: Path, count: int) -> Path:
     """A 256x256 store of random pixels: view speed does not depend on content."""
-    from alexnet.data.prepare import Settings, prepare_listing
+    from alexnet.data.prepare import NoProgress, Settings, prepare_listing
     from alexnet.data.sources import Listing, _array_split
 
     rng = np.random.default_rng(0)
@@ -101,22 +101,8 @@ def _synthetic_store(folder: Path, count: int) -> Path:
         arrays={"train": images},
     )
     settings = Settings("synthetic", None, None)
-    prepare_listing(listing, settings, folder, progress=_quiet)
+    prepare_listing(listing, settings, folder, progress=NoProgress)
     return folder
-
-
-class _quiet:
-    def __init__(self, *args, **kwargs) -> None:
-        pass
-
-    def update(self, n) -> None:
-        pass
-
-    def set_postfix(self, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def bench_views(store: Path, images: int, repeats: int, batch: int = 128) -> dict:
@@ -183,7 +169,7 @@ def bench_decode(photos: list[Path], repeats: int) -> dict:
 
 def bench_prepare(photos: list[Path], copies: int, workers: int) -> dict:
     """The whole `prepare` (listing, decoding in `workers` processes, writing, statistics)."""
-    from alexnet.data.prepare import Settings, prepare
+    from alexnet.data.prepare import NoProgress, Settings, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
@@ -195,7 +181,10 @@ def bench_prepare(photos: list[Path], copies: int, workers: int) -> dict:
         count = copies * len(photos)
         start = time.perf_counter()
         prepare(
-            Settings("folder", str(src), 256), Path(tmp) / "store", workers=workers, progress=_quiet
+            Settings("folder", str(src), 256),
+            Path(tmp) / "store",
+            workers=workers,
+            progress=NoProgress,
         )
         seconds = time.perf_counter() - start
     return {

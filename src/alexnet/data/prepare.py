@@ -63,6 +63,22 @@ class Report:
     already_done: bool = False
 
 
+class NoProgress:
+    """A progress bar that shows nothing, for `progress=` in tests and benchmarks."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
