@@ -314,8 +314,6 @@ def prepare(
     command: str | None = None,
 ) -> Report:
     """Prepare `settings.source` into `out`. Safe to interrupt and to run again."""
-    if progress is None:
-        from tqdm.auto import tqdm as progress
     out = Path(out)
     started = time.monotonic()
     workers = workers or default_workers()

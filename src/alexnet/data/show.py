@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.data.augment import LIGHTING
 from alexnet.data.store import Store
 
 
@@ -26,12 +27,10 @@ def describe(store: Store) -> dict:
         "eigenvectors": stats.eigenvectors.tolist(),
         "lighting_shift_std": {
             # the standard deviation of the per-channel shift each reading of the paper gives
-            name: float(np.sqrt(((stats.eigenvectors * (0.1 * m)) ** 2).sum(axis=1)).max())
-            for name, m in {
-                "released": np.sqrt(stats.eigenvalues),
-                "literal": stats.eigenvalues,
-                "fbresnet": stats.eigenvalues / 255.0,
-            }.items()
+            name: float(
+                np.sqrt(((stats.eigenvectors * (0.1 * step(stats.eigenvalues))) ** 2).sum(1)).max()
+            )
+            for name, step in LIGHTING.items()
         },
     }
 
