@@ -12,38 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.lrn import BACKENDS, local_response_norm
+
 #: How alpha enters the denominator. "paper": k + alpha * sum (the paper's formula, SPEC 1);
 #: "divided_by_n": k + alpha / n * sum (the released code, Caffe, torch.nn.LocalResponseNorm).
 LRN_CONVENTIONS = ("paper", "divided_by_n")
-
-
-def local_response_norm(
-    x: torch.Tensor,
-    size: int = 5,
-    alpha: float = 1e-4,
-    beta: float = 0.75,
-    k: float = 2.0,
-    groups: int = 1,
-) -> torch.Tensor:
-    """b[i] = a[i] / (k + alpha * sum_{j=i-size//2}^{i+size//2} a[j]^2) ** beta, per group.
-
-    `alpha` multiplies the sum as written (the paper's convention); callers that follow
-    Caffe's convention pass alpha / size. Maps past a group's first or last channel count
-    as zero, which is the paper's max(0, .) and min(N-1, .) bounds. The arithmetic is done in
-    float32 at least, so bf16 activations under autocast are normalized without bf16
-    rounding in the sum of squares.
-    """
-    n, c = x.shape[:2]
-    per_group = c // groups
-    half = size // 2
-    a = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    squares = a.square().reshape(n, groups, per_group, -1)  # (N, G, C/G, H*W)
-    squares = F.pad(squares, (0, 0, half, half))  # zero maps beyond each group's edges
-    window = squares[:, :, 0:per_group]
-    for j in range(1, size):
-        window = window + squares[:, :, j : j + per_group]
-    scale = (k + alpha * window).pow(-beta).reshape(x.shape)
-    return (a * scale).to(x.dtype)
 
 
 class LocalResponseNorm(nn.Module):
@@ -53,7 +26,8 @@ class LocalResponseNorm(nn.Module):
     the formula. `convention="divided_by_n"` divides alpha by n, as the released code, Caffe
     and torch.nn.LocalResponseNorm do (their alpha = 1e-4 is 2e-5 in the paper's formula).
     `groups` splits the maps into that many towers that are normalized separately, so no
-    sum crosses from tower A into tower B.
+    sum crosses from tower A into tower B. The arithmetic is `alexnet.lrn`'s: a fused kernel
+    with the closed-form gradient on CPU, torch operations elsewhere (`backend` chooses).
     """
 
     def __init__(
@@ -64,6 +38,7 @@ class LocalResponseNorm(nn.Module):
         k: float = 2.0,
         groups: int = 1,
         convention: str = "paper",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if size < 1 or size % 2 == 0:
@@ -76,12 +51,15 @@ class LocalResponseNorm(nn.Module):
             raise ValueError(
                 f"LRN convention must be one of {', '.join(LRN_CONVENTIONS)}, got {convention!r}"
             )
+        if backend not in BACKENDS:
+            raise ValueError(f"LRN backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.size = size
         self.alpha = alpha
         self.beta = beta
         self.k = k
         self.groups = groups
         self.convention = convention
+        self.backend = backend
 
     @property
     def coefficient(self) -> float:
@@ -98,7 +76,9 @@ class LocalResponseNorm(nn.Module):
                 f"LocalResponseNorm with groups={self.groups} needs a channel count divisible "
                 f"by {self.groups}, got {x.shape[1]}"
             )
-        return local_response_norm(x, self.size, self.coefficient, self.beta, self.k, self.groups)
+        return local_response_norm(
+            x, self.size, self.coefficient, self.beta, self.k, self.groups, self.backend
+        )
 
     def extra_repr(self) -> str:
         return (
