@@ -13,6 +13,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from alexnet.fused import relu_lrn_pool
 from alexnet.layers import (
     LRN_CONVENTIONS,
     CeilConv2d,
@@ -138,6 +139,11 @@ class AlexNet(nn.Module):
     Each of conv1..conv5 and fc6..fc8 is one module, so weights map one to one onto the
     paper's layers and Caffe's blobs. The two towers are groups=2 convolutions: output maps
     [0, C/2) are tower A's (the paper's first GPU), [C/2, C) tower B's.
+
+    On CPU, the ReLU, LRN and pooling after conv1 and conv2 run as one fused operation
+    (`alexnet.fused`), with the same arithmetic; set `model.fuse = False` to run the three
+    modules in turn. The fused path is skipped while any of them has a forward hook, so hooks
+    on act1, norm1 or pool1 always see their layer's output.
     """
 
     def __init__(self, config: AlexNetConfig | None = None, name: str = "AlexNet") -> None:
@@ -184,6 +190,7 @@ class AlexNet(nn.Module):
         self.fc8 = nn.Linear(c.fc_width, c.num_classes)  # logits; softmax is in the loss
 
         init_weights(self, c.init)
+        self.fuse = True
         self._input_sizes: tuple[int, int] | None = None
         if self.input_sizes()[0] == 0:
             raise ValueError(
@@ -211,10 +218,10 @@ class AlexNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) to the map that fc6 takes: (B, 256, 6, 6) in the paper."""
         self._check_input(x)
-        x = self.act1(self.conv1(x))  # (B, 96, 55, 55)
-        x = self._norm_and_pool(x, self.norm1, self.pool1)  # (B, 96, 27, 27)
-        x = self.act2(self.conv2(x))  # (B, 256, 27, 27)
-        x = self._norm_and_pool(x, self.norm2, self.pool2)  # (B, 256, 13, 13)
+        x = self.conv1(x)  # (B, 96, 55, 55)
+        x = self._activate_norm_pool(x, self.act1, self.norm1, self.pool1)  # (B, 96, 27, 27)
+        x = self.conv2(x)  # (B, 256, 27, 27)
+        x = self._activate_norm_pool(x, self.act2, self.norm2, self.pool2)  # (B, 256, 13, 13)
         if self.conv3 is not None:
             x = self.act3(self.conv3(x))  # (B, 384, 13, 13)
         if self.conv4 is not None:
@@ -246,8 +253,33 @@ class AlexNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def _norm_and_pool(self, x: torch.Tensor, norm: nn.Module, pool: nn.Module) -> torch.Tensor:
+    def _activate_norm_pool(
+        self, x: torch.Tensor, act: nn.Module, norm: nn.Module, pool: nn.MaxPool2d
+    ) -> torch.Tensor:
+        if self._fusable(x, act, norm, pool):
+            return relu_lrn_pool(
+                x, norm.size, norm.coefficient, norm.beta, norm.k, norm.groups,
+                _first(pool.kernel_size), _first(pool.stride),
+            )  # fmt: skip
+        x = act(x)
         return pool(norm(x)) if self.config.norm_before_pool else norm(pool(x))
+
+    def _fusable(self, x: torch.Tensor, *modules: nn.Module) -> bool:
+        """Whether `alexnet.fused` computes what act, norm and pool would, modules in turn."""
+        c = self.config
+        act, norm, pool = modules
+        return (
+            self.fuse
+            and x.device.type == "cpu"
+            and isinstance(act, nn.ReLU)
+            and isinstance(norm, LocalResponseNorm)
+            and norm.backend != "torch"
+            and c.norm_before_pool
+            and not pool.ceil_mode
+            and _first(pool.padding) == 0
+            and _first(pool.dilation) == 1
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+        )
 
     # Input checks: a user's mistake gets a message, not a traceback from inside torch.
 

@@ -1,0 +1,279 @@
+"""conv1's and conv2's ReLU -> LRN -> max-pool as one operation on CPU.
+
+The paper applies ReLU, then response normalization, then overlapping pooling to the
+outputs of conv1 and conv2 (sections 3.3-3.5). As three torch operations that is six passes
+over the largest activations of the network (forward and backward) and two more tensors of
+their size; they cost about as much as the convolutions around them. Here one kernel reads
+each (image, tower) block of maps once while it sits in cache:
+
+    forward:   a = relu(z);  b = a * s ** -beta  (s as in `alexnet.lrn`);  y = maxpool(b)
+    backward:  dL/db = the pooled gradient routed to each window's maximum,
+               dL/da = `alexnet.lrn`'s closed form,  dL/dz = dL/da where z > 0
+
+Only z (the convolution's output) is kept for the backward pass; a, s and b are recomputed,
+which costs less than storing and reloading them. The arithmetic is the same as the three
+operations in sequence: ties in a pooling window go to the first maximum in row-major order
+and a NaN wins, as in torch's max_pool2d, and a NaN passes the ReLU, so a diverging run
+still shows a non-finite loss. `AlexNet` uses this for CPU tensors in training and
+inference; other devices, other activations and pool-then-normalize run the layers in turn.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+from alexnet.lrn import _powers, _run_blocks, constants
+
+NJIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
+
+
+def relu_lrn_pool(
+    z: torch.Tensor,
+    size: int = 5,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 2.0,
+    groups: int = 1,
+    pool_size: int = 3,
+    pool_stride: int = 2,
+) -> torch.Tensor:
+    """max_pool2d(local_response_norm(relu(z)), pool_size, pool_stride) of CPU maps (N, C, H, W).
+
+    `alpha` multiplies the sum of squares as in the paper's formula; pooling has no padding
+    and rounds its output count down (PyTorch's default, the paper's 55 -> 27 -> 13).
+    """
+    if z.device.type != "cpu" or z.dim() != 4:
+        raise ValueError(
+            f"relu_lrn_pool takes CPU maps (N, C, H, W), got {tuple(z.shape)} on {z.device}"
+        )
+    h, w = z.shape[-2:]
+    if h < pool_size or w < pool_size:
+        raise ValueError(f"maps of {h}x{w} are smaller than the {pool_size}x{pool_size} pool")
+    return _ReLULRNPool.apply(
+        z, size, float(alpha), float(beta), float(k), groups, pool_size, pool_stride
+    )
+
+
+class _ReLULRNPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, size, alpha, beta, k, groups, pool_size, pool_stride):
+        ctx.params = (size, alpha, beta, k, groups, pool_size, pool_stride)
+        ctx.save_for_backward(z)
+        n, c, h, w = z.shape
+        ho, wo = (h - pool_size) // pool_stride + 1, (w - pool_size) // pool_stride + 1
+        raw = _raw(z, groups)
+        real = torch.float64 if z.dtype == torch.float64 else torch.float32
+        out = torch.empty(n * groups, c // groups, ho, wo, dtype=real)
+        _run_blocks(
+            _forward_kernel, raw.shape[0], raw, out, size // 2,
+            *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16,
+        )  # fmt: skip
+        return out.reshape(n, c, ho, wo).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        size, alpha, beta, k, groups, pool_size, pool_stride = ctx.params
+        raw = _raw(z, groups)
+        real = torch.float64 if z.dtype == torch.float64 else torch.float32
+        g = grad.to(real).contiguous().reshape(raw.shape[0], raw.shape[1], *grad.shape[-2:])
+        out = torch.empty(z.shape, dtype=z.dtype if z.dtype in _RAW else real)
+        _run_blocks(
+            _backward_kernel, raw.shape[0], raw, _raw(out, groups), size // 2,
+            *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16, g,
+        )  # fmt: skip
+        return out.to(z.dtype), None, None, None, None, None, None, None
+
+
+#: Dtypes the kernels read and write directly; others (fp16) are computed in float32.
+_RAW = (torch.float32, torch.float64, torch.bfloat16)
+
+
+def _raw(x: torch.Tensor, groups: int) -> np.ndarray:
+    """(N, C, H, W) as a contiguous numpy array (N * groups, C / groups, H, W) sharing x's
+    memory when x is contiguous: float32 or float64, or bf16 as its uint16 bit patterns."""
+    if x.dtype not in _RAW:
+        x = x.float()
+    n, c, h, w = x.shape
+    x = x.detach().contiguous().reshape(n * groups, c // groups, h, w)
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(np.uint16)
+    return x.numpy()
+
+
+@numba.njit(**NJIT)
+def _load(raw, b, block, bf16):
+    """block[:] = the maps of raw[b] (maps, pixels) in block's precision; bf16 bit patterns
+    (`bf16`: raw is uint16) widen exactly to float32 by a 16-bit shift."""
+    src = raw[b].reshape(block.shape)
+    if bf16:
+        bits = block.view(np.uint32)
+        for c in range(block.shape[0]):
+            for p in range(block.shape[1]):
+                bits[c, p] = np.uint32(src[c, p]) << 16
+    else:
+        for c in range(block.shape[0]):
+            for p in range(block.shape[1]):
+                block[c, p] = src[c, p]
+
+
+@numba.njit(**NJIT)
+def _store(block, raw, b, bf16):
+    """raw[b] = block, rounded to the nearest even bf16 when raw holds bf16 bit patterns
+    (torch's rounding; a NaN stays a NaN)."""
+    dst = raw[b].reshape(block.shape)
+    if bf16:
+        bits = block.view(np.uint32)
+        for c in range(block.shape[0]):
+            for p in range(block.shape[1]):
+                v = bits[c, p]
+                if block[c, p] != block[c, p]:
+                    dst[c, p] = np.uint16(0x7FC0)
+                else:
+                    dst[c, p] = np.uint16((v + np.uint32(0x7FFF) + ((v >> 16) & 1)) >> 16)
+    else:
+        for c in range(block.shape[0]):
+            for p in range(block.shape[1]):
+                dst[c, p] = block[c, p]
+
+
+@numba.njit(**NJIT)
+def _relu_window(block, c, half, zero, acc):
+    """acc[:] = sum of relu(block[j]) ** 2 over the maps j of c's window."""
+    maps = block.shape[0]
+    acc[:] = zero
+    for j in range(max(0, c - half), min(maps, c + half + 1)):
+        row = block[j]
+        for p in range(acc.shape[0]):
+            v = row[p]
+            if v > zero or v != v:  # a NaN passes, as through torch.relu
+                acc[p] += v * v
+
+
+@numba.njit(**NJIT)
+def _normalized(block, c, half, alpha, beta, k, one, acc, scale, out):
+    """out[:] = LRN(relu(block))[c] and scale[:] = s ** -beta; acc[:] = s."""
+    zero = one - one
+    _relu_window(block, c, half, zero, acc)
+    for p in range(acc.shape[0]):
+        acc[p] = k + alpha * acc[p]
+        scale[p] = acc[p]
+    _powers(scale, beta, one)
+    row = block[c]
+    for p in range(acc.shape[0]):
+        v = row[p]
+        out[p] = (v if v > zero or v != v else zero) * scale[p]
+
+
+@numba.njit(**NJIT)
+def _pool_max(image, pool_size, pool_stride, rows, out):
+    """out[oy, ox] = the maximum of each window of image (h, w); a NaN wins, as in torch.
+
+    Separable: down each window's rows first (into rows (ho, w)), then across its columns.
+    """
+    ho, wo = out.shape
+    for oy in range(ho):
+        top = oy * pool_stride
+        rows[oy] = image[top]
+        for dy in range(1, pool_size):
+            line = image[top + dy]
+            for x in range(image.shape[1]):
+                v = line[x]
+                if v > rows[oy, x] or v != v:
+                    rows[oy, x] = v
+    for oy in range(ho):
+        for ox in range(wo):
+            left = ox * pool_stride
+            m = rows[oy, left]
+            for dx in range(1, pool_size):
+                v = rows[oy, left + dx]
+                if v > m or v != v:
+                    m = v
+            out[oy, ox] = m
+
+
+@numba.njit(**NJIT)
+def _route(image, grad, pool_size, pool_stride, rows, first, out):
+    """out[:] = grad (ho, wo) routed to each window's first maximum in row-major order, as
+    torch's max_pool2d routes it (a NaN counts as the maximum); out is image's flattening.
+
+    Separable, as `_pool_max`: rows[oy, x] and first[oy, x] are the maximum down column x of
+    the windows of output row oy and its first row; across columns, a larger value wins, and
+    an equal one only from an earlier row, which keeps row-major order."""
+    ho, wo = grad.shape
+    w = image.shape[1]
+    for oy in range(ho):
+        top = oy * pool_stride
+        rows[oy] = image[top]
+        first[oy] = top
+        for dy in range(1, pool_size):
+            line = image[top + dy]
+            for x in range(w):
+                v = line[x]
+                if v > rows[oy, x] or (v != v and rows[oy, x] == rows[oy, x]):
+                    rows[oy, x] = v
+                    first[oy, x] = top + dy
+    out[:] = 0
+    for oy in range(ho):
+        for ox in range(wo):
+            x = ox * pool_stride
+            m, y = rows[oy, x], first[oy, x]
+            for dx in range(1, pool_size):
+                v, vy = rows[oy, ox * pool_stride + dx], first[oy, ox * pool_stride + dx]
+                if m == m and (v > m or v != v or (v == m and vy < y)):
+                    m, y, x = v, vy, ox * pool_stride + dx
+            out[y * w + x] += grad[oy, ox]
+
+
+@numba.njit(**NJIT)
+def _forward_kernel(start, stop, raw, out, half, alpha, beta, k, one, pool_size, pool_stride, bf16):
+    maps, h, w = raw.shape[1], raw.shape[2], raw.shape[3]
+    block = np.full((maps, h * w), one)  # the block's maps in the arithmetic's precision
+    acc, scale, normed = np.full(h * w, one), np.full(h * w, one), np.full(h * w, one)
+    rows = np.full((out.shape[2], w), one)
+    for b in range(start, stop):
+        _load(raw, b, block, bf16)
+        for c in range(maps):
+            _normalized(block, c, half, alpha, beta, k, one, acc, scale, normed)
+            _pool_max(normed.reshape(h, w), pool_size, pool_stride, rows, out[b, c])
+
+
+@numba.njit(**NJIT)
+def _backward_kernel(
+    start, stop, raw, out, half, alpha, beta, k, one, pool_size, pool_stride, bf16, g
+):
+    maps, h, w = raw.shape[1], raw.shape[2], raw.shape[3]
+    ho, wo = g.shape[2], g.shape[3]
+    pixels = h * w
+    zero = one - one
+    coefficient = (alpha + alpha) * beta
+    block = np.full((maps, pixels), one)
+    grad = np.full((maps, pixels), one)  # dL/dz of the block
+    t = np.full((maps, pixels), one)  # dL/db * a * s ** (-beta - 1)
+    acc, scale = np.full(pixels, one), np.full(pixels, one)
+    normed, grad_b = np.full(pixels, one), np.full(pixels, one)
+    rows, first = np.full((ho, w), one), np.zeros((ho, w), np.int64)
+    for b in range(start, stop):
+        _load(raw, b, block, bf16)
+        for c in range(maps):
+            _normalized(block, c, half, alpha, beta, k, one, acc, scale, normed)
+            _route(normed.reshape(h, w), g[b, c], pool_size, pool_stride, rows, first, grad_b)
+            row, tc, gc = block[c], t[c], grad[c]
+            for p in range(pixels):
+                v = row[p]
+                a = v if v > zero or v != v else zero
+                tc[p] = grad_b[p] * a * scale[p] / acc[p]
+                gc[p] = grad_b[p] * scale[p]
+        for c in range(maps):
+            acc[:] = zero
+            for j in range(max(0, c - half), min(maps, c + half + 1)):
+                tj = t[j]
+                for p in range(pixels):
+                    acc[p] += tj[p]
+            row, gc = block[c], grad[c]
+            for p in range(pixels):
+                v = row[p]
+                gc[p] = gc[p] - coefficient * v * acc[p] if v > zero or v != v else zero
+        _store(grad, out, b, bf16)

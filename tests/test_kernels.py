@@ -1,0 +1,164 @@
+"""The fast paths (#5) against the paper's formula and torch's own layers.
+
+`alexnet.lrn` (the LRN with its closed-form gradient, as a CPU kernel and as torch
+operations) and `alexnet.fused` (ReLU, LRN and max-pooling in one kernel) must compute what
+the naive loop of the paper's formula and torch's relu and max_pool2d compute, forward and
+backward, at tower edges and channel edges, in float64 exactly and in bf16 within rounding.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_layers import activations, naive_lrn
+
+from alexnet import create_model
+from alexnet.fused import relu_lrn_pool
+from alexnet.lrn import local_response_norm
+
+BACKENDS = ("kernel", "torch")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "size, beta, groups, channels",
+    [(5, 0.75, 2, 12), (5, 0.75, 1, 7), (3, 0.6, 2, 8), (7, 0.75, 1, 9), (1, 0.75, 3, 6)],
+)
+def test_lrn_forward_equals_naive_loop(backend, size, beta, groups, channels):
+    a = activations(2, channels, 3, 4, seed=size + channels)
+    ours = local_response_norm(a, size, 1e-4, beta, 2.0, groups, backend=backend)
+    assert torch.allclose(ours, naive_lrn(a, size, 1e-4, beta, 2.0, groups), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_lrn_closed_form_gradient_passes_gradcheck(backend, beta):
+    # Large activations, so that alpha * sum is not small next to k and every term counts.
+    a = (torch.randn(2, 8, 3, 2, dtype=torch.float64) * 60).requires_grad_()
+    fn = lambda t: local_response_norm(t, 5, 1e-4, beta, 2.0, 2, backend=backend)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (a,))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lrn_gradient_equals_autograd_through_naive_loop(backend):
+    a = activations(2, 10, 2, 3, seed=7).requires_grad_()
+    b = a.detach().clone().requires_grad_()
+    weights = torch.randn(2, 10, 2, 3, dtype=torch.float64)
+    (local_response_norm(a, groups=2, backend=backend) * weights).sum().backward()
+    (naive_lrn(b, groups=2) * weights).sum().backward()
+    assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lrn_bf16_is_within_one_rounding_of_float64(backend):
+    a = activations(2, 16, 5, 5, seed=8)
+    out = local_response_norm(a.bfloat16(), groups=2, backend=backend)
+    assert out.dtype == torch.bfloat16
+    exact = naive_lrn(a.bfloat16().double(), groups=2)  # the same bf16 inputs
+    assert torch.allclose(out.double(), exact, rtol=2**-8, atol=0)
+
+
+def test_lrn_kernel_refuses_non_cpu_and_unknown_backends():
+    with pytest.raises(ValueError, match="auto, kernel, torch"):
+        local_response_norm(torch.ones(1, 4, 2, 2), backend="cuda")
+    with pytest.raises(ValueError, match="CPU tensors"):
+        local_response_norm(torch.ones(1, 4, 2, 2, device="meta"), backend="kernel")
+
+
+def sequential(z, groups=2, pool=(3, 2), alpha=1e-4):
+    """What the fused operation replaces: torch's relu, the naive LRN, torch's max_pool2d."""
+    return F.max_pool2d(naive_lrn(F.relu(z), 5, alpha, 0.75, 2.0, groups), *pool)
+
+
+def conv_outputs(*shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=gen, dtype=torch.float64) * 60
+
+
+@pytest.mark.parametrize(
+    "shape, groups, pool",
+    [((2, 8, 9, 7), 2, (3, 2)), ((1, 6, 8, 8), 1, (2, 2)), ((2, 4, 3, 3), 2, (3, 2))],
+)
+def test_fused_relu_lrn_pool_equals_layers_in_turn(shape, groups, pool):
+    z = conv_outputs(*shape, seed=sum(shape))
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    ours = relu_lrn_pool(a, groups=groups, pool_size=pool[0], pool_stride=pool[1])
+    theirs = sequential(b, groups, pool)
+    assert torch.allclose(ours, theirs, rtol=1e-12, atol=0)
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    theirs.backward(grad)
+    assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_fused_gradient_passes_gradcheck():
+    z = conv_outputs(1, 6, 7, 5, seed=3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: relu_lrn_pool(t, groups=2), (z,))
+
+
+def test_fused_routes_ties_to_the_first_maximum_as_torch_does():
+    # Equal positive values everywhere: every pooling window is a tie, and torch sends each
+    # window's gradient to its first element in row-major order; overlapping windows share.
+    z = torch.full((1, 4, 7, 7), 3.0, dtype=torch.float64)
+    z[0, :, 1, 4] = 5.0  # one clear maximum, in two windows
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    grad = torch.arange(1.0, 1 + 4 * 9, dtype=torch.float64).reshape(1, 4, 3, 3)
+    relu_lrn_pool(a, groups=2).backward(grad)
+    sequential(b).backward(grad)
+    assert torch.equal(a.grad != 0, b.grad != 0)
+    assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
+
+
+def test_fused_windows_of_zeros_and_nans_behave_as_torch():
+    z = conv_outputs(1, 4, 7, 7, seed=5)
+    z[0, 1, :3, :3] = -1.0  # a window that ReLU makes all zero
+    z[0, 2, 5, 5] = float("nan")
+    out = relu_lrn_pool(z, groups=2)
+    reference = sequential(z)
+    assert torch.equal(out.isnan(), reference.isnan())  # a NaN passes ReLU, LRN and pooling
+    assert out.isnan().any()
+    finite = ~reference.isnan()
+    assert torch.allclose(out[finite], reference[finite], rtol=1e-12, atol=0)
+
+
+def test_fused_bf16_is_within_rounding_and_gives_bf16_gradients():
+    z = conv_outputs(2, 16, 13, 13, seed=6).bfloat16()
+    a = z.clone().requires_grad_()
+    b = z.double().requires_grad_()  # the same bf16 values, computed exactly
+    ours, exact = relu_lrn_pool(a, groups=2), sequential(b)
+    assert ours.dtype == torch.bfloat16
+    assert torch.allclose(ours.double(), exact, rtol=2**-8, atol=0)
+    grad = torch.randn_like(exact)
+    ours.backward(grad.bfloat16())
+    exact.backward(grad)
+    assert a.grad.dtype == torch.bfloat16
+    # Gradients: the bf16 rounding of the incoming gradient and of the result, relative to
+    # the largest gradient (terms of both signs meet in the LRN's sum).
+    error = (a.grad.double() - b.grad).abs().max() / b.grad.abs().max()
+    assert error < 2**-6
+
+
+@pytest.mark.parametrize("name", ["alexnet2012", "caffenet"])
+def test_model_fused_path_equals_unfused_forward_and_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, init="kaiming").double()
+    x = torch.randn(2, 3, 227, 227, dtype=torch.float64)
+    outputs, grads = [], []
+    for fuse in (True, False):
+        model.fuse = fuse
+        model.zero_grad()
+        out = model.eval()(x)
+        out.square().sum().backward()
+        outputs.append(out)
+        grads.append(model.conv1.weight.grad.clone())
+    assert torch.allclose(outputs[0], outputs[1], rtol=1e-10, atol=1e-12)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-8, atol=1e-12)
+
+
+def test_model_uses_the_layers_in_turn_while_one_has_a_hook():
+    model = create_model("alexnet2012", num_classes=10, init="kaiming")
+    seen = []
+    model.norm1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model.eval()(torch.randn(1, 3, 224, 224))
+    assert seen == [torch.Size([1, 96, 55, 55])]
+    assert model._fusable(torch.ones(1), model.act2, model.norm2, model.pool2)
+    assert not model._fusable(torch.ones(1), model.act1, model.norm1, model.pool1)
