@@ -125,6 +125,36 @@ def _bench_data(args: argparse.Namespace) -> None:
         Path(args.output).write_text(json.dumps(result, indent=2))
 
 
+def _bench_model(args: argparse.Namespace) -> None:
+    from alexnet.bench_model import bench_model
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = bench_model(
+        batch=args.batch,
+        repeats=args.repeats,
+        steps=args.steps,
+        models=tuple(args.models.split(",")),
+        dtypes=tuple(args.dtypes.split(",")),
+        modes=tuple(args.modes.split(",")),
+        device=args.device,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        fuse=not args.no_fuse,
+        lrn_backend=args.lrn_backend,
+        malloc=args.malloc,
+    )
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(result["table"])
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alexnet",
@@ -221,6 +251,44 @@ def build_parser() -> argparse.ArgumentParser:
     bench_data.add_argument("--json", action="store_true")
     bench_data.add_argument("--output", help="also write the JSON here")
     bench_data.set_defaults(run=_bench_data)
+
+    from alexnet.bench_model import DTYPES, MODELS, MODES
+
+    bench_model = bench_commands.add_parser(
+        "model",
+        help="training and inference images/s of the networks, against the matmul limit",
+        description="Images/s of training steps and inference for each network and precision, "
+        "as a ratio to alexnet_owt (torchvision's architecture, plain eager PyTorch) and as a "
+        "fraction of this machine's measured matrix-multiply throughput.",
+    )
+    bench_model.add_argument("--batch", type=int, default=128)
+    bench_model.add_argument("--repeats", type=int, default=5, help="rounds (default: 5)")
+    bench_model.add_argument("--steps", type=int, default=1, help="steps timed per round")
+    bench_model.add_argument("--models", default=",".join(MODELS))
+    bench_model.add_argument("--dtypes", default=",".join(DTYPES), help="fp32,bf16")
+    bench_model.add_argument("--modes", default=",".join(MODES), help="train,infer")
+    bench_model.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench_model.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    bench_model.add_argument("--channels-last", action="store_true")
+    bench_model.add_argument("--compile", action="store_true", help="torch.compile the models")
+    bench_model.add_argument(
+        "--no-fuse", action="store_true", help="run ReLU, LRN and pooling as separate layers"
+    )
+    bench_model.add_argument(
+        "--lrn-backend",
+        default="auto",
+        choices=("auto", "kernel", "torch"),
+        help="torch: LRN as torch operations, also on CPU (implies --no-fuse)",
+    )
+    bench_model.add_argument(
+        "--malloc",
+        default="keep",
+        choices=("keep", "system"),
+        help="system: glibc's defaults, which page-fault every step's activations afresh",
+    )
+    bench_model.add_argument("--json", action="store_true")
+    bench_model.add_argument("--output", help="also write the JSON here")
+    bench_model.set_defaults(run=_bench_model)
     return parser
 
 

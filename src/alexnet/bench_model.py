@@ -1,0 +1,263 @@
+"""`alexnet bench model`: the networks' speed against each other and against the machine.
+
+Three kinds of number, all measured in one run on the machine it runs on:
+- the limit: matrix-multiply throughput of this machine's torch, fp32 and bf16;
+- images/s of training steps (forward, loss, backward, optimizer step) and of inference,
+  for each network and precision, on the same random batch;
+- each as a ratio to the reference network (torchvision's architecture in plain eager
+  PyTorch) and as a fraction of the limit, counting a training step as 3x the forward
+  multiply-adds (forward, gradient of the input, gradient of the weights).
+
+Measurements go round-robin (one of each configuration per round) so that a slow spell on
+a shared machine touches all of them alike; the median and spread are over rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from alexnet.bench import machine
+from alexnet.layers import LocalResponseNorm
+from alexnet.registry import VARIANTS, create_model
+from alexnet.runtime import keep_freed_memory
+from alexnet.summary import summarize
+
+MODELS = ("alexnet2012", "alexnet_owt")
+REFERENCE = "alexnet_owt"
+DTYPES = ("fp32", "bf16")
+MODES = ("train", "infer")
+
+
+@dataclass
+class Case:
+    model: str
+    mode: str
+    dtype: str
+
+
+def matmul_limit(dtype: str, device: torch.device, repeats: int, n: int = 0) -> dict:
+    """FLOP/s of n x n x n matrix products (2 n^3 flops each), the most this torch gets.
+
+    Measured two ways, and the faster counts: torch.mm (BLAS), and the same product as a
+    1x1 convolution (on CPU, oneDNN, the library that runs the networks' convolutions;
+    torch.mm on AMD CPUs may take a slower BLAS path)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    kind = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=kind)
+    b = torch.randn(n, n, device=device, dtype=kind)
+    x = b.reshape(1, n, n // 64, 64)
+    w = a.reshape(n, n, 1, 1)
+    ways = {"mm": lambda: a @ b, "conv1x1": lambda: F.conv2d(x, w)}
+    result = {"n": n}
+    for name, product in ways.items():
+        rates = []
+        for i in range(repeats + 1):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(3):
+                product()
+            _sync(device)
+            if i:  # the first is a warm-up
+                rates.append(2 * n**3 * 3 / (time.perf_counter() - start))
+        result[name] = {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+    best = max(ways, key=lambda name: result[name]["median"])
+    result.update(result[best], way=best)
+    return result
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _runner(case: Case, batch: int, device: torch.device, options: dict):
+    """A function that runs one step of `case`, with its model and inputs made once."""
+    torch.manual_seed(0)
+    size = VARIANTS[case.model].input_size
+    model = create_model(case.model).to(device)
+    model.fuse = options["fuse"]
+    for module in model.modules():
+        if isinstance(module, LocalResponseNorm):
+            module.backend = options["lrn_backend"]
+    channels_last, compile = options["channels_last"], options["compile"]
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=case.dtype == "bf16")
+    if case.mode == "infer":
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast:
+                net(x)
+            _sync(device)
+
+        return step
+    model.train()
+    # The optimizer's arithmetic is the same for torch's SGD and the paper's rule: a few
+    # elementwise passes over the 61 M parameters.
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        with autocast:
+            loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+
+    return step
+
+
+def bench_model(
+    batch: int = 128,
+    repeats: int = 5,
+    steps: int = 1,
+    models: tuple[str, ...] = MODELS,
+    dtypes: tuple[str, ...] = DTYPES,
+    modes: tuple[str, ...] = MODES,
+    device: str = "cpu",
+    channels_last: bool = False,
+    compile: bool = False,
+    fuse: bool = True,
+    lrn_backend: str = "auto",
+    malloc: str = "keep",
+    progress=None,
+) -> dict:
+    """Images/s of every (model, mode, dtype), median over `repeats` rounds of `steps` steps.
+
+    `fuse`, `lrn_backend` and `malloc` switch off this package's speed-ups one at a time
+    (the fused ReLU-LRN-pool, the LRN kernel, `alexnet.runtime.keep_freed_memory`), to
+    measure what each buys; the defaults are what `alexnet train` runs."""
+    for name in models:
+        if name not in VARIANTS:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but this torch sees no CUDA device")
+    if malloc not in ("keep", "system"):
+        raise ValueError(f"malloc must be keep or system, got {malloc!r}")
+    kept = keep_freed_memory() if malloc == "keep" else False
+    options = {
+        "channels_last": channels_last,
+        "compile": compile,
+        "fuse": fuse,
+        "lrn_backend": lrn_backend,
+    }
+    cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
+    limit = {d: matmul_limit(d, dev, repeats) for d in dtypes}
+    runners = [_runner(c, batch, dev, options) for c in cases]
+    for run in runners:  # warm-up: first-call allocation, kernel compilation, autotuning
+        run()
+    seconds: list[list[float]] = [[] for _ in cases]
+    for r in range(repeats):
+        for i, run in enumerate(runners):
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            seconds[i].append(time.perf_counter() - start)
+            if progress:
+                progress(r, i)
+    result = {
+        "machine": machine(),
+        "device": _device_name(dev),
+        "settings": {
+            "batch": batch,
+            "repeats": repeats,
+            "steps": steps,
+            **options,
+            "malloc_keeps_freed_memory": kept,
+            "threads": torch.get_num_threads(),
+        },
+        "matmul_flops_per_s": limit,
+        "results": [],
+    }
+    for case, times in zip(cases, seconds, strict=True):
+        rates = [batch * steps / t for t in times]
+        macs = summarize(case.model).macs
+        flops = 2 * macs * (3 if case.mode == "train" else 1)
+        median = statistics.median(rates)
+        result["results"].append(
+            {
+                "model": case.model,
+                "mode": case.mode,
+                "dtype": case.dtype,
+                "images_per_s": {"median": median, "min": min(rates), "max": max(rates)},
+                "forward_macs_per_image": macs,
+                "fraction_of_limit": median * flops / limit[case.dtype]["median"],
+            }
+        )
+    for entry in result["results"]:
+        ref = _find(result["results"], REFERENCE, entry["mode"], entry["dtype"])
+        entry["ratio_to_reference"] = (
+            entry["images_per_s"]["median"] / ref["images_per_s"]["median"] if ref else None
+        )
+    result["table"] = table(result)
+    return result
+
+
+def _find(results: list[dict], model: str, mode: str, dtype: str) -> dict | None:
+    for entry in results:
+        if (entry["model"], entry["mode"], entry["dtype"]) == (model, mode, dtype):
+            return entry
+    return None
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from alexnet.bench import _cpu_name
+
+    return f"{_cpu_name()}, {torch.get_num_threads()} threads"
+
+
+def table(result: dict) -> str:
+    s = result["settings"]
+    lines = [
+        f"alexnet bench model on {result['device']}, torch {result['machine']['torch']}, "
+        f"batch {s['batch']}, {s['repeats']} rounds of {s['steps']} step(s)"
+        + (", channels_last" if s["channels_last"] else "")
+        + (", torch.compile" if s["compile"] else "")
+        + ("" if s["fuse"] else ", unfused")
+        + ("" if s["lrn_backend"] == "auto" else f", LRN backend {s['lrn_backend']}")
+        + ("" if s["malloc_keeps_freed_memory"] else ", glibc malloc defaults"),
+        "",
+    ]
+    for dtype, limit in result["matmul_flops_per_s"].items():
+        lines.append(
+            f"limit: {dtype} {limit['n']}x{limit['n']} matrix product: "
+            f"{limit['median'] / 1e9:,.0f} GFLOP/s ({limit['way']}; torch.mm "
+            f"{limit['mm']['median'] / 1e9:,.0f}, as a 1x1 convolution "
+            f"{limit['conv1x1']['median'] / 1e9:,.0f})"
+        )
+    lines += [
+        "",
+        f"{'model':14} {'mode':6} {'dtype':5} {'images/s':>9} {'min':>8} {'max':>8} "
+        f"{'vs ' + REFERENCE:>15} {'of limit':>9}",
+    ]
+    for e in result["results"]:
+        rate = e["images_per_s"]
+        ratio = e["ratio_to_reference"]
+        lines.append(
+            f"{e['model']:14} {e['mode']:6} {e['dtype']:5} {rate['median']:9,.1f} "
+            f"{rate['min']:8,.1f} {rate['max']:8,.1f} "
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>15} {e['fraction_of_limit']:9.0%}"
+        )
+    lines.append("")
+    lines.append(
+        "of limit: images/s x 2 x multiply-adds (x3 for training: forward, input gradient,\n"
+        "weight gradient) over the same dtype's limit. Above 100% means fewer multiplies than\n"
+        "counted: oneDNN runs 3x3 convolutions with Winograd's algorithm where it pays."
+    )
+    return "\n".join(lines)
