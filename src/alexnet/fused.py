@@ -245,7 +245,7 @@ def _backward_kernel(
     start, stop, raw, out, half, alpha, beta, k, one, pool_size, pool_stride, bf16, g
 ):
     maps, h, w = raw.shape[1], raw.shape[2], raw.shape[3]
-    ho, wo = g.shape[2], g.shape[3]
+    ho = g.shape[2]
     pixels = h * w
     zero = one - one
     coefficient = (alpha + alpha) * beta
