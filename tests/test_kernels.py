@@ -108,6 +108,18 @@ def test_fused_routes_ties_to_the_first_maximum_as_torch_does():
     assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
 
 
+def test_fused_tie_across_columns_goes_to_the_earlier_row():
+    # Equal maxima at (row 1, col 0) and (row 0, col 1): row-major order picks (0, 1), which
+    # a column-then-row search finds only if it prefers the earlier row on a tie.
+    pattern = torch.tensor([[1.0, 5.0, 1.0], [5.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    z = pattern.expand(1, 4, 3, 3).double().contiguous()  # same values in every map
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    relu_lrn_pool(a, groups=2).sum().backward()
+    sequential(b).sum().backward()
+    assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
+    assert (a.grad[0, 0] != 0).nonzero().tolist() == [[0, 1]]
+
+
 def test_fused_windows_of_zeros_and_nans_behave_as_torch():
     z = conv_outputs(1, 4, 7, 7, seed=5)
     z[0, 1, :3, :3] = -1.0  # a window that ReLU makes all zero

@@ -1,0 +1,60 @@
+"""`alexnet bench model` and the process settings it applies."""
+
+import json
+
+import pytest
+
+import alexnet.runtime as runtime
+from alexnet.bench_model import bench_model, matmul_limit
+from alexnet.cli import main
+
+
+def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "model", "--batch", "2", "--repeats", "2", "--dtypes", "fp32"]
+    assert main([*args, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "vs alexnet_owt" in printed and "GFLOP/s" in printed
+    result = json.loads(out.read_text())
+    cases = {(e["model"], e["mode"], e["dtype"]): e for e in result["results"]}
+    assert set(cases) == {
+        (m, mode, "fp32") for m in ("alexnet2012", "alexnet_owt") for mode in ("train", "infer")
+    }
+    for entry in cases.values():
+        rate = entry["images_per_s"]
+        assert 0 < rate["min"] <= rate["median"] <= rate["max"]
+        assert entry["fraction_of_limit"] > 0
+    assert cases[("alexnet_owt", "train", "fp32")]["ratio_to_reference"] == 1.0
+    ours = cases[("alexnet2012", "infer", "fp32")]
+    owt = cases[("alexnet_owt", "infer", "fp32")]
+    ratio = ours["images_per_s"]["median"] / owt["images_per_s"]["median"]
+    assert ours["ratio_to_reference"] == pytest.approx(ratio)
+    # The multiply-adds are the layer table's: 724,406,816 for the paper's network at 224.
+    assert ours["forward_macs_per_image"] == 724_406_816
+    assert result["settings"]["fuse"] and result["settings"]["lrn_backend"] == "auto"
+
+
+def test_matmul_limit_takes_the_faster_way():
+    import torch
+
+    limit = matmul_limit("fp32", torch.device("cpu"), repeats=1, n=256)
+    assert limit["median"] == max(limit["mm"]["median"], limit["conv1x1"]["median"])
+    assert limit["way"] in ("mm", "conv1x1")
+
+
+def test_bench_model_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown model"):
+        bench_model(models=("alexnet3000",))
+    with pytest.raises(ValueError, match="unknown dtype"):
+        bench_model(dtypes=("fp8",))
+
+
+def test_keep_freed_memory_can_be_turned_off(monkeypatch):
+    monkeypatch.setattr(runtime, "_applied", None)
+    monkeypatch.setenv("ALEXNET_MALLOC", "system")
+    assert runtime.keep_freed_memory() is False
+    monkeypatch.setattr(runtime, "_applied", None)
+    monkeypatch.delenv("ALEXNET_MALLOC")
+    applied = runtime.keep_freed_memory()
+    assert applied is True or not runtime.sys.platform.startswith("linux")
+    assert runtime.keep_freed_memory() is applied  # idempotent
