@@ -113,16 +113,18 @@ def _data_show(args: argparse.Namespace) -> None:
         print("  pictures: " + ", ".join(info["pictures"]))
 
 
+def _report(args: argparse.Namespace, result: dict) -> None:
+    """A benchmark's table (or JSON with --json), and its JSON in --output."""
+    print(json.dumps(result, indent=2) if args.json else result["table"])
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+
+
 def _bench_data(args: argparse.Namespace) -> None:
     from alexnet.bench import bench_data
 
     result = bench_data(photos=args.photos, images=args.images, repeats=args.repeats)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(result["table"])
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+    _report(args, result)
 
 
 def _bench_model(args: argparse.Namespace) -> None:
@@ -147,12 +149,7 @@ def _bench_model(args: argparse.Namespace) -> None:
         malloc=args.malloc,
     )
     result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(result["table"])
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+    _report(args, result)
 
 
 def build_parser() -> argparse.ArgumentParser:
