@@ -170,8 +170,8 @@ def bench_model(
             if progress:
                 progress(r, i)
     result = {
-        "machine": machine(),
-        "device": _device_name(dev),
+        "machine": (host := machine()),
+        "device": _device_name(dev, host["cpu"]),
         "settings": {
             "batch": batch,
             "repeats": repeats,
@@ -183,9 +183,10 @@ def bench_model(
         "matmul_flops_per_s": limit,
         "results": [],
     }
+    macs_of = {name: summarize(name).macs for name in models}  # forward, per image
     for case, times in zip(cases, seconds, strict=True):
         rates = [batch * steps / t for t in times]
-        macs = summarize(case.model).macs
+        macs = macs_of[case.model]
         flops = 2 * macs * (3 if case.mode == "train" else 1)
         median = statistics.median(rates)
         result["results"].append(
@@ -214,12 +215,10 @@ def _find(results: list[dict], model: str, mode: str, dtype: str) -> dict | None
     return None
 
 
-def _device_name(device: torch.device) -> str:
+def _device_name(device: torch.device, cpu: str) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from alexnet.bench import _cpu_name
-
-    return f"{_cpu_name()}, {torch.get_num_threads()} threads"
+    return f"{cpu}, {torch.get_num_threads()} threads"
 
 
 def table(result: dict) -> str:
