@@ -29,6 +29,7 @@ from alexnet.data.augment import (
 from alexnet.data.store import Store
 
 VIEWS = ("random", "center", "ten-crop")
+NORMALIZE = ("none", "std")
 
 
 class StoreDataset(torch.utils.data.Dataset):
@@ -37,7 +38,10 @@ class StoreDataset(torch.utils.data.Dataset):
     views: "random" (training: random crop + reflection + PCA lighting), "center", or
     "ten-crop" (items are (10, C, h, w): corners, center, and their reflections).
     lighting: one of augment.LIGHTING, or "none". Mean subtraction uses the training split's
-    mean image. Small stored images (Fashion-MNIST, CIFAR-10, Tiny ImageNet) are upscaled
+    mean image. normalize: "none" keeps the paper's 0-255 scale (raw values minus the mean);
+    "std" then divides each channel by its standard deviation over the training pixels, as
+    torchvision's Normalize does (unit-variance inputs, which He initialization assumes).
+    Small stored images (Fashion-MNIST, CIFAR-10, Tiny ImageNet) are upscaled
     bilinearly to the store's view size (256) before cropping.
     """
 
@@ -50,6 +54,7 @@ class StoreDataset(torch.utils.data.Dataset):
         lighting: str = DEFAULT_LIGHTING,
         lighting_std: float = LIGHTING_STD,
         subtract_mean: bool = True,
+        normalize: str = "none",
         seed: int = 0,
         channels_last: bool = False,
     ) -> None:
@@ -75,6 +80,13 @@ class StoreDataset(torch.utils.data.Dataset):
         # mean of the upscaled images
         mean = upscale(stats.mean_image[None], view_size)[0].astype(np.float32)
         self.mean = mean if subtract_mean else np.zeros_like(mean)
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+        self.normalize = normalize
+        self.scale = None
+        if normalize == "std":
+            std = np.sqrt(np.diag(stats.covariance)).astype(np.float32)
+            self.scale = torch.from_numpy(1.0 / np.maximum(std, 1e-6))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -110,6 +122,8 @@ class StoreDataset(torch.utils.data.Dataset):
             )
             out = out.reshape(len(indices), 10, *out.shape[1:])
         images = torch.from_numpy(out)
+        if self.scale is not None:  # per channel; the channel axis is last in memory or third
+            images.mul_(self.scale if self.channels_last else self.scale[:, None, None])
         if self.channels_last:
             # (n, h, w, C) in memory, presented as the NCHW tensor it is
             images = images.movedim(-1, -3)

@@ -1,0 +1,689 @@
+"""Training with the paper's recipe (SPEC 3): resumable, on one CPU or many GPUs.
+
+    train(config, run_dir)            a new run
+    train(config, run_dir, resume=True)  continue a killed one from checkpoints/last.pt
+
+A run directory holds:
+
+    config.yaml         the resolved recipe
+    version.json        package, git commit, torch, machine, command
+    metrics.jsonl       one line per epoch: loss, errors, lr, images/s, time
+    train.log           the log
+    tensorboard/        TensorBoard events
+    checkpoints/last.pt the latest state (also written within epochs, see run.checkpoint_*)
+    checkpoints/best.pt the state after the epoch with the lowest validation top-1 error
+
+Determinism: the order of images in an epoch is a function of (seed, epoch), each image's
+augmentation of (seed, epoch, index) (alexnet.data.augment), and dropout's masks of
+(seed, epoch, step, rank). So a resumed run repeats exactly what the killed one would have
+done, and on CPU its final weights are bit-identical to an uninterrupted run's.
+
+Several processes: launch with torchrun. Each rank takes its slice of every global batch of
+optim.batch_size images; gradients are averaged by DistributedDataParallel (gloo on CPU,
+nccl on GPU); metrics are summed over ranks; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+import alexnet
+from alexnet import checkpoint as ckpt
+from alexnet.config import ConfigError, TrainConfig, load_config
+from alexnet.data.dataset import StoreDataset, collate_batch
+from alexnet.data.store import Store
+from alexnet.evaluate import autocast, softmax_batches, topk_correct
+from alexnet.fileio import atomic_write, fsync_dir
+from alexnet.optim import make_optimizer, set_lr
+from alexnet.registry import VARIANTS, create_model
+from alexnet.runtime import keep_freed_memory
+from alexnet.schedule import make_schedule
+
+log = logging.getLogger("alexnet.train")
+
+
+class TrainingError(RuntimeError):
+    """A run that had to stop; the message says why and what is kept."""
+
+
+# ---------------------------------------------------------------------------------------
+# Processes and devices
+
+
+@dataclass
+class Processes:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_processes(device_name: str) -> tuple[Processes, torch.device]:
+    """Join torchrun's process group when launched by it; pick this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    procs = Processes(
+        int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+    )
+    device = resolve_device(device_name, procs.local_rank if world > 1 else None)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return procs, device
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"run.device is {name} but this torch has no CUDA device")
+        if device.index is None:
+            device = torch.device("cuda", local_rank or 0)
+        torch.cuda.set_device(device)
+    return device
+
+
+def all_sum(values: list[float], procs: Processes, device: torch.device) -> list[float]:
+    if procs.world == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+# ---------------------------------------------------------------------------------------
+# What each step sees
+
+
+def subset(n: int, count: int | None, seed: int) -> np.ndarray:
+    """A fixed random subset of `count` of n indices (all of them for None), sorted."""
+    if count is None or count >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 0x5EB5E7]).choice(n, size=count, replace=False))
+
+
+def epoch_batches(
+    indices: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+) -> list[list[int]]:
+    """This rank's part of each global batch of one epoch; incomplete last batch dropped.
+
+    The shuffle depends only on (seed, epoch), so every rank and a resumed run agree.
+    """
+    if batch_size % world:
+        raise ConfigError(
+            f"optim.batch_size {batch_size} must divide evenly among {world} processes"
+        )
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = indices[torch.randperm(len(indices), generator=generator).numpy()]
+    local = batch_size // world
+    steps = len(order) // batch_size
+    return [
+        order[s * batch_size + rank * local : s * batch_size + (rank + 1) * local].tolist()
+        for s in range(steps)
+    ]
+
+
+def dropout_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """Dropout's masks are drawn from this seed, so they do not depend on a resume point."""
+    return (((seed * 1_000_003 + epoch) * 1_000_003 + step) * 1_009 + rank) % (2**63)
+
+
+def loader_for(dataset, batches, workers: int, device: torch.device):
+    # A generator of its own, so that making a loader draws nothing from torch's global RNG.
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_batch,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+        prefetch_factor=2 if workers else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class Progress:
+    """Where a run is; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed within the current epoch
+    global_step: int = 0
+    elapsed: float = 0.0  # seconds of training and evaluation so far, over all sessions
+    best_top1: float | None = None
+    bad_steps: int = 0
+    # sums over the current epoch's steps so far, summed over ranks
+    sums: dict = field(default_factory=lambda: {"loss": 0.0, "wrong": 0.0, "images": 0.0})
+
+
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, command: str = ""):
+    """Run (or continue) training; returns the last epoch's metrics."""
+    keep_freed_memory()
+    run_dir = Path(run_dir)
+    procs, device = start_processes(config.run.device)
+    _setup_logging(run_dir, procs, resume)
+    try:
+        return Trainer(config, run_dir, procs, device, resume, command).run()
+    finally:
+        logging.getLogger("alexnet").handlers.clear()
+
+
+def _setup_logging(run_dir: Path, procs: Processes, resume: bool) -> None:
+    logger = logging.getLogger("alexnet")
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO if procs.main else logging.WARNING)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    if procs.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run_dir / "train.log", mode="a" if resume else "w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+
+
+class Trainer:
+    def __init__(self, config, run_dir, procs, device, resume, command):
+        self.config, self.run_dir, self.procs, self.device = config, run_dir, procs, device
+        run, data = config.run, config.data
+        if run.precision == "fp16" and device.type != "cuda":
+            raise ConfigError("run.precision fp16 needs a GPU (loss scaling); on CPU use bf16")
+        checkpoint = None
+        if resume:
+            checkpoint = ckpt.load(ckpt.find(run_dir), map_location="cpu")
+        elif procs.main and (run_dir / "checkpoints" / "last.pt").exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir}, or "
+                "choose another --out"
+            )
+        self.store = Store(data.store) if data.store else None
+        if self.store is None:
+            raise ConfigError("data.store is not set: prepare one with `alexnet data prepare`")
+        variant = VARIANTS[config.model_name]
+        self.crop_size = data.crop_size or variant.input_size
+        torch.manual_seed(run.seed)  # the initial weights
+        model = create_model(
+            config.model_name,
+            num_classes=self.store.num_classes,
+            in_chans=self.store.channels,
+            **config.model_options,
+        )
+        if checkpoint is not None:
+            ckpt.check_same_model(checkpoint, model)
+        self.record = ckpt.model_record(model)
+        self.plain = model  # the network whose state is saved
+        model.to(device)
+        if run.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if run.tower_devices:
+            from alexnet.parallel import TowerParallel
+
+            model = TowerParallel(model, run.tower_devices)
+            self.plain = model
+        self.model = model
+        if procs.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        o = config.optim
+        self.optimizer = make_optimizer(
+            o.name, model, o.lr, o.momentum, o.weight_decay, o.bias_lr_mult, o.bias_weight_decay
+        )
+        s = config.schedule
+        self.schedule = make_schedule(
+            s.kind,
+            o.lr,
+            factor=s.factor,
+            patience=s.patience,
+            max_drops=s.max_drops,
+            threshold=s.threshold,
+            milestones=s.milestones,
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=run.precision == "fp16")
+        self.progress = Progress()
+        self.train_set = StoreDataset(
+            self.store,
+            data.train_split,
+            "random",
+            crop_size=self.crop_size,
+            lighting=data.lighting,
+            lighting_std=data.lighting_std,
+            normalize=data.normalize,
+            seed=run.seed,
+            channels_last=run.channels_last,
+        )
+        self.val_set = StoreDataset(
+            self.store,
+            data.val_split,
+            run.eval_views,
+            crop_size=self.crop_size,
+            normalize=data.normalize,
+            channels_last=run.channels_last,
+        )
+        self.train_indices = subset(len(self.train_set), data.train_images, run.seed)
+        self.val_indices = subset(len(self.val_set), data.val_images, run.seed)
+        if len(self.train_indices) < o.batch_size:
+            raise ConfigError(
+                f"{len(self.train_indices)} training images do not make one batch of "
+                f"{o.batch_size}; lower optim.batch_size"
+            )
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        else:
+            self._start(command)
+        self.writer = None
+        if procs.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(
+                str(run_dir / "tensorboard"), purge_step=self.progress.global_step or None
+            )
+
+    # -- starting and restoring -----------------------------------------------------------
+
+    def _start(self, command: str) -> None:
+        if not self.procs.main:
+            return
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(self.config.to_yaml()), "w")
+        atomic_write(
+            self.run_dir / "version.json",
+            lambda f: json.dump(version_info(self.device, self.procs, command), f, indent=2),
+            "w",
+        )
+        (self.run_dir / "metrics.jsonl").write_text("")
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.plain.load_state_dict(checkpoint["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.schedule.load_state_dict(checkpoint["schedule"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        p = checkpoint["progress"]
+        self.progress = Progress(**{**p, "sums": dict(p["sums"])})
+        ckpt.set_rng_state(checkpoint["rng"])
+        if self.procs.main:
+            # metrics of epochs after the checkpoint will be written again
+            path = self.run_dir / "metrics.jsonl"
+            lines = path.read_text().splitlines() if path.exists() else []
+            kept = [line for line in lines if json.loads(line)["epoch"] <= self.progress.epoch]
+            atomic_write(path, lambda f: f.write("".join(f"{x}\n" for x in kept)), "w")
+        log.info(
+            "resuming %s at epoch %d, step %d (%s)",
+            self.run_dir,
+            self.progress.epoch + 1,
+            self.progress.step,
+            checkpoint["path"],
+        )
+
+    def state(self) -> dict:
+        return {
+            "model": self.record,
+            "state_dict": self.plain.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "progress": {**self.progress.__dict__, "sums": dict(self.progress.sums)},
+            "rng": ckpt.rng_state(),
+            "config": self.config.to_dict(),
+            "data": self.data_record(),
+            "alexnet_version": alexnet.__version__,
+        }
+
+    def data_record(self) -> dict:
+        """What predict needs to make this network's input from a photograph."""
+        store = self.store
+        return {
+            "store": str(store.root),
+            "class_ids": store.class_ids,
+            "class_names": store.class_names,
+            "channels": store.channels,
+            "image_size": store.image_size,
+            "view_size": store.view_size,
+            "crop_size": self.crop_size,
+            "mean_image": torch.from_numpy(store.stats.mean_image.astype(np.float32)),
+            "normalize": self.config.data.normalize,
+            "scale": self.train_set.scale,
+        }
+
+    def save(self, best: bool = False) -> None:
+        if not self.procs.main:
+            return
+        folder = self.run_dir / "checkpoints"
+        ckpt.save(folder / "last.pt", self.state())
+        if best:
+            # the same bytes: a hard link, itself renamed into place
+            temporary = folder / ".best.pt.tmp"
+            temporary.unlink(missing_ok=True)
+            try:
+                os.link(folder / "last.pt", temporary)
+            except OSError:
+                ckpt.save(temporary, self.state())
+            os.replace(temporary, folder / "best.pt")
+            fsync_dir(folder)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> dict | None:
+        """Train to the last epoch (or the budget). Ctrl-C or SIGTERM finishes the step,
+        saves `last` and raises KeyboardInterrupt; a second one stops at once."""
+        self.stop_requested = False
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, self._request_stop)
+        try:
+            return self._run()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if self.writer is not None:
+                self.writer.close()
+
+    def _request_stop(self, signum, frame) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        log.warning("stopping after this step; saving a checkpoint (again to stop at once)")
+
+    def _run(self) -> dict | None:
+        config, p = self.config, self.progress
+        lr = self.schedule.lr
+        set_lr(self.optimizer, lr)
+        metrics = None
+        log.info(
+            "training %s (%s) on %s, %d images, %d classes, %d epochs, batch %d, %s, into %s",
+            self.record["name"],
+            config.model_name,
+            self.device,
+            len(self.train_indices),
+            self.store.num_classes,
+            config.run.epochs,
+            config.optim.batch_size,
+            config.run.precision,
+            self.run_dir,
+        )
+        while p.epoch < config.run.epochs:
+            finished = self.train_epoch()
+            val = self.validate()
+            metrics = self.epoch_metrics(val, complete=finished)
+            if not finished:  # out of budget: keep where we are, report, stop
+                self.write_metrics(metrics)
+                self.save()
+                log.info("budget of %s minutes used; stopped", config.run.budget_minutes)
+                break
+            improved = p.best_top1 is None or val["top1_error"] < p.best_top1
+            if improved:
+                p.best_top1 = val["top1_error"]
+            lr = self.schedule.step(p.epoch, val["top1_error"])
+            set_lr(self.optimizer, lr)
+            p.epoch += 1
+            p.step = 0
+            p.sums = {"loss": 0.0, "wrong": 0.0, "images": 0.0}
+            self.write_metrics(metrics)
+            self.save(best=improved)
+        if metrics is not None:
+            log.info(
+                "done: epoch %d, val top-1 error %.2f%%, top-5 %.2f%%; checkpoints in %s",
+                metrics["epoch"],
+                100 * metrics["val_top1_error"],
+                100 * metrics["val_top5_error"],
+                self.run_dir / "checkpoints",
+            )
+        return metrics
+
+    def train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False if the time budget ran out first."""
+        config, p, procs = self.config, self.progress, self.procs
+        run = config.run
+        batches = epoch_batches(
+            self.train_indices,
+            config.optim.batch_size,
+            run.seed,
+            p.epoch,
+            procs.rank,
+            procs.world,
+        )
+        self.train_set.set_epoch(p.epoch)
+        loader = loader_for(self.train_set, batches[p.step :], config.data.workers, self.device)
+        self.model.train()
+        bar = _bar(len(batches), p.step, f"epoch {p.epoch + 1}/{run.epochs}", procs)
+        last_save = started = tick = time.monotonic()
+        seen = 0
+        budget = run.budget_minutes * 60 if run.budget_minutes is not None else math.inf
+        finished = True
+        for images, labels in loader:
+            if p.elapsed >= budget:
+                finished = False
+                break
+            torch.manual_seed(dropout_seed(run.seed, p.epoch, p.step, procs.rank))
+            loss, wrong = self.forward_backward(images, labels)
+            # summed over ranks before deciding, so that every rank steps or none does
+            totals = all_sum([loss * len(labels), wrong, len(labels)], procs, self.device)
+            if math.isfinite(totals[0]):
+                self.update()
+                p.bad_steps = 0
+                for key, value in zip(("loss", "wrong", "images"), totals, strict=True):
+                    p.sums[key] += value
+            else:
+                self.non_finite(totals[0])
+            p.step += 1
+            p.global_step += 1
+            seen += totals[2]
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{p.sums['loss'] / max(p.sums['images'], 1):.3f}",
+                lr=f"{self.schedule.lr:g}",
+                img_s=f"{seen / max(time.monotonic() - started, 1e-9):.0f}",
+            )
+            if self.writer is not None and p.global_step % run.log_every_steps == 0:
+                self.writer.add_scalar("train/loss_step", totals[0] / totals[2], p.global_step)
+            now = time.monotonic()
+            p.elapsed += now - tick
+            tick = now
+            due = (run.checkpoint_steps and p.step % run.checkpoint_steps == 0) or (
+                now - last_save >= 60 * run.checkpoint_minutes
+            )
+            if self.stop_requested:
+                self.save()
+                log.warning("saved %s; continue with --resume", self.run_dir)
+                raise KeyboardInterrupt
+            if due and p.step < len(batches):
+                self.save()
+                last_save = tick = time.monotonic()
+        bar.close()
+        self.images_per_s = seen / max(time.monotonic() - started, 1e-9) if seen else None
+        return finished
+
+    def forward_backward(self, images, labels) -> tuple[float, int]:
+        """The loss and gradients of one batch; returns (mean loss, top-1 mistakes)."""
+        device, run = self.device, self.config.run
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        if run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(device, run.precision):
+            logits = self.model(images)
+            loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        return float(loss.detach()), int((logits.argmax(dim=1) != labels).sum())
+
+    def update(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def non_finite(self, value: float) -> None:
+        p, limit = self.progress, self.config.run.max_bad_steps
+        p.bad_steps += 1
+        log.warning(
+            "step %d: loss is %s; update skipped (%d of %d allowed in a row)",
+            p.global_step,
+            value,
+            p.bad_steps,
+            limit,
+        )
+        if p.bad_steps >= limit:
+            last = self.run_dir / "checkpoints" / "last.pt"
+            kept = (
+                f"the last good checkpoint, {last}, is intact"
+                if last.exists()
+                else "no checkpoint had been written yet"
+            )
+            raise TrainingError(
+                f"training diverged: {limit} non-finite losses in a row (last at epoch "
+                f"{p.epoch + 1}, step {p.step + 1}); {kept}. Lower optim.lr (or, from the paper's "
+                "initialization, use model.init=kaiming with data.normalize=std), then start "
+                "again or --resume"
+            )
+
+    def validate(self) -> dict:
+        config = self.config
+        batches = [
+            self.val_indices[i : i + config.optim.batch_size].tolist()
+            for i in range(0, len(self.val_indices), config.optim.batch_size)
+        ][self.procs.rank :: self.procs.world]
+        loader = loader_for(self.val_set, batches, config.data.workers, self.device)
+        model = self.model.module if self.procs.world > 1 else self.model
+        counts = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1 hits, top-5 hits, images
+        for probs, labels in softmax_batches(
+            [model], loader, self.device, config.run.precision, config.run.channels_last
+        ):
+            hits = topk_correct(probs, labels)
+            picked = probs.gather(1, labels[:, None]).clamp_min(1e-12)
+            counts[0] += float(-picked.log().sum())
+            counts[1] += hits[1]
+            counts[2] += hits[5]
+            counts[3] += len(labels)
+        loss, top1, top5, n = all_sum(counts, self.procs, self.device)
+        return {
+            "loss": loss / n,
+            "top1_error": 1 - top1 / n,
+            "top5_error": 1 - top5 / n,
+            "images": int(n),
+        }
+
+    def epoch_metrics(self, val: dict, complete: bool) -> dict:
+        p, sums = self.progress, self.progress.sums
+        images = max(sums["images"], 1)
+        return {
+            "epoch": p.epoch + 1,
+            "complete": complete,
+            "step": p.global_step,
+            "train_loss": sums["loss"] / images,
+            "train_top1_error": sums["wrong"] / images,
+            "val_loss": val["loss"],
+            "val_top1_error": val["top1_error"],
+            "val_top5_error": val["top5_error"],
+            "val_views": self.config.run.eval_views,
+            "val_images": val["images"],
+            "lr": self.schedule.lr,
+            "images_per_s": getattr(self, "images_per_s", None),
+            "elapsed_s": p.elapsed,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    def write_metrics(self, metrics: dict) -> None:
+        if not self.procs.main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        for key in ("train_loss", "train_top1_error", "val_loss", "val_top1_error"):
+            self.writer.add_scalar(key.replace("_", "/", 1), metrics[key], metrics["epoch"])
+        self.writer.add_scalar("val/top5_error", metrics["val_top5_error"], metrics["epoch"])
+        self.writer.add_scalar("lr", metrics["lr"], metrics["epoch"])
+        self.writer.flush()
+        log.info(
+            "epoch %d: train loss %.4f, train error %.2f%%, val top-1 %.2f%%, top-5 %.2f%%, "
+            "lr %g, %.0f images/s",
+            metrics["epoch"],
+            metrics["train_loss"],
+            100 * metrics["train_top1_error"],
+            100 * metrics["val_top1_error"],
+            100 * metrics["val_top5_error"],
+            metrics["lr"],
+            metrics["images_per_s"] or 0,
+        )
+
+
+def _bar(total: int, initial: int, desc: str, procs: Processes):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        disable=not procs.main or os.environ.get("ALEXNET_PROGRESS") == "0",
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+def version_info(device: torch.device, procs: Processes, command: str) -> dict:
+    root = Path(__file__).resolve().parents[2]
+    commit = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    return {
+        "alexnet": alexnet.__version__,
+        "git": commit or None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "host": platform.node(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "world_size": procs.world,
+        "command": command,
+    }
+
+
+def run_from_args(config_path, overrides, out, resume) -> dict | None:
+    """What `alexnet train` does: read the recipe (or the run's own), then train."""
+    if resume:
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise ckpt.CheckpointError(
+                f"{resume} is not a run directory (no config.yaml); start a new run with "
+                "`alexnet train --config ...`"
+            )
+        config = load_config(saved, overrides)
+        run_dir = Path(resume)
+    else:
+        config = load_config(config_path, overrides)
+        stem = Path(config_path).stem if config_path else "run"
+        run_dir = Path(out) if out else Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    command = "alexnet " + shlex.join(sys.argv[1:])
+    return train(config, run_dir, resume=bool(resume), command=command), run_dir
