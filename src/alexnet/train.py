@@ -201,11 +201,14 @@ def _setup_logging(run_dir: Path, procs: Processes, resume: bool) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(console)
-    if procs.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(run_dir / "train.log", mode="a" if resume else "w")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
+
+
+def _log_to_file(run_dir: Path, resume: bool) -> None:
+    """Also log into the run directory (rank 0, once the run is known to be valid)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log", mode="a" if resume else "w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger("alexnet").addHandler(handler)
 
 
 class Trainer:
@@ -293,6 +296,8 @@ class Trainer:
                 f"{len(self.train_indices)} training images do not make one batch of "
                 f"{o.batch_size}; lower optim.batch_size"
             )
+        if procs.main:
+            _log_to_file(run_dir, resume)
         if checkpoint is not None:
             self._restore(checkpoint)
         else:
@@ -513,7 +518,7 @@ class Trainer:
                 self.save()
                 log.warning("saved %s; continue with --resume", self.run_dir)
                 raise KeyboardInterrupt
-            if due and p.step < len(batches):
+            if due and p.step < len(batches) and not p.bad_steps:
                 self.save()
                 last_save = tick = time.monotonic()
         bar.close()
@@ -543,7 +548,7 @@ class Trainer:
         p.bad_steps += 1
         log.warning(
             "step %d: loss is %s; update skipped (%d of %d allowed in a row)",
-            p.global_step,
+            p.global_step + 1,
             value,
             p.bad_steps,
             limit,

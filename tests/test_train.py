@@ -1,0 +1,287 @@
+"""Training runs on configs/debug.yaml: run directories, exact resume, several processes,
+divergence, and each kind of bad input."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import alexnet.fileio
+from alexnet import checkpoint as ckpt
+from alexnet.config import ConfigError, load_config
+from alexnet.data.dataset import StoreDataset
+from alexnet.data.prepare import NoProgress, Settings, prepare
+from alexnet.train import TrainingError, epoch_batches, subset, train
+
+from fixtures import fashion_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+DEBUG = ROOT / "configs" / "debug.yaml"
+ENV = {**os.environ, "ALEXNET_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("debug")
+    fashion_mnist(root / "src", train=160, test=24)
+    prepare(Settings("fashion-mnist", str(root / "src"), size=None), root / "store",
+            workers=1, progress=NoProgress)  # fmt: skip
+    return root / "store"
+
+
+def config(store, *overrides):
+    return load_config(DEBUG, [f"data.store={store}", *overrides])
+
+
+def cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "alexnet", *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        cwd=kwargs.pop("cwd", ROOT),
+        **kwargs,
+    )
+
+
+def weights(path) -> dict:
+    return ckpt.load(path)["state_dict"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_run_directory_holds_everything_the_issue_lists(store, tmp_path):
+    run = tmp_path / "run"
+    train(config(store), run)
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml", "version.json", "metrics.jsonl", "train.log", "tensorboard", "checkpoints",
+    }  # fmt: skip
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    for key in ("train_loss", "train_top1_error", "val_top1_error", "val_top5_error", "lr",
+                "images_per_s", "elapsed_s"):  # fmt: skip
+        assert key in lines[0]
+    assert lines[0]["step"] == 160 // 8
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    # the saved recipe is the resolved one, and it loads back to the same recipe
+    saved = load_config(run / "config.yaml")
+    assert saved == config(store)
+    last = ckpt.load(run / "checkpoints" / "last.pt")
+    assert last["progress"]["epoch"] == 2 and last["progress"]["step"] == 0
+    assert last["data"]["class_names"][0] == "T-shirt/top"
+    assert last["config"] == saved.to_dict()
+    assert (run / "checkpoints" / "best.pt").is_file()
+    version = json.loads((run / "version.json").read_text())
+    assert version["torch"] == torch.__version__
+
+
+def test_checkpoints_load_without_unpickling_objects(store, tmp_path):
+    run = tmp_path / "run"
+    train(config(store, "run.epochs=1"), run)
+    # weights_only=True refuses any pickled class; this is what ckpt.load uses
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    model = ckpt.load_model(state)
+    assert model.name == "alexnet2012" and model.config.widths == (8, 16, 16, 16, 16)
+
+
+def test_epochs_see_each_image_at_most_once_and_ranks_split_each_batch():
+    indices = subset(100, None, 0)
+    one = epoch_batches(indices, 8, seed=3, epoch=1)
+    assert len(one) == 12 and len({i for b in one for i in b}) == 96
+    ranks = [epoch_batches(indices, 8, 3, 1, rank, 2) for rank in (0, 1)]
+    assert [a + b for a, b in zip(*ranks, strict=True)] == one
+    assert epoch_batches(indices, 8, 3, 2) != one  # reshuffled each epoch
+    assert sorted(subset(100, 10, 0)) == list(subset(100, 10, 0)) and len(subset(100, 10, 0)) == 10
+
+
+def _wait_for_mid_epoch_checkpoint(process, path: Path, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"training ended before a checkpoint: {process.stderr.read()}")
+        time.sleep(0.005)
+    pytest.fail("no checkpoint appeared")
+
+
+def test_a_run_killed_mid_epoch_resumes_to_bit_identical_weights(store, tmp_path):
+    sets = [f"data.store={store}", "run.epochs=3", "run.checkpoint_steps=3"]
+    args = ["train", "--config", DEBUG] + [x for s in sets for x in ("--set", s)]
+    whole = cli(*args, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alexnet", *map(str, args), "--out", str(killed)],
+        env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for_mid_epoch_checkpoint(process, killed / "checkpoints" / "last.pt")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    at = ckpt.load(killed / "checkpoints" / "last.pt")["progress"]
+    assert at["epoch"] < 3, "the run finished before it was killed; the test proves nothing"
+
+    resumed = cli("train", "--resume", killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert_same_weights(
+        weights(whole_path := tmp_path / "whole" / "checkpoints" / "last.pt"),
+        weights(killed / "checkpoints" / "last.pt"),
+    )
+    a = ckpt.load(whole_path)
+    b = ckpt.load(killed / "checkpoints" / "last.pt")
+    for key in a["optimizer"]["state"]:
+        assert torch.equal(a["optimizer"]["state"][key]["velocity"],
+                           b["optimizer"]["state"][key]["velocity"])  # fmt: skip
+    lines = lambda run: [  # noqa: E731
+        {k: v for k, v in json.loads(x).items() if k in ("epoch", "train_loss", "val_loss")}
+        for x in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert lines(killed) == lines(tmp_path / "whole")
+
+
+def test_interrupt_saves_a_checkpoint_and_resume_continues(store, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--config", DEBUG, "--set", f"data.store={store}", "--set", "run.epochs=50"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alexnet", *map(str, args), "--out", str(run)],
+        env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for_mid_epoch_checkpoint(process, run / "checkpoints" / "last.pt")  # epoch 1's
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "--resume" in err
+    assert ckpt.load(run / "checkpoints" / "last.pt")["progress"]["epoch"] < 50
+
+
+def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(store, tmp_path):
+    sets = [f"data.store={store}", "run.epochs=2", "model.dropout=0.0", "optim.batch_size=16"]
+    args = ["--config", DEBUG] + [x for s in sets for x in ("--set", s)]
+    one = cli("train", *args, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "alexnet", "train", *map(str, args), "--out", str(tmp_path / "two")],
+        env={**ENV, "OMP_NUM_THREADS": "1"}, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = weights(tmp_path / "one" / "checkpoints" / "last.pt")
+    b = weights(tmp_path / "two" / "checkpoints" / "last.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    metrics = [
+        [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("one", "two")
+    ]
+    for m1, m2 in zip(*metrics, strict=True):
+        assert m1["val_images"] == m2["val_images"] == 24
+        assert m1["train_loss"] == pytest.approx(m2["train_loss"], rel=1e-4)
+        assert m1["val_top1_error"] == m2["val_top1_error"]
+
+
+def test_an_injected_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+    store, tmp_path, monkeypatch
+):
+    original = StoreDataset.__getitems__
+    calls = {"n": 0}
+
+    def poisoned(self, indices):
+        images, labels = original(self, indices)
+        if self.views == "random":
+            calls["n"] += 1
+            if calls["n"] > 4:  # from the fifth training batch on
+                images = images * float("nan")
+        return images, labels
+
+    monkeypatch.setattr(StoreDataset, "__getitems__", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"3 non-finite losses in a row.*is intact"):
+        train(config(store, "run.checkpoint_steps=2", "run.max_bad_steps=3"), run)
+    last = ckpt.load(run / "checkpoints" / "last.pt")
+    assert last["progress"]["step"] == 4  # saved after the 4th (good) step, not since
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+def test_bad_recipes_say_which_key_is_wrong(store):
+    with pytest.raises(ConfigError, match=r"unknown key optim\.lrate; optim has: name, lr"):
+        config(store, "optim.lrate=0.1")
+    with pytest.raises(ConfigError, match=r"optim\.lr must be float"):
+        config(store, "optim.lr=fast")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_config(None, ["optimizer.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"unknown key model\.dropuot"):
+        config(store, "model.dropuot=0.1")
+    with pytest.raises(ConfigError, match="dropout is a probability"):
+        config(store, "model.dropout=2.0")
+    with pytest.raises(ConfigError, match=r"run\.precision must be one of"):
+        config(store, "run.precision=fp8")
+    with pytest.raises(ConfigError, match="no recipe at"):
+        load_config("configs/nope.yaml")
+
+
+def test_bad_input_on_the_command_line_gives_one_message(store, tmp_path):
+    result = cli("train", "--config", DEBUG, "--set", "run.epochs=many")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "alexnet train: error: run.epochs must be int, got 'many' (str)"
+    )
+    result = cli("train", "--resume", tmp_path)
+    assert result.returncode == 2 and "not a run directory" in result.stderr
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": {"store": str(store)}}))
+    result = cli("train", "--resume", tmp_path)
+    assert result.returncode == 2
+    assert "holds no checkpoint" in result.stderr and "Traceback" not in result.stderr
+    result = cli("train", "--config", DEBUG, "--set", f"data.store={tmp_path}")
+    assert result.returncode == 2 and "is not a prepared store" in result.stderr
+
+
+def test_resuming_into_another_network_is_refused(store, tmp_path):
+    run = tmp_path / "run"
+    train(config(store, "run.epochs=1"), run)
+    result = cli("train", "--resume", run, "--set", "model.lrn=false")
+    assert result.returncode == 2
+    assert "differing settings" in result.stderr and "'lrn': (True, False)" in result.stderr
+
+
+def test_a_corrupt_checkpoint_is_named_with_what_to_do(store, tmp_path):
+    run = tmp_path / "run"
+    train(config(store, "run.epochs=1"), run)
+    path = run / "checkpoints" / "last.pt"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ckpt.CheckpointError, match="truncated or corrupt"):
+        ckpt.load(path)
+    result = cli("train", "--resume", run)
+    assert result.returncode == 2 and "truncated or corrupt" in result.stderr
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(store, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(config(store, "run.epochs=1"), run)
+    path = run / "checkpoints" / "last.pt"
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(alexnet.fileio.os, "fsync", full)
+    with pytest.raises(ckpt.CheckpointError, match="disk full.*is intact"):
+        ckpt.save(path, {"state_dict": {}})
+    assert path.read_bytes() == before
+    assert not any(p.name.endswith(".tmp") for p in path.parent.iterdir())
