@@ -9,11 +9,12 @@ backward, at tower edges and channel edges, in float64 exactly and in bf16 withi
 import pytest
 import torch
 import torch.nn.functional as F
-from test_layers import activations, naive_lrn
 
 from alexnet import create_model
 from alexnet.fused import relu_lrn_pool
 from alexnet.lrn import local_response_norm
+
+from test_layers import activations, naive_lrn
 
 BACKENDS = ("kernel", "torch")
 

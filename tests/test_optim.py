@@ -124,7 +124,7 @@ def test_milestones_follow_the_released_codes_epochs():
 
 
 def test_unknown_schedule_and_optimizer_are_refused():
-    with pytest.raises(ValueError, match="schedule.kind"):
+    with pytest.raises(ValueError, match=r"schedule\.kind"):
         make_schedule("cosine", 0.01)
     with pytest.raises(ValueError, match="optimizer must be one of"):
         make_optimizer("adam", nn.Linear(1, 1), 0.01, 0.9, 0.0)

@@ -20,23 +20,11 @@ import alexnet.fileio
 from alexnet import checkpoint as ckpt
 from alexnet.config import ConfigError, load_config
 from alexnet.data.dataset import StoreDataset
-from alexnet.data.prepare import NoProgress, Settings, prepare
 from alexnet.train import TrainingError, epoch_batches, subset, train
-
-from fixtures import fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBUG = ROOT / "configs" / "debug.yaml"
 ENV = {**os.environ, "ALEXNET_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("debug")
-    fashion_mnist(root / "src", train=160, test=24)
-    prepare(Settings("fashion-mnist", str(root / "src"), size=None), root / "store",
-            workers=1, progress=NoProgress)  # fmt: skip
-    return root / "store"
 
 
 def config(store, *overrides):
@@ -281,7 +269,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(store, tmp_path, m
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(alexnet.fileio.os, "fsync", full)
-    with pytest.raises(ckpt.CheckpointError, match="disk full.*is intact"):
+    with pytest.raises(ckpt.CheckpointError, match=r"disk full.*is intact"):
         ckpt.save(path, {"state_dict": {}})
     assert path.read_bytes() == before
     assert not any(p.name.endswith(".tmp") for p in path.parent.iterdir())

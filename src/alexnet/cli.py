@@ -175,6 +175,71 @@ def _train(args: argparse.Namespace) -> None:
         )
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from alexnet.evaluate import evaluate_checkpoints, plot
+
+    result = evaluate_checkpoints(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        views=args.views,
+        batch_size=args.batch,
+        precision=args.precision,
+        device=args.device,
+        workers=args.workers,
+        limit=args.limit,
+        progress=not args.json,
+    )
+    first = Path(result["checkpoints"][0])
+    out = Path(args.out) if args.out else first.parent.parent / f"eval-{args.split}-{args.views}"
+    out.mkdir(parents=True, exist_ok=True)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["confusion"] = result["confusion"].tolist()
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "eval.png")
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=2))
+        return
+    count = len(result["checkpoints"])
+    what = f"ensemble of {count} networks" if count > 1 else result["checkpoints"][0]
+    print(
+        f"{what}\n  {result['split']} split of {result['data']}, {result['views']} views, "
+        f"{result['images']:,} images\n"
+        f"  top-1 error {100 * result['top1_error']:.2f}%   top-5 error "
+        f"{100 * result['top5_error']:.2f}%"
+    )
+    worst = sorted(
+        (c for c in result["per_class"] if c["top1_error"] is not None),
+        key=lambda c: -c["top1_error"],
+    )[:5]
+    print(
+        "  hardest classes: "
+        + ", ".join(f"{c['name']} {100 * c['top1_error']:.1f}%" for c in worst)
+    )
+    if result["most_confused"]:
+        pair = result["most_confused"][0]
+        print(
+            f"  most confused: {pair['true']} taken for {pair['predicted']} "
+            f"({pair['images']} images)"
+        )
+    print(f"  wrote {out / 'eval.json'} and {out / 'eval.png'}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from alexnet.predict import predict
+
+    results = predict(
+        args.image, args.checkpoint, views=args.views, top=args.top, device=args.device
+    )
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for result in results:
+        print(f"{result['image']} ({result['views']})")
+        for rank, entry in enumerate(result["top"], 1):
+            print(f"  {rank}. {100 * entry['probability']:6.2f}%  {entry['name']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alexnet",
@@ -328,6 +393,53 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default: runs/RECIPE-DATE-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="top-1/top-5 error of a checkpoint (or an ensemble) on a store",
+        description="Top-1 and top-5 error, per-class error and the most confused classes, "
+        "as JSON and a PNG. Several checkpoints are an ensemble: their softmax outputs are "
+        "averaged, as in the paper's 5-CNN entry.",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        metavar="C",
+        help="checkpoint files or run directories (their last.pt)",
+    )
+    evaluate.add_argument("--data", required=True, help="a prepared store")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument(
+        "--views",
+        choices=("center", "ten-crop"),
+        default="center",
+        help="ten-crop: average the softmax over 5 patches and reflections",
+    )
+    evaluate.add_argument("--batch", type=int, default=128, help="images per batch")
+    evaluate.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.add_argument("--limit", type=int, help="only the first N images")
+    evaluate.add_argument(
+        "--out",
+        help="folder for eval.json and eval.png (default: beside the first checkpoint's run)",
+    )
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=_eval)
+
+    pred = commands.add_parser(
+        "predict",
+        help="the five most probable classes of images",
+        description="Each image is prepared as the training data was and classified.",
+    )
+    pred.add_argument("image", nargs="+")
+    pred.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    pred.add_argument("--views", choices=("center", "ten-crop"), default="center")
+    pred.add_argument("--top", type=int, default=5)
+    pred.add_argument("--device", default="auto")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(run=_predict)
     return parser
 
 

@@ -1,0 +1,21 @@
+"""Fixtures shared by the training, evaluation and prediction tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alexnet.data.prepare import NoProgress, Settings, prepare
+
+from fixtures import fashion_mnist
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """A Fashion-MNIST-shaped store of 160 training and 24 validation random images."""
+    root = tmp_path_factory.mktemp("debug")
+    fashion_mnist(root / "src", train=160, test=24)
+    prepare(Settings("fashion-mnist", str(root / "src"), size=None), root / "store",
+            workers=1, progress=NoProgress)  # fmt: skip
+    return root / "store"

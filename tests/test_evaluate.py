@@ -1,0 +1,142 @@
+"""Evaluation and prediction: top-k counts, ten-crop and ensemble averaging, the commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from alexnet import checkpoint as ckpt
+from alexnet.config import load_config
+from alexnet.data.dataset import StoreDataset
+from alexnet.data.store import Store
+from alexnet.evaluate import softmax_batches, summarize, topk_correct
+from alexnet.predict import predict
+from alexnet.train import train
+
+from test_train import DEBUG, ENV, ROOT
+
+
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evalrun") / "run"
+    train(load_config(DEBUG, [f"data.store={store}", "run.epochs=1"]), out)
+    return out
+
+
+def test_topk_error_equals_a_brute_force_count():
+    rng = np.random.default_rng(0)
+    probs = rng.random((200, 12))
+    labels = rng.integers(0, 12, 200)
+    counts = topk_correct(torch.tensor(probs), torch.tensor(labels), ks=(1, 3, 5))
+    for k in (1, 3, 5):
+        brute = sum(
+            labels[i] in sorted(range(12), key=lambda c: -probs[i, c])[:k] for i in range(200)
+        )
+        assert counts[k] == brute
+
+
+def test_summary_counts_each_class_and_confusion_by_hand():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 1, 1, 0])
+    result = summarize(probs, labels, ["a", "b", "c"])
+    assert result["top1_error"] == 0.5  # images 2 and 3 wrong
+    assert [c["top1_error"] for c in result["per_class"]] == [0.5, 0.5, None]
+    assert result["confusion"].tolist() == [[1, 0, 1], [1, 1, 0], [0, 0, 0]]
+    assert {(p["true"], p["predicted"]) for p in result["most_confused"]} == {
+        ("a", "c"),
+        ("b", "a"),
+    }
+
+
+class MeanLogits(nn.Module):
+    """Logits that depend on each crop's pixels, so crops give different softmax outputs."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([self.scale * m, -m, m * m], dim=1)
+
+
+def test_ten_crops_and_ensembles_average_the_softmax():
+    torch.manual_seed(0)
+    images = torch.randn(3, 10, 1, 4, 4)
+    labels = torch.tensor([0, 1, 2])
+    models = [MeanLogits(1.0), MeanLogits(3.0)]
+    ((probs, got_labels),) = list(softmax_batches(models, [(images, labels)], torch.device("cpu")))
+    expected = torch.zeros(3, 3)
+    for model in models:
+        for i in range(3):
+            crops = [torch.softmax(model(images[i, j : j + 1]), dim=1)[0] for j in range(10)]
+            expected[i] += torch.stack(crops).mean(dim=0) / 2
+    torch.testing.assert_close(probs, expected)
+    assert torch.equal(got_labels, labels)
+
+
+def test_predict_prepares_a_photo_as_the_store_prepared_it(store, run, tmp_path):
+    split = Store(store).split("val")
+    path = tmp_path / "item.png"
+    Image.fromarray(split.images[3][:, :, 0]).save(path)
+    for views in ("center", "ten-crop"):
+        (got,) = predict([str(path)], str(run / "checkpoints" / "last.pt"), views=views, top=10)
+        checkpoint = ckpt.load(run / "checkpoints" / "last.pt")
+        model = ckpt.load_model(checkpoint)
+        dataset = StoreDataset(store, "val", views, normalize="std")
+        image, _ = dataset[3]
+        with torch.no_grad():
+            logits = model(image if views == "ten-crop" else image[None])
+        expected = torch.softmax(logits, dim=1).mean(dim=0)
+        probs = {e["class"]: e["probability"] for e in got["top"]}
+        assert list(probs.values()) == sorted(probs.values(), reverse=True)
+        for c, p in probs.items():
+            assert p == pytest.approx(float(expected[c]), rel=1e-5, abs=1e-7)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "alexnet", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+
+
+def test_eval_writes_json_and_a_picture_and_an_ensemble_averages(store, run, tmp_path):
+    last = run / "checkpoints" / "last.pt"
+    result = cli("eval", "--checkpoint", last, last, "--data", store, "--views", "ten-crop",
+                 "--out", tmp_path / "e", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    written = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert (tmp_path / "e" / "eval.png").stat().st_size > 10_000
+    assert printed["images"] == written["images"] == 24
+    assert len(written["confusion"]) == 10 and len(written["checkpoints"]) == 2
+    single = cli("eval", "--checkpoint", run, "--data", store, "--views", "ten-crop", "--json",
+                 "--out", tmp_path / "f")  # fmt: skip
+    # an ensemble of one network twice is that network
+    assert json.loads(single.stdout)["top1_error"] == printed["top1_error"]
+
+
+def test_eval_refuses_a_store_with_other_classes(run, tmp_path):
+    from alexnet.data.prepare import NoProgress, Settings, prepare
+
+    from fixtures import image_folder
+
+    image_folder(tmp_path / "folder", bad=False)
+    prepare(Settings("folder", str(tmp_path / "folder"), size=64), tmp_path / "three", workers=1,
+            progress=NoProgress)  # fmt: skip
+    result = cli("eval", "--checkpoint", run, "--data", tmp_path / "three")
+    assert result.returncode == 2
+    assert "predicts 10 classes but the store" in result.stderr and "has 3" in result.stderr
+
+
+def test_predict_names_a_file_that_is_not_an_image(run, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a picture")
+    result = cli("predict", bad, "--checkpoint", run)
+    assert result.returncode == 2 and "notes.jpg: not an image" in result.stderr
