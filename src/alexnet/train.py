@@ -185,7 +185,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, comman
     """Run (or continue) training; returns the last epoch's metrics."""
     keep_freed_memory()
     run_dir = Path(run_dir)
-    procs, device = start_processes(config.run.device)
+    # with the towers on two devices, the batch and the logits live on tower A's
+    towers = config.run.tower_devices
+    procs, device = start_processes(towers[0] if towers else config.run.device)
     _setup_logging(run_dir, procs, resume)
     try:
         return Trainer(config, run_dir, procs, device, resume, command).run()
@@ -250,6 +252,11 @@ class Trainer:
             model = TowerParallel(model, run.tower_devices)
             self.plain = model
         self.model = model
+        if procs.world > 1 and run.tower_devices:
+            raise ConfigError(
+                "run.tower_devices splits one network over two devices; "
+                "it does not combine with several processes"
+            )
         if procs.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
@@ -324,8 +331,17 @@ class Trainer:
         )
         (self.run_dir / "metrics.jsonl").write_text("")
 
+    def weights(self) -> dict:
+        """The network's weights in AlexNet's layout, however it is split over devices."""
+        if hasattr(self.plain, "grouped_state_dict"):
+            return self.plain.grouped_state_dict()
+        return self.plain.state_dict()
+
     def _restore(self, checkpoint: dict) -> None:
-        self.plain.load_state_dict(checkpoint["state_dict"])
+        if hasattr(self.plain, "load_grouped_state_dict"):
+            self.plain.load_grouped_state_dict(checkpoint["state_dict"])
+        else:
+            self.plain.load_state_dict(checkpoint["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.scaler.load_state_dict(checkpoint["scaler"])
@@ -349,7 +365,7 @@ class Trainer:
     def state(self) -> dict:
         return {
             "model": self.record,
-            "state_dict": self.plain.state_dict(),
+            "state_dict": self.weights(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
