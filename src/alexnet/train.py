@@ -615,6 +615,7 @@ class Trainer:
         return {
             "epoch": p.epoch + 1,
             "complete": complete,
+            "epoch_steps": p.step,  # steps of this epoch done (fewer when the budget ran out)
             "step": p.global_step,
             "train_loss": sums["loss"] / images,
             "train_top1_error": sums["wrong"] / images,
@@ -642,9 +643,10 @@ class Trainer:
         self.writer.add_scalar("lr", metrics["lr"], metrics["epoch"])
         self.writer.flush()
         log.info(
-            "epoch %d: train loss %.4f, train error %.2f%%, val top-1 %.2f%%, top-5 %.2f%%, "
+            "epoch %d%s: train loss %.4f, train error %.2f%%, val top-1 %.2f%%, top-5 %.2f%%, "
             "lr %g, %.0f images/s",
             metrics["epoch"],
+            "" if metrics["complete"] else f" (stopped after {metrics['epoch_steps']} steps)",
             metrics["train_loss"],
             100 * metrics["train_top1_error"],
             100 * metrics["val_top1_error"],
