@@ -1,6 +1,7 @@
 """`alexnet bench model` and the process settings it applies."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,18 @@ def test_keep_freed_memory_can_be_turned_off(monkeypatch):
     applied = runtime.keep_freed_memory()
     assert applied is True or not runtime.sys.platform.startswith("linux")
     assert runtime.keep_freed_memory() is applied  # idempotent
+
+
+def test_bench_train_times_the_store_against_synthetic_input(store):
+    from alexnet.bench_train import bench_train
+    from alexnet.config import load_config
+
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "debug.yaml", [f"data.store={store}"]
+    )
+    result = bench_train(config, steps=2, rounds=2, warmup=1)
+    assert len(result["real_images_per_s"]) == len(result["synthetic_images_per_s"]) == 2
+    assert result["ratio"] == result["real_median"] / result["synthetic_median"]
+    assert "from the store" in result["table"] and result["batch"] == 8
+    with pytest.raises(ValueError, match="fewer than"):
+        bench_train(config, steps=50, rounds=2)

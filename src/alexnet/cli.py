@@ -153,6 +153,16 @@ def _bench_model(args: argparse.Namespace) -> None:
     _report(args, result)
 
 
+def _bench_train(args: argparse.Namespace) -> None:
+    from alexnet.bench_train import bench_train
+    from alexnet.config import load_config
+
+    config = load_config(args.config, args.set)
+    result = bench_train(config, steps=args.steps, rounds=args.rounds)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    _report(args, result)
+
+
 def _train(args: argparse.Namespace) -> None:
     from alexnet.train import TrainingError, run_from_args
 
@@ -374,6 +384,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument("--json", action="store_true")
     bench_model.add_argument("--output", help="also write the JSON here")
     bench_model.set_defaults(run=_bench_model)
+
+    bench_train = bench_commands.add_parser(
+        "train",
+        help="training from the store against the same steps on synthetic input",
+        description="Alternating rounds of a recipe's training step fed by the real loader "
+        "and by one batch held in memory; their ratio is what the data path costs.",
+    )
+    bench_train.add_argument(
+        "--config", required=True, help="a recipe, e.g. configs/fashion-mnist.yaml"
+    )
+    bench_train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    bench_train.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    bench_train.add_argument("--rounds", type=int, default=3)
+    bench_train.add_argument("--json", action="store_true")
+    bench_train.add_argument("--output", help="also write the JSON here")
+    bench_train.set_defaults(run=_bench_train)
 
     train = commands.add_parser(
         "train",
