@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -273,3 +274,17 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(store, tmp_path, m
         ckpt.save(path, {"state_dict": {}})
     assert path.read_bytes() == before
     assert not any(p.name.endswith(".tmp") for p in path.parent.iterdir())
+
+
+def test_channels_last_and_bf16_train_the_same_network(store, tmp_path):
+    base = config(store, "run.epochs=1", "model.dropout=0.0")
+    train(base, tmp_path / "plain")
+    train(config(store, "run.epochs=1", "model.dropout=0.0", "run.channels_last=true"),
+          tmp_path / "nhwc")  # fmt: skip
+    a = weights(tmp_path / "plain" / "checkpoints" / "last.pt")
+    b = weights(tmp_path / "nhwc" / "checkpoints" / "last.pt")
+    for key in a:  # the same arithmetic in another memory order: rounding differs only
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-4, msg=key)
+    train(config(store, "run.epochs=1", "run.precision=bf16"), tmp_path / "bf16")
+    line = json.loads((tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()[0])
+    assert math.isfinite(line["train_loss"]) and line["epoch"] == 1

@@ -438,8 +438,7 @@ class Trainer:
         set_lr(self.optimizer, lr)
         metrics = None
         log.info(
-            "training %s (%s) on %s, %d images, %d classes, %d epochs, batch %d, %s, into %s",
-            self.record["name"],
+            "training %s on %s, %d images, %d classes, %d epochs, batch %d, %s, into %s",
             config.model_name,
             self.device,
             len(self.train_indices),
@@ -449,6 +448,14 @@ class Trainer:
             config.run.precision,
             self.run_dir,
         )
+        if p.epoch >= config.run.epochs:
+            log.warning(
+                "%s has already run its %d epochs; to train longer: alexnet train --resume %s "
+                "--set run.epochs=MORE",
+                self.run_dir,
+                config.run.epochs,
+                self.run_dir,
+            )
         while p.epoch < config.run.epochs:
             finished = self.train_epoch()
             val = self.validate()
@@ -456,7 +463,12 @@ class Trainer:
             if not finished:  # out of budget: keep where we are, report, stop
                 self.write_metrics(metrics)
                 self.save()
-                log.info("budget of %s minutes used; stopped", config.run.budget_minutes)
+                log.info(
+                    "budget of %s minutes used; stopped (to go on: alexnet train --resume %s "
+                    "--set run.budget_minutes=MORE)",
+                    config.run.budget_minutes,
+                    self.run_dir,
+                )
                 break
             improved = p.best_top1 is None or val["top1_error"] < p.best_top1
             if improved:
