@@ -121,6 +121,11 @@ def _report(args: argparse.Namespace, result: dict) -> None:
         Path(args.output).write_text(json.dumps(result, indent=2))
 
 
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--output", help="also write the JSON here")
+
+
 def _bench_data(args: argparse.Namespace) -> None:
     from alexnet.bench import bench_data
 
@@ -343,8 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_data.add_argument("--images", type=int, default=2048, help="views per measurement")
     bench_data.add_argument("--repeats", type=int, default=5)
-    bench_data.add_argument("--json", action="store_true")
-    bench_data.add_argument("--output", help="also write the JSON here")
+    _report_options(bench_data)
     bench_data.set_defaults(run=_bench_data)
 
     from alexnet.bench_model import DTYPES, MODELS, MODES
@@ -381,8 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("keep", "system"),
         help="system: glibc's defaults, which page-fault every step's activations afresh",
     )
-    bench_model.add_argument("--json", action="store_true")
-    bench_model.add_argument("--output", help="also write the JSON here")
+    _report_options(bench_model)
     bench_model.set_defaults(run=_bench_model)
 
     bench_train = bench_commands.add_parser(
@@ -397,8 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     bench_train.add_argument("--steps", type=int, default=20, help="timed steps per round")
     bench_train.add_argument("--rounds", type=int, default=3)
-    bench_train.add_argument("--json", action="store_true")
-    bench_train.add_argument("--output", help="also write the JSON here")
+    _report_options(bench_train)
     bench_train.set_defaults(run=_bench_train)
 
     train = commands.add_parser(
