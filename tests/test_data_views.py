@@ -256,3 +256,24 @@ def test_bad_view_options_are_refused(tmp_path):
         StoreDataset(store, crop_size=300)
     with pytest.raises(IndexError):
         StoreDataset(store).__getitems__([24])
+
+
+def test_upscaled_views_with_mean_and_lighting_in_both_layouts():
+    rng = np.random.default_rng(5)
+    source = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    mean = rng.uniform(0, 255, size=(256, 256, 3)).astype(np.float32)
+    shift = rng.normal(0, 10, size=(2, 3)).astype(np.float32)
+    crops = [Crop(7, 30, True), Crop(32, 0, False)]
+    big = F.interpolate(
+        torch.from_numpy(source).permute(0, 3, 1, 2).double(), size=256, mode="bilinear",
+        align_corners=False,
+    ).numpy()  # fmt: skip
+    for channels_last in (False, True):
+        out = render(source, [0, 1], crops, 224, mean, shift, channels_last, view_size=256)
+        if channels_last:
+            out = out.transpose(0, 3, 1, 2)
+        for k, crop in enumerate(crops):
+            window = (slice(crop.top, crop.top + 224), slice(crop.left, crop.left + 224))
+            patch = big[k][:, window[0], window[1]] - mean[window].transpose(2, 0, 1)
+            expected = (patch[..., ::-1] if crop.flip else patch) + shift[k][:, None, None]
+            assert np.allclose(out[k], expected, atol=2e-3)

@@ -175,33 +175,49 @@ def bilinear_taps(size: int, view_size: int) -> tuple[np.ndarray, np.ndarray, np
     return low, high, (position - low).astype(np.float32)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _render_upscaled(
     source, index, top, left, flip, low, high, weight, mean, shift, out, channels_last
 ):  # pragma: no cover
     """As _render, for a source smaller than the view: each pixel of the crop is read from the
-    bilinear upscale of the source image, computed on the fly from its four neighbours."""
-    channels = source.shape[3]
+    bilinear upscale of the source image, computed on the fly and separably. First each
+    source row is resampled to the crop's columns (few rows: the source is small), then each
+    crop row is interpolated between two of those, a loop over contiguous memory."""
+    channels, source_height = source.shape[3], source.shape[1]
     height = out.shape[1] if channels_last else out.shape[2]
     width = out.shape[2] if channels_last else out.shape[3]
+    one = np.float32(1)
+    across = np.empty((source_height, channels, width), np.float32)
     for i in range(index.shape[0]):
         image = source[index[i]]
         y0, x0 = top[i], left[i]
+        for sy in range(source_height):
+            for x in range(width):
+                vx = x0 + width - 1 - x if flip[i] else x0 + x  # reflected or not
+                c0, c1, wx = low[vx], high[vx], weight[vx]
+                for c in range(channels):
+                    across[sy, c, x] = (one - wx) * image[sy, c0, c] + wx * image[sy, c1, c]
         for y in range(height):
             vy = y0 + y
             r0, r1, wy = low[vy], high[vy], weight[vy]
-            for x in range(width):
-                vx = x0 + width - 1 - x if flip[i] else x0 + x
-                c0, c1, wx = low[vx], high[vx], weight[vx]
-                for c in range(channels):
-                    top_row = (np.float32(1) - wx) * image[r0, c0, c] + wx * image[r0, c1, c]
-                    bottom = (np.float32(1) - wx) * image[r1, c0, c] + wx * image[r1, c1, c]
-                    pixel = (np.float32(1) - wy) * top_row + wy * bottom
-                    value = pixel - mean[vy, vx, c] + shift[i, c]
-                    if channels_last:
-                        out[i, y, x, c] = value
-                    else:
-                        out[i, c, y, x] = value
+            mean_row = mean[vy]
+            for c in range(channels):
+                a, b, s = across[r0, c], across[r1, c], shift[i, c]
+                if flip[i]:
+                    end = x0 + width - 1
+                    for x in range(width):
+                        value = (one - wy) * a[x] + wy * b[x] - mean_row[end - x, c] + s
+                        if channels_last:
+                            out[i, y, x, c] = value
+                        else:
+                            out[i, c, y, x] = value
+                else:
+                    for x in range(width):
+                        value = (one - wy) * a[x] + wy * b[x] - mean_row[x0 + x, c] + s
+                        if channels_last:
+                            out[i, y, x, c] = value
+                        else:
+                            out[i, c, y, x] = value
 
 
 def upscale(images: np.ndarray, view_size: int) -> np.ndarray:
