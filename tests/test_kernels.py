@@ -70,6 +70,16 @@ def sequential(z, groups=2, pool=(3, 2), alpha=1e-4):
     return F.max_pool2d(naive_lrn(F.relu(z), 5, alpha, 0.75, 2.0, groups), *pool)
 
 
+def fused(z, nhwc, **options):
+    """relu_lrn_pool of z as laid out in memory: NCHW, or channels_last (its NHWC kernels)."""
+    if nhwc:
+        z = z.contiguous(memory_format=torch.channels_last)
+    return relu_lrn_pool(z, **options)
+
+
+LAYOUTS = pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "channels_last"])
+
+
 def conv_outputs(*shape, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=gen, dtype=torch.float64) * 60
@@ -79,10 +89,11 @@ def conv_outputs(*shape, seed=0):
     "shape, groups, pool",
     [((2, 8, 9, 7), 2, (3, 2)), ((1, 6, 8, 8), 1, (2, 2)), ((2, 4, 3, 3), 2, (3, 2))],
 )
-def test_fused_relu_lrn_pool_equals_layers_in_turn(shape, groups, pool):
+@LAYOUTS
+def test_fused_relu_lrn_pool_equals_layers_in_turn(shape, groups, pool, nhwc):
     z = conv_outputs(*shape, seed=sum(shape))
     a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
-    ours = relu_lrn_pool(a, groups=groups, pool_size=pool[0], pool_stride=pool[1])
+    ours = fused(a, nhwc, groups=groups, pool_size=pool[0], pool_stride=pool[1])
     theirs = sequential(b, groups, pool)
     assert torch.allclose(ours, theirs, rtol=1e-12, atol=0)
     grad = torch.randn_like(ours)
@@ -91,41 +102,45 @@ def test_fused_relu_lrn_pool_equals_layers_in_turn(shape, groups, pool):
     assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-14)
 
 
-def test_fused_gradient_passes_gradcheck():
+@LAYOUTS
+def test_fused_gradient_passes_gradcheck(nhwc):
     z = conv_outputs(1, 6, 7, 5, seed=3).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: relu_lrn_pool(t, groups=2), (z,))
+    assert torch.autograd.gradcheck(lambda t: fused(t, nhwc, groups=2), (z,))
 
 
-def test_fused_routes_ties_to_the_first_maximum_as_torch_does():
+@LAYOUTS
+def test_fused_routes_ties_to_the_first_maximum_as_torch_does(nhwc):
     # Equal positive values everywhere: every pooling window is a tie, and torch sends each
     # window's gradient to its first element in row-major order; overlapping windows share.
     z = torch.full((1, 4, 7, 7), 3.0, dtype=torch.float64)
     z[0, :, 1, 4] = 5.0  # one clear maximum, in two windows
     a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
     grad = torch.arange(1.0, 1 + 4 * 9, dtype=torch.float64).reshape(1, 4, 3, 3)
-    relu_lrn_pool(a, groups=2).backward(grad)
+    fused(a, nhwc, groups=2).backward(grad)
     sequential(b).backward(grad)
     assert torch.equal(a.grad != 0, b.grad != 0)
     assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
 
 
-def test_fused_tie_across_columns_goes_to_the_earlier_row():
+@LAYOUTS
+def test_fused_tie_across_columns_goes_to_the_earlier_row(nhwc):
     # Equal maxima at (row 1, col 0) and (row 0, col 1): row-major order picks (0, 1), which
     # a column-then-row search finds only if it prefers the earlier row on a tie.
     pattern = torch.tensor([[1.0, 5.0, 1.0], [5.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
     z = pattern.expand(1, 4, 3, 3).double().contiguous()  # same values in every map
     a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
-    relu_lrn_pool(a, groups=2).sum().backward()
+    fused(a, nhwc, groups=2).sum().backward()
     sequential(b).sum().backward()
     assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
     assert (a.grad[0, 0] != 0).nonzero().tolist() == [[0, 1]]
 
 
-def test_fused_windows_of_zeros_and_nans_behave_as_torch():
+@LAYOUTS
+def test_fused_windows_of_zeros_and_nans_behave_as_torch(nhwc):
     z = conv_outputs(1, 4, 7, 7, seed=5)
     z[0, 1, :3, :3] = -1.0  # a window that ReLU makes all zero
     z[0, 2, 5, 5] = float("nan")
-    out = relu_lrn_pool(z, groups=2)
+    out = fused(z, nhwc, groups=2)
     reference = sequential(z)
     assert torch.equal(out.isnan(), reference.isnan())  # a NaN passes ReLU, LRN and pooling
     assert out.isnan().any()
@@ -133,11 +148,12 @@ def test_fused_windows_of_zeros_and_nans_behave_as_torch():
     assert torch.allclose(out[finite], reference[finite], rtol=1e-12, atol=0)
 
 
-def test_fused_bf16_is_within_rounding_and_gives_bf16_gradients():
+@LAYOUTS
+def test_fused_bf16_is_within_rounding_and_gives_bf16_gradients(nhwc):
     z = conv_outputs(2, 16, 13, 13, seed=6).bfloat16()
     a = z.clone().requires_grad_()
     b = z.double().requires_grad_()  # the same bf16 values, computed exactly
-    ours, exact = relu_lrn_pool(a, groups=2), sequential(b)
+    ours, exact = fused(a, nhwc, groups=2), sequential(b)
     assert ours.dtype == torch.bfloat16
     assert torch.allclose(ours.double(), exact, rtol=2**-8, atol=0)
     grad = torch.randn_like(exact)
