@@ -35,6 +35,14 @@ def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
     assert result["settings"]["fuse"] and result["settings"]["lrn_backend"] == "auto"
 
 
+def test_channels_last_can_be_chosen_per_model(capsys):
+    args = ["bench", "model", "--batch", "1", "--repeats", "1", "--dtypes", "fp32", "--json"]
+    assert main([*args, "--modes", "infer", "--channels-last", "alexnet2012"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["settings"]["channels_last"] == ["alexnet2012"]
+    assert "channels_last: alexnet2012" in result["table"]
+
+
 def test_matmul_limit_takes_the_faster_way():
     import torch
 

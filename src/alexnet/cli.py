@@ -148,7 +148,13 @@ def _bench_model(args: argparse.Namespace) -> None:
         dtypes=tuple(args.dtypes.split(",")),
         modes=tuple(args.modes.split(",")),
         device=args.device,
-        channels_last=args.channels_last,
+        channels_last=(
+            True
+            if args.channels_last == "all"
+            else tuple(args.channels_last.split(","))
+            if args.channels_last
+            else False
+        ),
         compile=args.compile,
         fuse=not args.no_fuse,
         lrn_backend=args.lrn_backend,
@@ -368,7 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument("--modes", default=",".join(MODES), help="train,infer")
     bench_model.add_argument("--device", default="cpu", help="cpu or cuda")
     bench_model.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    bench_model.add_argument("--channels-last", action="store_true")
+    bench_model.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="all",
+        metavar="MODELS",
+        help="channels_last memory for every model, or for these (comma-separated)",
+    )
     bench_model.add_argument("--compile", action="store_true", help="torch.compile the models")
     bench_model.add_argument(
         "--no-fuse", action="store_true", help="run ReLU, LRN and pooling as separate layers"
