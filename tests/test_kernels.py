@@ -71,7 +71,7 @@ def sequential(z, groups=2, pool=(3, 2), alpha=1e-4):
 
 
 def fused(z, nhwc, **options):
-    """relu_lrn_pool of z as laid out in memory: NCHW, or channels_last (its NHWC kernels)."""
+    """relu_lrn_pool of z as laid out in memory: NCHW, or channels_last (converted inside)."""
     if nhwc:
         z = z.contiguous(memory_format=torch.channels_last)
     return relu_lrn_pool(z, **options)

@@ -56,18 +56,11 @@ def relu_lrn_pool(
     )
 
 
-def _channels_last(z: torch.Tensor) -> bool:
-    """Whether z's memory is (N, H, W, C) (and not also plain NCHW, as for 1x1 maps)."""
-    return z.is_contiguous(memory_format=torch.channels_last) and not z.is_contiguous()
-
-
 class _ReLULRNPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, size, alpha, beta, k, groups, pool_size, pool_stride):
         ctx.params = (size, alpha, beta, k, groups, pool_size, pool_stride)
         ctx.save_for_backward(z)
-        if _channels_last(z):
-            return _forward_nhwc(z, size, alpha, beta, k, groups, pool_size, pool_stride)
         n, c, h, w = z.shape
         ho, wo = (h - pool_size) // pool_stride + 1, (w - pool_size) // pool_stride + 1
         raw = _raw(z, groups)
@@ -83,9 +76,6 @@ class _ReLULRNPool(torch.autograd.Function):
     def backward(ctx, grad):
         (z,) = ctx.saved_tensors
         size, alpha, beta, k, groups, pool_size, pool_stride = ctx.params
-        if _channels_last(z):
-            dz = _backward_nhwc(z, grad, size, alpha, beta, k, groups, pool_size, pool_stride)
-            return dz, None, None, None, None, None, None, None
         raw = _raw(z, groups)
         real = torch.float64 if z.dtype == torch.float64 else torch.float32
         g = grad.to(real).contiguous().reshape(raw.shape[0], raw.shape[1], *grad.shape[-2:])
@@ -95,41 +85,6 @@ class _ReLULRNPool(torch.autograd.Function):
             *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16, g,
         )  # fmt: skip
         return out.to(z.dtype), None, None, None, None, None, None, None
-
-
-def _nhwc(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) channels_last as numpy (N, H, W, C) sharing x's memory (as `_raw`)."""
-    if x.dtype not in _RAW:
-        x = x.float()
-    x = x.detach().permute(0, 2, 3, 1).contiguous()  # a view when x is channels_last
-    if x.dtype == torch.bfloat16:
-        return x.view(torch.int16).numpy().view(np.uint16)
-    return x.numpy()
-
-
-def _forward_nhwc(z, size, alpha, beta, k, groups, pool_size, pool_stride) -> torch.Tensor:
-    n, c, h, w = z.shape
-    ho, wo = (h - pool_size) // pool_stride + 1, (w - pool_size) // pool_stride + 1
-    real = torch.float64 if z.dtype == torch.float64 else torch.float32
-    out = torch.empty(n, ho, wo, c, dtype=real)
-    _run_blocks(
-        _forward_kernel_nhwc, n, _nhwc(z), out, groups, size // 2,
-        *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16,
-    )  # fmt: skip
-    return out.permute(0, 3, 1, 2).to(z.dtype)  # NCHW shape, channels_last memory
-
-
-def _backward_nhwc(z, grad, size, alpha, beta, k, groups, pool_size, pool_stride):
-    real = torch.float64 if z.dtype == torch.float64 else torch.float32
-    g = grad.to(real).permute(0, 2, 3, 1).contiguous()  # (N, ho, wo, C)
-    n, c, h, w = z.shape
-    dtype = z.dtype if z.dtype in _RAW else real
-    out = torch.empty(n, h, w, c, dtype=dtype)
-    _run_blocks(
-        _backward_kernel_nhwc, n, _nhwc(z), _nhwc(out.permute(0, 3, 1, 2)), groups, size // 2,
-        *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16, g,
-    )  # fmt: skip
-    return out.permute(0, 3, 1, 2).to(z.dtype)
 
 
 #: Dtypes the kernels read and write directly; others (fp16) are computed in float32.
@@ -322,153 +277,3 @@ def _backward_kernel(
                 v = row[p]
                 gc[p] = gc[p] - coefficient * v * acc[p] if v > zero or v != v else zero
         _store(grad, out, b, bf16)
-
-
-# ---------------------------------------------------------------------------------------
-# channels_last: maps stored (N, H, W, C). The LRN window runs along the contiguous channel
-# axis and pooling compares whole pixels, so every inner loop runs over channels.
-
-
-@numba.njit(**NJIT)
-def _towers_window_sums(x, towers, half, zero, acc):
-    """acc[p, c] = sum of x[p, j] over the maps j of c's window inside c's tower."""
-    pixels, maps = x.shape
-    width = maps // towers
-    acc[:] = zero
-    for t in range(towers):
-        c0 = t * width
-        for d in range(-half, half + 1):
-            lo = max(c0, c0 - d)  # c + d must stay in [c0, c0 + width)
-            hi = min(c0 + width, c0 + width - d)
-            for p in range(pixels):
-                src, dst = x[p], acc[p]
-                for c in range(lo, hi):
-                    dst[c] += src[c + d]
-
-
-@numba.njit(**NJIT)
-def _normalized_nhwc(block, towers, half, alpha, beta, k, one, a, acc, scale, out):
-    """a = relu(block); acc = s; scale = s ** -beta; out = a * scale, all (pixels, maps)."""
-    zero = one - one
-    flat_block, flat_a = block.reshape(-1), a.reshape(-1)
-    for q in range(flat_block.shape[0]):
-        v = flat_block[q]
-        flat_a[q] = v if v > zero or v != v else zero  # a NaN passes, as through torch.relu
-    squares = out  # out is free until the end: hold the squares there
-    flat_sq = squares.reshape(-1)
-    for q in range(flat_a.shape[0]):
-        flat_sq[q] = flat_a[q] * flat_a[q]
-    _towers_window_sums(squares, towers, half, zero, acc)
-    flat_acc, flat_scale, flat_out = acc.reshape(-1), scale.reshape(-1), out.reshape(-1)
-    for q in range(flat_acc.shape[0]):
-        flat_acc[q] = k + alpha * flat_acc[q]
-        flat_scale[q] = flat_acc[q]
-    _powers(flat_scale, beta, one)
-    for q in range(flat_out.shape[0]):
-        flat_out[q] = flat_a[q] * flat_scale[q]
-
-
-@numba.njit(**NJIT)
-def _pool_max_nhwc(image, pool_size, pool_stride, rows, out):
-    """out[oy, ox, :] = the maximum of each window of image (h, w, maps); a NaN wins.
-    Separable: down the window's rows into rows (ho, w, maps), then across its columns."""
-    ho, wo, maps = out.shape
-    for oy in range(ho):
-        top = oy * pool_stride
-        rows[oy] = image[top]
-        for dy in range(1, pool_size):
-            line, best = image[top + dy], rows[oy]
-            for x in range(image.shape[1]):
-                for c in range(maps):
-                    v = line[x, c]
-                    if v > best[x, c] or v != v:
-                        best[x, c] = v
-    for oy in range(ho):
-        for ox in range(wo):
-            left = ox * pool_stride
-            m = out[oy, ox]
-            m[:] = rows[oy, left]
-            for dx in range(1, pool_size):
-                col = rows[oy, left + dx]
-                for c in range(maps):
-                    v = col[c]
-                    if v > m[c] or v != v:
-                        m[c] = v
-
-
-@numba.njit(**NJIT)
-def _route_nhwc(image, grad, pool_size, pool_stride, rows, first, out):
-    """out (h * w, maps) = grad (ho, wo, maps) routed to each window's first maximum in
-    row-major order, per map, as `_route` does for one map."""
-    ho, wo, maps = grad.shape
-    w = image.shape[1]
-    for oy in range(ho):
-        top = oy * pool_stride
-        rows[oy] = image[top]
-        first[oy] = top
-        for dy in range(1, pool_size):
-            line, best, where = image[top + dy], rows[oy], first[oy]
-            for x in range(w):
-                for c in range(maps):
-                    v = line[x, c]
-                    if v > best[x, c] or (v != v and best[x, c] == best[x, c]):
-                        best[x, c] = v
-                        where[x, c] = top + dy
-    out[:] = 0
-    for oy in range(ho):
-        for ox in range(wo):
-            left = ox * pool_stride
-            for c in range(maps):
-                m, y, x = rows[oy, left, c], first[oy, left, c], left
-                for dx in range(1, pool_size):
-                    v, vy = rows[oy, left + dx, c], first[oy, left + dx, c]
-                    if m == m and (v > m or v != v or (v == m and vy < y)):
-                        m, y, x = v, vy, left + dx
-                out[y * w + x, c] += grad[oy, ox, c]
-
-
-@numba.njit(**NJIT)
-def _forward_kernel_nhwc(
-    start, stop, raw, out, towers, half, alpha, beta, k, one, pool_size, pool_stride, bf16
-):
-    h, w, maps = raw.shape[1], raw.shape[2], raw.shape[3]
-    pixels = h * w
-    block, a = np.full((pixels, maps), one), np.full((pixels, maps), one)
-    acc, scale = np.full((pixels, maps), one), np.full((pixels, maps), one)
-    normed = np.full((pixels, maps), one)
-    rows = np.full((out.shape[1], w, maps), one)
-    for b in range(start, stop):
-        _load(raw, b, block, bf16)
-        _normalized_nhwc(block, towers, half, alpha, beta, k, one, a, acc, scale, normed)
-        _pool_max_nhwc(normed.reshape(h, w, maps), pool_size, pool_stride, rows, out[b])
-
-
-@numba.njit(**NJIT)
-def _backward_kernel_nhwc(
-    start, stop, raw, out, towers, half, alpha, beta, k, one, pool_size, pool_stride, bf16, g
-):
-    h, w, maps = raw.shape[1], raw.shape[2], raw.shape[3]
-    pixels = h * w
-    zero = one - one
-    coefficient = (alpha + alpha) * beta
-    block, a = np.full((pixels, maps), one), np.full((pixels, maps), one)
-    acc, scale = np.full((pixels, maps), one), np.full((pixels, maps), one)
-    normed, grad_b = np.full((pixels, maps), one), np.full((pixels, maps), one)
-    t, t_sums = np.full((pixels, maps), one), np.full((pixels, maps), one)
-    rows = np.full((g.shape[1], w, maps), one)
-    first = np.zeros((g.shape[1], w, maps), np.int64)
-    for b in range(start, stop):
-        _load(raw, b, block, bf16)
-        _normalized_nhwc(block, towers, half, alpha, beta, k, one, a, acc, scale, normed)
-        _route_nhwc(normed.reshape(h, w, maps), g[b], pool_size, pool_stride, rows, first, grad_b)
-        fa, fs, facc = a.reshape(-1), scale.reshape(-1), acc.reshape(-1)
-        fg, ft = grad_b.reshape(-1), t.reshape(-1)
-        for q in range(fg.shape[0]):
-            ft[q] = fg[q] * fa[q] * fs[q] / facc[q]  # dL/db * a * s ** (-beta - 1)
-        _towers_window_sums(t, towers, half, zero, t_sums)
-        fz, fsum = block.reshape(-1), t_sums.reshape(-1)
-        for q in range(fg.shape[0]):
-            v = fz[q]
-            keep = v > zero or v != v
-            fg[q] = fg[q] * fs[q] - coefficient * v * fsum[q] if keep else zero
-        _store(grad_b, out, b, bf16)
