@@ -238,10 +238,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> TrainConfig:
-    values = {k: dict(v or {}) for k, v in values.items()} if isinstance(values, dict) else values
+    """Apply `section.key=value` overrides to a recipe's mapping, then check it (from_dict)."""
+    if not isinstance(values, dict):
+        return from_dict(values)  # refused there, with the message
+    values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
     for text in overrides:
         (section, key), value = parse_set(text)
-        if not isinstance(values, dict):
-            break
-        values.setdefault(section, {})[key] = value
+        part = values.setdefault(section, {})
+        if isinstance(part, dict):  # a section that is not a mapping is refused by from_dict
+            part[key] = value
     return from_dict(values)

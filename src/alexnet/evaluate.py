@@ -148,10 +148,10 @@ def evaluate_checkpoints(
     from tqdm.auto import tqdm
 
     from alexnet import checkpoint as ckpt
-    from alexnet.data.dataset import StoreDataset, collate_batch
+    from alexnet.data.dataset import StoreDataset
     from alexnet.data.store import Store
     from alexnet.runtime import keep_freed_memory
-    from alexnet.train import resolve_device
+    from alexnet.train import loader_for, resolve_device
 
     keep_freed_memory()
     dev = resolve_device(device)
@@ -186,9 +186,7 @@ def evaluate_checkpoints(
     dataset.mean, dataset.scale = normalization(first, store.view_size)
     indices = list(range(len(dataset) if limit is None else min(limit, len(dataset))))
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_batch
-    )
+    loader = loader_for(dataset, batches, workers, dev)
     bar = tqdm(total=len(indices), desc=f"eval {views}", unit="img", disable=not progress)
     probs, labels = [], []
     for p, y in softmax_batches(models, loader, dev, precision, progress=bar):

@@ -14,12 +14,14 @@ and `predict` do not depend on how a network was trained.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 from torch import nn
 
+from alexnet.checkpoint import build_model
 from alexnet.layers import LocalResponseNorm
 from alexnet.model import AlexNet
-from alexnet.registry import create_model
 
 # Layers split by output; the second number says whether the layer reads both towers' maps.
 _SPLIT = {
@@ -140,7 +142,7 @@ class TowerParallel(nn.Module):
         return state
 
     def load_grouped_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        model = create_model(self.name, **_options(self.config))
+        model = build_model({"name": self.name, "config": asdict(self.config)})
         model.load_state_dict(state)
         fresh = TowerParallel(model, self.devices)
         with torch.no_grad():
@@ -154,9 +156,3 @@ def _copy(layer: nn.Linear) -> nn.Linear:
         out.weight.copy_(layer.weight)
         out.bias.copy_(layer.bias)
     return out
-
-
-def _options(config) -> dict:
-    from dataclasses import asdict
-
-    return asdict(config)

@@ -227,9 +227,9 @@ class Trainer:
                 f"{run_dir} already holds a run; continue it with --resume {run_dir}, or "
                 "choose another --out"
             )
-        self.store = Store(data.store) if data.store else None
-        if self.store is None:
+        if not data.store:
             raise ConfigError("data.store is not set: prepare one with `alexnet data prepare`")
+        self.store = Store(data.store)
         variant = VARIANTS[config.model_name]
         self.crop_size = data.crop_size or variant.input_size
         torch.manual_seed(run.seed)  # the initial weights
