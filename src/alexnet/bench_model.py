@@ -131,6 +131,7 @@ def bench_model(
     fuse: bool = True,
     lrn_backend: str = "auto",
     malloc: str = "keep",
+    warmup: int = 2,
     progress=None,
 ) -> dict:
     """Images/s of every (model, mode, dtype), median over `repeats` rounds of `steps` steps.
@@ -162,8 +163,11 @@ def bench_model(
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
     limit = {d: matmul_limit(d, dev, repeats) for d in dtypes}
     runners = [_runner(c, batch, dev, options) for c in cases]
-    for run in runners:  # warm-up: first-call allocation, kernel compilation, autotuning
-        run()
+    # warm-up: first-call allocation, kernel compilation, autotuning, and the optimizer's
+    # momentum buffers, which the first step creates and the second step first touches
+    for run in runners:
+        for _ in range(warmup):
+            run()
     seconds: list[list[float]] = [[] for _ in cases]
     for r in range(repeats):
         for i, run in enumerate(runners):
@@ -180,6 +184,7 @@ def bench_model(
             "batch": batch,
             "repeats": repeats,
             "steps": steps,
+            "warmup": warmup,
             **options,
             "malloc_keeps_freed_memory": kept,
             "threads": torch.get_num_threads(),

@@ -144,6 +144,7 @@ def _bench_model(args: argparse.Namespace) -> None:
         batch=args.batch,
         repeats=args.repeats,
         steps=args.steps,
+        warmup=args.warmup,
         models=tuple(args.models.split(",")),
         dtypes=tuple(args.dtypes.split(",")),
         modes=tuple(args.modes.split(",")),
@@ -369,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument("--batch", type=int, default=128)
     bench_model.add_argument("--repeats", type=int, default=5, help="rounds (default: 5)")
     bench_model.add_argument("--steps", type=int, default=1, help="steps timed per round")
+    bench_model.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps per configuration first (default: 2)"
+    )
     bench_model.add_argument("--models", default=",".join(MODELS))
     bench_model.add_argument("--dtypes", default=",".join(DTYPES), help="fp32,bf16")
     bench_model.add_argument("--modes", default=",".join(MODES), help="train,infer")

@@ -167,64 +167,123 @@ def _normalized(block, c, half, alpha, beta, k, one, acc, scale, out):
         out[p] = (v if v > zero or v != v else zero) * scale[p]
 
 
-@numba.njit(**NJIT)
-def _pool_max(image, pool_size, pool_stride, rows, out):
-    """out[oy, ox] = the maximum of each window of image (h, w); a NaN wins, as in torch.
-
-    Separable: down each window's rows first (into rows (ho, w)), then across its columns.
-    """
-    ho, wo = out.shape
-    for oy in range(ho):
-        top = oy * pool_stride
-        rows[oy] = image[top]
-        for dy in range(1, pool_size):
-            line = image[top + dy]
-            for x in range(image.shape[1]):
-                v = line[x]
-                if v > rows[oy, x] or v != v:
-                    rows[oy, x] = v
-    for oy in range(ho):
-        for ox in range(wo):
-            left = ox * pool_stride
-            m = rows[oy, left]
-            for dx in range(1, pool_size):
-                v = rows[oy, left + dx]
-                if v > m or v != v:
-                    m = v
-            out[oy, ox] = m
+# The pooling below is written for SIMD. Each step is a select over contiguous memory, and
+# no index is a signed sum: numba checks a signed index for wraparound, and that check alone
+# kept these loops scalar (2x slower for the whole backward pass, measured).
 
 
 @numba.njit(**NJIT)
-def _route(image, grad, pool_size, pool_stride, rows, first, out):
-    """out[:] = grad (ho, wo) routed to each window's first maximum in row-major order, as
-    torch's max_pool2d routes it (a NaN counts as the maximum); out is image's flattening.
-
-    Separable, as `_pool_max`: rows[oy, x] and first[oy, x] are the maximum down column x of
-    the windows of output row oy and its first row; across columns, a larger value wins, and
-    an equal one only from an earlier row, which keeps row-major order."""
-    ho, wo = grad.shape
-    w = image.shape[1]
+def _column_max(image, pool_size, pool_stride, rows):
+    """rows[oy, x] = the maximum down column x of output row oy's windows; a NaN wins."""
+    ho, w = rows.shape
     for oy in range(ho):
         top = oy * pool_stride
-        rows[oy] = image[top]
-        first[oy] = top
+        r, line = rows[oy], image[top]
+        for x in range(w):
+            r[x] = line[x]
         for dy in range(1, pool_size):
             line = image[top + dy]
             for x in range(w):
-                v = line[x]
-                if v > rows[oy, x] or (v != v and rows[oy, x] == rows[oy, x]):
-                    rows[oy, x] = v
-                    first[oy, x] = top + dy
+                v, m = line[x], r[x]
+                r[x] = v if (v > m) | (v != v) else m
+
+
+@numba.njit(**NJIT)
+def _column_argmax(image, pool_size, pool_stride, rows, at):
+    """`_column_max`, and at[oy, x] = where that maximum is, as a flat index into image: its
+    first row going down (a NaN counts as the maximum)."""
+    ho, w = rows.shape
+    for oy in range(ho):
+        top = oy * pool_stride
+        r, a, line = rows[oy], at[oy], image[top]
+        start = np.int32(top * w)
+        for x in range(w):
+            r[x] = line[x]
+            a[x] = start + np.int32(x)
+        for dy in range(1, pool_size):
+            line = image[top + dy]
+            start = np.int32((top + dy) * w)
+            for x in range(w):
+                v, m = line[x], r[x]
+                up = (v > m) | ((v != v) & (m == m))
+                r[x] = v if up else m
+                a[x] = start + np.int32(x) if up else a[x]
+
+
+@numba.njit(**NJIT)
+def _deinterleave(rows, pool_stride, phases):
+    """phases[ph, oy, i] = rows[oy, i * pool_stride + ph]. Column ox * stride + dx of window
+    ox is then phases[dx % stride, oy, ox + dx // stride]: for one dx, the windows of all
+    rows read one contiguous run (phases has a spare row for the run's end)."""
+    ho, w = rows.shape
+    step = np.uint64(pool_stride)
+    for ph in range(pool_stride):
+        phase = np.uint64(ph)
+        for oy in range(ho):
+            src, dst = rows[oy], phases[ph, oy]
+            for i in range(np.uint64((w - ph + pool_stride - 1) // pool_stride)):
+                dst[i] = src[i * step + phase]
+
+
+@numba.njit(**NJIT)
+def _pool_max(image, pool_size, pool_stride, rows, phases, best, out):
+    """out[oy, ox] = the maximum of each window of image (h, w); a NaN wins, as in torch.
+
+    Separable: down each window's rows first (into rows (ho, w)), then across its columns
+    through the de-interleaved phases. best holds one value per (oy, phase column); the
+    columns past the last window are computed and ignored."""
+    ho, wo = out.shape
+    _column_max(image, pool_size, pool_stride, rows)
+    _deinterleave(rows, pool_stride, phases)
+    split = phases.shape[2]
+    n = ho * split
+    m, first = best[:n], phases[0].reshape(-1)
+    for q in range(n):
+        m[q] = first[q]
+    for dx in range(1, pool_size):
+        shift = dx // pool_stride
+        column = phases[dx % pool_stride].reshape(-1)[shift : shift + n]
+        for q in range(n):
+            v, mq = column[q], m[q]
+            m[q] = v if (v > mq) | (v != v) else mq
+    for oy in range(ho):
+        o, mo = out[oy], m[oy * split : oy * split + wo]
+        for ox in range(wo):
+            o[ox] = mo[ox]
+
+
+@numba.njit(**NJIT)
+def _route(image, grad, pool_size, pool_stride, rows, at, phases, phases_at, best, best_at, out):
+    """out[:] = grad (ho, wo) routed to each window's first maximum in row-major order, as
+    torch's max_pool2d routes it (a NaN counts as the maximum); out is image's flattening.
+
+    Separable, as `_pool_max`, carrying each maximum's flat index: across columns a larger
+    value wins, and an equal one only from a lower index, which is row-major order."""
+    ho, wo = grad.shape
+    _column_argmax(image, pool_size, pool_stride, rows, at)
+    _deinterleave(rows, pool_stride, phases)
+    _deinterleave(at, pool_stride, phases_at)
+    split = phases.shape[2]
+    n = ho * split
+    m, a = best[:n], best_at[:n]
+    first, first_at = phases[0].reshape(-1), phases_at[0].reshape(-1)
+    for q in range(n):
+        m[q] = first[q]
+        a[q] = first_at[q]
+    for dx in range(1, pool_size):
+        shift = dx // pool_stride
+        column = phases[dx % pool_stride].reshape(-1)[shift : shift + n]
+        column_at = phases_at[dx % pool_stride].reshape(-1)[shift : shift + n]
+        for q in range(n):
+            v, va, mq, aq = column[q], column_at[q], m[q], a[q]
+            up = (mq == mq) & ((v > mq) | (v != v) | ((v == mq) & (va < aq)))
+            m[q] = v if up else mq
+            a[q] = va if up else aq
     out[:] = 0
     for oy in range(ho):
+        g, ao = grad[oy], a[oy * split : oy * split + wo]
         for ox in range(wo):
-            x = ox * pool_stride
-            m, y = rows[oy, x], first[oy, x]
-            for dx in range(1, pool_size):
-                v, vy = rows[oy, ox * pool_stride + dx], first[oy, ox * pool_stride + dx]
-                if m == m and (v > m or v != v or (v == m and vy < y)):
-                    m, y, x = v, vy, ox * pool_stride + dx
-            out[y * w + x] += grad[oy, ox]
+            out[np.uint64(ao[ox])] += g[ox]
 
 
 @numba.njit(**NJIT)
@@ -232,12 +291,14 @@ def _forward_kernel(start, stop, raw, out, half, alpha, beta, k, one, pool_size,
     maps, h, w = raw.shape[1], raw.shape[2], raw.shape[3]
     block = np.full((maps, h * w), one)  # the block's maps in the arithmetic's precision
     acc, scale, normed = np.full(h * w, one), np.full(h * w, one), np.full(h * w, one)
-    rows = np.full((out.shape[2], w), one)
+    ho, split = out.shape[2], (w + pool_stride - 1) // pool_stride
+    rows, phases = np.full((ho, w), one), np.full((pool_stride, ho + 1, split), one)
+    best = np.full((ho + 1) * split, one)
     for b in range(start, stop):
         _load(raw, b, block, bf16)
         for c in range(maps):
             _normalized(block, c, half, alpha, beta, k, one, acc, scale, normed)
-            _pool_max(normed.reshape(h, w), pool_size, pool_stride, rows, out[b, c])
+            _pool_max(normed.reshape(h, w), pool_size, pool_stride, rows, phases, best, out[b, c])
 
 
 @numba.njit(**NJIT)
@@ -254,12 +315,19 @@ def _backward_kernel(
     t = np.full((maps, pixels), one)  # dL/db * a * s ** (-beta - 1)
     acc, scale = np.full(pixels, one), np.full(pixels, one)
     normed, grad_b = np.full(pixels, one), np.full(pixels, one)
-    rows, first = np.full((ho, w), one), np.zeros((ho, w), np.int64)
+    split = (w + pool_stride - 1) // pool_stride
+    rows, at = np.full((ho, w), one), np.zeros((ho, w), np.int32)
+    phases = np.full((pool_stride, ho + 1, split), one)
+    phases_at = np.zeros((pool_stride, ho + 1, split), np.int32)
+    best, best_at = np.full((ho + 1) * split, one), np.zeros((ho + 1) * split, np.int32)
     for b in range(start, stop):
         _load(raw, b, block, bf16)
         for c in range(maps):
             _normalized(block, c, half, alpha, beta, k, one, acc, scale, normed)
-            _route(normed.reshape(h, w), g[b, c], pool_size, pool_stride, rows, first, grad_b)
+            _route(
+                normed.reshape(h, w), g[b, c], pool_size, pool_stride,
+                rows, at, phases, phases_at, best, best_at, grad_b,
+            )  # fmt: skip
             row, tc, gc = block[c], t[c], grad[c]
             for p in range(pixels):
                 v = row[p]
