@@ -87,7 +87,17 @@ def conv_outputs(*shape, seed=0):
 
 @pytest.mark.parametrize(
     "shape, groups, pool",
-    [((2, 8, 9, 7), 2, (3, 2)), ((1, 6, 8, 8), 1, (2, 2)), ((2, 4, 3, 3), 2, (3, 2))],
+    [
+        ((2, 8, 9, 7), 2, (3, 2)),
+        ((1, 6, 8, 8), 1, (2, 2)),
+        ((2, 4, 3, 3), 2, (3, 2)),
+        # the pooling runs each window offset over the whole map as one flat run of columns,
+        # so geometries where runs cross rows: stride 1, stride = size with a leftover column,
+        # and wide odd maps
+        ((1, 4, 11, 10), 2, (3, 1)),
+        ((1, 4, 10, 11), 1, (3, 3)),
+        ((1, 2, 5, 41), 1, (3, 2)),
+    ],
 )
 @LAYOUTS
 def test_fused_relu_lrn_pool_equals_layers_in_turn(shape, groups, pool, nhwc):
