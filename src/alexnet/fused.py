@@ -140,23 +140,37 @@ def _store(block, raw, b, bf16):
 
 
 @numba.njit(**NJIT)
-def _relu_window(block, c, half, zero, acc):
-    """acc[:] = sum of relu(block[j]) ** 2 over the maps j of c's window."""
-    maps = block.shape[0]
-    acc[:] = zero
-    for j in range(max(0, c - half), min(maps, c + half + 1)):
-        row = block[j]
-        for p in range(acc.shape[0]):
+def _squares(block, half, zero, sq):
+    """sq[half + c] = relu(block[c]) ** 2; sq's first and last `half` rows stay zero, so every
+    map's window is `size` whole rows of sq, also at the edges."""
+    for c in range(block.shape[0]):
+        row, out = block[c], sq[half + c]
+        for p in range(row.shape[0]):
             v = row[p]
-            if v > zero or v != v:  # a NaN passes, as through torch.relu
-                acc[p] += v * v
+            out[p] = v * v if (v > zero) | (v != v) else zero  # a NaN passes, as torch.relu
 
 
 @numba.njit(**NJIT)
-def _normalized(block, c, half, alpha, beta, k, one, acc, scale, out):
+def _window(rows, c, size, acc):
+    """acc[:] = rows[c] + ... + rows[c + size - 1], added in that order: one pass over acc
+    for the paper's n = 5 (not five), which is what makes it fast."""
+    if size == 5:
+        r0, r1, r2, r3, r4 = rows[c], rows[c + 1], rows[c + 2], rows[c + 3], rows[c + 4]
+        for p in range(acc.shape[0]):
+            acc[p] = (((r0[p] + r1[p]) + r2[p]) + r3[p]) + r4[p]
+    else:
+        acc[:] = rows[c]
+        for j in range(c + 1, c + size):
+            row = rows[j]
+            for p in range(acc.shape[0]):
+                acc[p] += row[p]
+
+
+@numba.njit(**NJIT)
+def _normalized(block, sq, c, half, alpha, beta, k, one, acc, scale, out):
     """out[:] = LRN(relu(block))[c] and scale[:] = s ** -beta; acc[:] = s."""
     zero = one - one
-    _relu_window(block, c, half, zero, acc)
+    _window(sq, c, half + half + 1, acc)
     for p in range(acc.shape[0]):
         acc[p] = k + alpha * acc[p]
         scale[p] = acc[p]
@@ -164,7 +178,7 @@ def _normalized(block, c, half, alpha, beta, k, one, acc, scale, out):
     row = block[c]
     for p in range(acc.shape[0]):
         v = row[p]
-        out[p] = (v if v > zero or v != v else zero) * scale[p]
+        out[p] = (v if (v > zero) | (v != v) else zero) * scale[p]
 
 
 # The pooling below is written for SIMD. Each step is a select over contiguous memory, and
@@ -294,10 +308,12 @@ def _forward_kernel(start, stop, raw, out, half, alpha, beta, k, one, pool_size,
     ho, split = out.shape[2], (w + pool_stride - 1) // pool_stride
     rows, phases = np.full((ho, w), one), np.full((pool_stride, ho + 1, split), one)
     best = np.full((ho + 1) * split, one)
+    sq = np.zeros((maps + 2 * half, h * w), block.dtype)
     for b in range(start, stop):
         _load(raw, b, block, bf16)
+        _squares(block, half, one - one, sq)
         for c in range(maps):
-            _normalized(block, c, half, alpha, beta, k, one, acc, scale, normed)
+            _normalized(block, sq, c, half, alpha, beta, k, one, acc, scale, normed)
             _pool_max(normed.reshape(h, w), pool_size, pool_stride, rows, phases, best, out[b, c])
 
 
@@ -312,7 +328,10 @@ def _backward_kernel(
     coefficient = (alpha + alpha) * beta
     block = np.full((maps, pixels), one)
     grad = np.full((maps, pixels), one)  # dL/dz of the block
-    t = np.full((maps, pixels), one)  # dL/db * a * s ** (-beta - 1)
+    # t[half + c] = dL/db * a * s ** (-beta - 1) of map c, and sq the squares, both with
+    # `half` zero rows on either side (see `_squares`)
+    t = np.zeros((maps + 2 * half, pixels), block.dtype)
+    sq = np.zeros((maps + 2 * half, pixels), block.dtype)
     acc, scale = np.full(pixels, one), np.full(pixels, one)
     normed, grad_b = np.full(pixels, one), np.full(pixels, one)
     split = (w + pool_stride - 1) // pool_stride
@@ -322,24 +341,21 @@ def _backward_kernel(
     best, best_at = np.full((ho + 1) * split, one), np.zeros((ho + 1) * split, np.int32)
     for b in range(start, stop):
         _load(raw, b, block, bf16)
+        _squares(block, half, zero, sq)
         for c in range(maps):
-            _normalized(block, c, half, alpha, beta, k, one, acc, scale, normed)
+            _normalized(block, sq, c, half, alpha, beta, k, one, acc, scale, normed)
             _route(
                 normed.reshape(h, w), g[b, c], pool_size, pool_stride,
                 rows, at, phases, phases_at, best, best_at, grad_b,
             )  # fmt: skip
-            row, tc, gc = block[c], t[c], grad[c]
+            row, tc, gc = block[c], t[half + c], grad[c]
             for p in range(pixels):
                 v = row[p]
                 a = v if v > zero or v != v else zero
                 tc[p] = grad_b[p] * a * scale[p] / acc[p]
                 gc[p] = grad_b[p] * scale[p]
         for c in range(maps):
-            acc[:] = zero
-            for j in range(max(0, c - half), min(maps, c + half + 1)):
-                tj = t[j]
-                for p in range(pixels):
-                    acc[p] += tj[p]
+            _window(t, c, half + half + 1, acc)
             row, gc = block[c], grad[c]
             for p in range(pixels):
                 v = row[p]
