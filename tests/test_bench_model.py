@@ -82,3 +82,18 @@ def test_bench_train_times_the_store_against_synthetic_input(store):
     assert "from the store" in result["table"] and result["batch"] == 8
     with pytest.raises(ValueError, match="fewer than"):
         bench_train(config, steps=50, rounds=2)
+
+
+def test_bench_fused_times_both_blocks_and_dtypes(tmp_path, capsys):
+    out = tmp_path / "fused.json"
+    main(["bench", "fused", "--batch", "2", "--repeats", "1", "--output", str(out)])
+    table = capsys.readouterr().out
+    assert "conv1  2x96x55x55" in table and "conv2  2x256x27x27" in table
+    result = json.loads(out.read_text())
+    assert [(r["block"], r["dtype"]) for r in result["results"]] == [
+        ("conv1", "fp32"),
+        ("conv1", "bf16"),
+        ("conv2", "fp32"),
+        ("conv2", "bf16"),
+    ]
+    assert all(r["forward_ms"] > 0 and r["backward_ms"] > 0 for r in result["results"])

@@ -165,6 +165,18 @@ def _bench_model(args: argparse.Namespace) -> None:
     _report(args, result)
 
 
+def _bench_fused(args: argparse.Namespace) -> None:
+    import torch
+
+    from alexnet.bench_model import bench_fused
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_fused(repeats=args.repeats, batch=args.batch)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    _report(args, result)
+
+
 def _bench_train(args: argparse.Namespace) -> None:
     from alexnet.bench_train import bench_train
     from alexnet.config import load_config
@@ -403,6 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _report_options(bench_model)
     bench_model.set_defaults(run=_bench_model)
+
+    bench_fused = bench_commands.add_parser(
+        "fused",
+        help="the fused ReLU-LRN-pool kernel alone, forward and backward, on conv1's and "
+        "conv2's blocks",
+    )
+    bench_fused.add_argument("--batch", type=int, default=128)
+    bench_fused.add_argument("--repeats", type=int, default=7)
+    bench_fused.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    _report_options(bench_fused)
+    bench_fused.set_defaults(run=_bench_fused)
 
     bench_train = bench_commands.add_parser(
         "train",
