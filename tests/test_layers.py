@@ -157,3 +157,44 @@ def test_cuda_convnet_output_count_formula():
     assert conv_output_size(224, 11, 4, 0, ceil=True) == 55
     assert conv_output_size(224, 11, 4, 0, ceil=False) == 54
     assert conv_output_size(227, 11, 4, 0, ceil=False) == 55
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, bias",
+    [
+        ((224, 224), 11, 4, True),  # conv1: ceil edges pad 3, the blocked kernel one more
+        ((227, 227), 11, 4, True),  # Caffe's crop, an ordinary convolution
+        ((30, 23), 5, 2, False),  # kernel not a multiple of the stride, no bias
+        ((17, 21), 4, 4, True),  # kernel = stride: one block
+        ((19, 19), 3, 5, True),  # stride past the kernel: pixels no window reads
+    ],
+)
+def test_conv1_weight_gradient_through_space_to_depth_equals_direct(size, kernel, stride, bias):
+    gen = torch.Generator().manual_seed(sum(size) + kernel)
+    x = torch.randn(2, 3, *size, generator=gen, dtype=torch.float64)
+    conv = CeilConv2d(3, 6, kernel, stride=stride, bias=bias).double()
+    direct = nn.Conv2d(3, 6, kernel, stride=stride, bias=bias).double()
+    direct.load_state_dict(conv.state_dict())
+    ours = conv(x)
+    assert ours.grad_fn.name() == "_ImageConvBackward"  # the space-to-depth path was taken
+    h, w = conv.output_size(size[0]), conv.output_size(size[1])
+    padded = F.pad(x, (0, max(0, (w - 1) * stride + kernel - size[1]), 0, 0))
+    padded = F.pad(padded, (0, 0, 0, max(0, (h - 1) * stride + kernel - size[0])))
+    theirs = direct(padded)
+    assert torch.equal(ours, theirs)
+    grad = torch.randn(ours.shape, generator=gen, dtype=torch.float64)
+    ours.backward(grad)
+    theirs.backward(grad)
+    assert torch.allclose(conv.weight.grad, direct.weight.grad, rtol=1e-10, atol=1e-12)
+    if bias:
+        assert torch.allclose(conv.bias.grad, direct.bias.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_conv1_takes_the_direct_path_where_space_to_depth_does_not_pay():
+    conv = CeilConv2d(3, 4, 11, stride=4)
+    x = torch.randn(1, 3, 35, 35)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).grad_fn.name() != "_ImageConvBackward"
+    assert conv(x.requires_grad_()).grad_fn.name() != "_ImageConvBackward"  # input gradient
+    with torch.no_grad():
+        assert conv(x).grad_fn is None
