@@ -152,8 +152,8 @@ def _squares(block, half, zero, sq):
 
 @numba.njit(**NJIT)
 def _window(rows, c, size, acc):
-    """acc[:] = rows[c] + ... + rows[c + size - 1], added in that order: one pass over acc
-    for the paper's n = 5 (not five), which is what makes it fast."""
+    """acc[:] = rows[c] + ... + rows[c + size - 1], added in that order. For the paper's
+    n = 5 the five rows are added in one pass over acc, not five."""
     if size == 5:
         r0, r1, r2, r3, r4 = rows[c], rows[c + 1], rows[c + 2], rows[c + 3], rows[c + 4]
         for p in range(acc.shape[0]):
