@@ -25,6 +25,8 @@ def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
         rate = entry["images_per_s"]
         assert 0 < rate["min"] <= rate["median"] <= rate["max"]
         assert entry["fraction_of_limit"] > 0
+        assert entry["page_faults_per_step"] >= 0
+    assert "faults/step" in printed
     assert cases[("alexnet_owt", "train", "fp32")]["ratio_to_reference"] == 1.0
     ours = cases[("alexnet2012", "infer", "fp32")]
     owt = cases[("alexnet_owt", "infer", "fp32")]
@@ -82,6 +84,19 @@ def test_bench_train_times_the_store_against_synthetic_input(store):
     assert "from the store" in result["table"] and result["batch"] == 8
     with pytest.raises(ValueError, match="fewer than"):
         bench_train(config, steps=50, rounds=2)
+
+
+def test_page_faults_count_fresh_memory():
+    import mmap
+
+    from alexnet.bench_model import _page_faults
+
+    size = 64 * 2**20
+    with mmap.mmap(-1, size) as fresh:  # new anonymous pages, not malloc's reused ones
+        before = _page_faults()
+        for offset in range(0, size, 4096):
+            fresh[offset] = 1  # the first write to each page faults it in
+        assert _page_faults() - before >= 1000  # 16,384 with 4 KiB pages, fewer if huge
 
 
 def test_bench_fused_times_both_blocks_and_dtypes(tmp_path, capsys):

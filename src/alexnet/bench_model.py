@@ -71,6 +71,15 @@ def matmul_limit(dtype: str, device: torch.device, repeats: int, n: int = 0) -> 
     return result
 
 
+def _page_faults() -> int:
+    """Minor page faults of this process so far (0 where `resource` is missing: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -169,12 +178,15 @@ def bench_model(
         for _ in range(warmup):
             run()
     seconds: list[list[float]] = [[] for _ in cases]
+    faults: list[list[int]] = [[] for _ in cases]  # minor page faults: memory not reused
     for r in range(repeats):
         for i, run in enumerate(runners):
+            faulted = _page_faults()
             start = time.perf_counter()
             for _ in range(steps):
                 run()
             seconds[i].append(time.perf_counter() - start)
+            faults[i].append(_page_faults() - faulted)
             if progress:
                 progress(r, i)
     result = {
@@ -193,7 +205,7 @@ def bench_model(
         "results": [],
     }
     macs_of = {name: summarize(name).macs for name in models}  # forward, per image
-    for case, times in zip(cases, seconds, strict=True):
+    for case, times, faulted in zip(cases, seconds, faults, strict=True):
         rates = [batch * steps / t for t in times]
         macs = macs_of[case.model]
         flops = 2 * macs * (3 if case.mode == "train" else 1)
@@ -205,6 +217,7 @@ def bench_model(
                 "dtype": case.dtype,
                 "images_per_s": {"median": median, "min": min(rates), "max": max(rates)},
                 "forward_macs_per_image": macs,
+                "page_faults_per_step": statistics.median(faulted) / steps,
                 "fraction_of_limit": median * flops / limit[case.dtype]["median"],
             }
         )
@@ -252,7 +265,7 @@ def table(result: dict) -> str:
     lines += [
         "",
         f"{'model':14} {'mode':6} {'dtype':5} {'images/s':>9} {'min':>8} {'max':>8} "
-        f"{'vs ' + REFERENCE:>15} {'of limit':>9}",
+        f"{'vs ' + REFERENCE:>15} {'of limit':>9} {'faults/step':>12}",
     ]
     for e in result["results"]:
         rate = e["images_per_s"]
@@ -260,13 +273,15 @@ def table(result: dict) -> str:
         lines.append(
             f"{e['model']:14} {e['mode']:6} {e['dtype']:5} {rate['median']:9,.1f} "
             f"{rate['min']:8,.1f} {rate['max']:8,.1f} "
-            f"{(f'{ratio:.2f}x' if ratio else '-'):>15} {e['fraction_of_limit']:9.0%}"
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>15} {e['fraction_of_limit']:9.0%} "
+            f"{e['page_faults_per_step']:12,.0f}"
         )
     lines.append("")
     lines.append(
         "of limit: images/s x 2 x multiply-adds (x3 for training: forward, input gradient,\n"
         "weight gradient) over the same dtype's limit. Above 100% means fewer multiplies than\n"
-        "counted: oneDNN runs 3x3 convolutions with Winograd's algorithm where it pays."
+        "counted: oneDNN runs 3x3 convolutions with Winograd's algorithm where it pays.\n"
+        "faults/step: minor page faults (median over rounds), memory the step could not reuse."
     )
     return "\n".join(lines)
 
