@@ -280,7 +280,8 @@ def table(result: dict) -> str:
     lines.append(
         "of limit: images/s x 2 x multiply-adds (x3 for training: forward, input gradient,\n"
         "weight gradient) over the same dtype's limit. Above 100% means fewer multiplies than\n"
-        "counted: oneDNN runs 3x3 convolutions with Winograd's algorithm where it pays.\n"
+        "counted: oneDNN and cuDNN run 3x3 convolutions with Winograd's algorithm where it\n"
+        "pays.\n"
         "faults/step: minor page faults (median over rounds), memory the step could not reuse."
     )
     return "\n".join(lines)
