@@ -16,6 +16,7 @@ from alexnet.data.augment import (
     ten_crops,
 )
 from alexnet.data.dataset import StoreDataset, make_loader
+from alexnet.data.device_views import DeviceViews, ViewBatch
 from alexnet.data.prepare import NoProgress, Settings, prepare_listing
 from alexnet.data.sources import Listing, _array_split
 from alexnet.data.store import Store
@@ -277,3 +278,27 @@ def test_upscaled_views_with_mean_and_lighting_in_both_layouts():
             patch = big[k][:, window[0], window[1]] - mean[window].transpose(2, 0, 1)
             expected = (patch[..., ::-1] if crop.flip else patch) + shift[k][:, None, None]
             assert np.allclose(out[k], expected, atol=2e-3)
+
+
+@pytest.mark.parametrize("side, channels", [(256, 3), (28, 1), (64, 3)])
+@pytest.mark.parametrize("views", ["random", "center"])
+def test_views_rendered_by_torch_on_the_device_equal_the_loaders(tmp_path, side, channels, views):
+    # Same-size and upscaled sources, both layouts, with and without normalization: the torch
+    # path (data.render=device, here on the CPU) gives the loader's pixels bit for bit.
+    store, _ = make_store(tmp_path / "s", side=side, channels=channels)
+    for channels_last in (False, True):
+        for normalize in ("none", "std"):
+            options = dict(views=views, normalize=normalize, channels_last=channels_last, seed=3)
+            expected, labels = StoreDataset(store, **options).__getitems__(range(12))
+            deferred = StoreDataset(store, deferred=True, **options)
+            batch, same_labels = deferred.__getitems__(range(12))
+            assert isinstance(batch, ViewBatch) and batch.pixels.dtype == torch.uint8
+            got = DeviceViews.of(deferred, torch.device("cpu"))(batch)
+            assert torch.equal(got, expected) and torch.equal(labels, same_labels)
+            assert got.stride() == expected.stride()  # one channel: strides still canonical
+
+
+def test_ten_crops_are_not_deferred(tmp_path):
+    store, _ = make_store(tmp_path / "s")
+    with pytest.raises(ValueError, match="ten-crop"):
+        StoreDataset(store, "val", views="ten-crop", deferred=True)

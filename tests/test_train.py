@@ -221,6 +221,8 @@ def test_bad_recipes_say_which_key_is_wrong(store):
         config(store, "model.dropout=2.0")
     with pytest.raises(ConfigError, match=r"run\.precision must be one of"):
         config(store, "run.precision=fp8")
+    with pytest.raises(ConfigError, match=r"data\.render must be one of cpu, device"):
+        config(store, "data.render=gpu")
     with pytest.raises(ConfigError, match="no recipe at"):
         load_config("configs/nope.yaml")
 
@@ -288,3 +290,18 @@ def test_channels_last_and_bf16_train_the_same_network(store, tmp_path):
     train(config(store, "run.epochs=1", "run.precision=bf16"), tmp_path / "bf16")
     line = json.loads((tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()[0])
     assert math.isfinite(line["train_loss"]) and line["epoch"] == 1
+
+
+def test_views_rendered_on_the_device_train_to_the_same_weights(store, tmp_path):
+    # On the CPU the device path runs the same float32 arithmetic as the loader's kernel, so
+    # the whole run, validation included, is bit for bit the same.
+    train(config(store, "run.epochs=1"), tmp_path / "loader")
+    train(config(store, "run.epochs=1", "data.render=device"), tmp_path / "device")
+    assert_same_weights(
+        weights(tmp_path / "loader" / "checkpoints" / "last.pt"),
+        weights(tmp_path / "device" / "checkpoints" / "last.pt"),
+    )
+    lines = [(tmp_path / d / "metrics.jsonl").read_text() for d in ("loader", "device")]
+    keys = ("train_loss", "val_loss", "val_top1_error")
+    first, second = ([json.loads(x)[k] for k in keys] for x in (s.splitlines()[0] for s in lines))
+    assert first == second

@@ -27,6 +27,7 @@ from alexnet.schedule import SCHEDULES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 EVAL_VIEWS = ("center", "ten-crop")
+RENDER = ("cpu", "device")
 
 
 class ConfigError(ValueError):
@@ -45,6 +46,9 @@ class DataConfig:
     # channel by its standard deviation (torchvision's convention; what init=kaiming assumes)
     normalize: str = "none"
     workers: int = 1  # DataLoader processes per rank; 0 renders batches in the training process
+    # where crops, reflections, upscaling, lighting and the mean are applied: cpu (the loader)
+    # or device (the loader sends stored pixels; the GPU renders: data/device_views.py)
+    render: str = "cpu"
     train_images: int | None = None  # train on a fixed random subset of this many images
     val_images: int | None = None  # validate on a fixed random subset of this many images
 
@@ -188,6 +192,7 @@ def _check_choices(config: TrainConfig) -> None:
         _check_choice("run.precision", config.run.precision, PRECISIONS)
         _check_choice("run.eval_views", config.run.eval_views, EVAL_VIEWS)
         _check_choice("data.normalize", config.data.normalize, NORMALIZE)
+        _check_choice("data.render", config.data.render, RENDER)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     positive = {

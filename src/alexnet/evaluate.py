@@ -33,15 +33,19 @@ def softmax_batches(
     precision: str = "fp32",
     channels_last: bool = False,
     progress=None,
+    render=None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(probabilities, labels) per batch, on the CPU in float32.
 
     A batch of shape (B, 10, C, h, w) is ten crops per image: the softmax is averaged over
-    them. Several models: their (crop-averaged) softmax outputs are averaged.
+    them. Several models: their (crop-averaged) softmax outputs are averaged. render: a
+    `DeviceViews` for loaders that send `ViewBatch`es (data.render=device).
     """
     for model in models:
         model.eval()
     for images, labels in loader:
+        if render is not None:
+            images = render(images)
         crops = images.dim() == 5
         batch = images.shape[0]
         if crops:

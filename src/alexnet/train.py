@@ -50,6 +50,7 @@ import alexnet
 from alexnet import checkpoint as ckpt
 from alexnet.config import ConfigError, TrainConfig, load_config
 from alexnet.data.dataset import StoreDataset, collate_batch
+from alexnet.data.device_views import DeviceViews
 from alexnet.data.store import Store
 from alexnet.evaluate import autocast, softmax_batches, topk_correct
 from alexnet.fileio import atomic_write, fsync_dir
@@ -287,6 +288,7 @@ class Trainer:
             normalize=data.normalize,
             seed=run.seed,
             channels_last=run.channels_last,
+            deferred=data.render == "device",
         )
         self.val_set = StoreDataset(
             self.store,
@@ -295,7 +297,13 @@ class Trainer:
             crop_size=self.crop_size,
             normalize=data.normalize,
             channels_last=run.channels_last,
+            deferred=data.render == "device" and run.eval_views == "center",
         )
+        # None: the loader renders the views (data.render=cpu, or ten crops)
+        self.train_views = (
+            DeviceViews.of(self.train_set, device) if data.render == "device" else None
+        )
+        self.val_views = DeviceViews.of(self.val_set, device) if self.val_set.deferred else None
         self.train_indices = subset(len(self.train_set), data.train_images, run.seed)
         self.val_indices = subset(len(self.val_set), data.val_images, run.seed)
         if len(self.train_indices) < o.batch_size:
@@ -556,7 +564,10 @@ class Trainer:
     def forward_backward(self, images, labels) -> tuple[float, int]:
         """The loss and gradients of one batch; returns (mean loss, top-1 mistakes)."""
         device, run = self.device, self.config.run
-        images = images.to(device, non_blocking=True)
+        if self.train_views is not None:
+            images = self.train_views(images)
+        else:
+            images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -605,7 +616,12 @@ class Trainer:
         model = self.model.module if self.procs.world > 1 else self.model
         counts = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1 hits, top-5 hits, images
         for probs, labels in softmax_batches(
-            [model], loader, self.device, config.run.precision, config.run.channels_last
+            [model],
+            loader,
+            self.device,
+            config.run.precision,
+            config.run.channels_last,
+            render=self.val_views,
         ):
             hits = topk_correct(probs, labels)
             picked = probs.gather(1, labels[:, None]).clamp_min(1e-12)

@@ -26,6 +26,7 @@ from alexnet.data.augment import (
     ten_crops,
     upscale,
 )
+from alexnet.data.device_views import ViewBatch
 from alexnet.data.store import Store
 
 VIEWS = ("random", "center", "ten-crop")
@@ -42,7 +43,9 @@ class StoreDataset(torch.utils.data.Dataset):
     "std" then divides each channel by its standard deviation over the training pixels, as
     torchvision's Normalize does (unit-variance inputs, which He initialization assumes).
     Small stored images (Fashion-MNIST, CIFAR-10, Tiny ImageNet) are upscaled
-    bilinearly to the store's view size (256) before cropping.
+    bilinearly to the store's view size (256) before cropping. deferred: return each batch
+    as a `ViewBatch` (stored pixels and drawn numbers) for `DeviceViews` to render on the
+    training device, instead of rendering it here ("random" and "center" views).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class StoreDataset(torch.utils.data.Dataset):
         normalize: str = "none",
         seed: int = 0,
         channels_last: bool = False,
+        deferred: bool = False,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         if views not in VIEWS:
@@ -69,6 +73,9 @@ class StoreDataset(torch.utils.data.Dataset):
         self.split = self.store.split(split)
         self.views, self.crop_size, self.seed, self.epoch = views, crop_size, seed, 0
         self.channels_last = channels_last
+        if deferred and views == "ten-crop":
+            raise ValueError("ten-crop views are rendered by the loader, not deferred")
+        self.deferred = deferred
         self.random_crop = RandomCrop(crop_size, view_size)
         stats = self.store.stats
         self.lighting = (
@@ -98,7 +105,7 @@ class StoreDataset(torch.utils.data.Dataset):
         images, labels = self.__getitems__([index])
         return images[0], labels[0]
 
-    def __getitems__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices) -> tuple[torch.Tensor | ViewBatch, torch.Tensor]:
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"index out of range for a split of {len(self)} images")
@@ -121,6 +128,8 @@ class StoreDataset(torch.utils.data.Dataset):
                 np.repeat(rows, 10), ten_crops(self.crop_size, view_size) * len(rows)
             )
             out = out.reshape(len(indices), 10, *out.shape[1:])
+        if self.deferred:
+            return out, labels
         images = torch.from_numpy(out)
         if self.scale is not None:  # per channel; the channel axis is last in memory or third
             images.mul_(self.scale if self.channels_last else self.scale[:, None, None])
@@ -129,7 +138,18 @@ class StoreDataset(torch.utils.data.Dataset):
             images = images.movedim(-1, -3)
         return images, labels
 
-    def _render(self, rows, crops, shift=None) -> np.ndarray:
+    def _render(self, rows, crops, shift=None) -> np.ndarray | ViewBatch:
+        if self.deferred:
+            channels = self.split.images.shape[3]
+            return ViewBatch(
+                torch.from_numpy(np.ascontiguousarray(self.split.images[rows])),
+                torch.tensor([c.top for c in crops], dtype=torch.int64),
+                torch.tensor([c.left for c in crops], dtype=torch.int64),
+                torch.tensor([c.flip for c in crops], dtype=torch.bool),
+                torch.zeros(len(crops), channels)
+                if shift is None
+                else torch.from_numpy(np.asarray(shift, dtype=np.float32)),
+            )
         return render(
             self.split.images,
             rows,
