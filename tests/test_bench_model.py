@@ -112,3 +112,25 @@ def test_bench_fused_times_both_blocks_and_dtypes(tmp_path, capsys):
         ("conv2", "bf16"),
     ]
     assert all(r["forward_ms"] > 0 and r["backward_ms"] > 0 for r in result["results"])
+
+
+def test_bench_profile_lists_each_networks_operations(tmp_path, capsys):
+    out, traces = tmp_path / "profile.json", tmp_path / "traces"
+    args = ["bench", "profile", "--batch", "2", "--steps", "2", "--warmup", "1", "--top", "50"]
+    assert main([*args, "--dtype", "fp32", "--trace", str(traces), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert set(result["profiles"]) == {"alexnet2012", "alexnet_owt"}
+    for name, p in result["profiles"].items():
+        ops = {r["op"]: r for r in p["ops"]}
+        assert "aten::convolution_backward" in ops, name  # a training step: the backward ran
+        times = [r["ms_per_step"] for r in p["ops"]]
+        assert times == sorted(times, reverse=True) and min(times) > 0
+        assert sum(r["share"] for r in p["ops"]) <= 1 + 1e-9
+        assert (traces / f"{name}-train-fp32.json").stat().st_size > 0
+        assert f"{name}: " in printed
+    # our fused ReLU-LRN-pool is named in the profile, where the reference has max-pooling
+    assert "_ReLULRNPoolBackward" in {r["op"] for r in result["profiles"]["alexnet2012"]["ops"]}
+    # two steps recorded: the fused block runs once per step in each of conv1 and conv2
+    fused = {r["op"]: r for r in result["profiles"]["alexnet2012"]["ops"]}["_ReLULRNPool"]
+    assert fused["calls_per_step"] == 2

@@ -177,6 +177,32 @@ def _bench_fused(args: argparse.Namespace) -> None:
     _report(args, result)
 
 
+def _bench_profile(args: argparse.Namespace) -> None:
+    import torch
+
+    from alexnet.bench_profile import bench_profile
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_profile(
+        models=tuple(args.models.split(",")),
+        mode=args.mode,
+        dtype=args.dtype,
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        device=args.device,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        fuse=not args.no_fuse,
+        lrn_backend=args.lrn_backend,
+        top=args.top,
+        trace_dir=args.trace,
+    )
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    _report(args, result)
+
+
 def _bench_train(args: argparse.Namespace) -> None:
     from alexnet.bench_train import bench_train
     from alexnet.config import load_config
@@ -426,6 +452,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench_fused.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     _report_options(bench_fused)
     bench_fused.set_defaults(run=_bench_fused)
+
+    bench_profile = bench_commands.add_parser(
+        "profile",
+        help="where a step's time goes, operation by operation (torch.profiler)",
+        description="The steps of `alexnet bench model`, recorded with torch.profiler: for "
+        "each network the operations that take the most time per step (device time on a "
+        "GPU, each operation's own CPU time on the CPU).",
+    )
+    bench_profile.add_argument("--models", default=",".join(MODELS))
+    bench_profile.add_argument("--mode", default="train", choices=MODES)
+    bench_profile.add_argument("--dtype", default="bf16", choices=DTYPES)
+    bench_profile.add_argument("--batch", type=int, default=128)
+    bench_profile.add_argument("--steps", type=int, default=5, help="steps recorded")
+    bench_profile.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    bench_profile.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench_profile.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    bench_profile.add_argument("--channels-last", action="store_true")
+    bench_profile.add_argument("--compile", action="store_true", help="torch.compile the models")
+    bench_profile.add_argument("--no-fuse", action="store_true")
+    bench_profile.add_argument("--lrn-backend", default="auto", choices=("auto", "kernel", "torch"))
+    bench_profile.add_argument("--top", type=int, default=15, help="operations listed per model")
+    bench_profile.add_argument("--trace", metavar="DIR", help="also write Chrome traces here")
+    _report_options(bench_profile)
+    bench_profile.set_defaults(run=_bench_profile)
 
     bench_train = bench_commands.add_parser(
         "train",
