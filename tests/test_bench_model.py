@@ -134,3 +134,13 @@ def test_bench_profile_lists_each_networks_operations(tmp_path, capsys):
     # two steps recorded: the fused block runs once per step in each of conv1 and conv2
     fused = {r["op"]: r for r in result["profiles"]["alexnet2012"]["ops"]}["_ReLULRNPool"]
     assert fused["calls_per_step"] == 2
+
+
+def test_bench_profile_by_shape_tells_the_layers_apart():
+    from alexnet.bench_profile import bench_profile
+
+    result = bench_profile(("alexnet2012",), "infer", "fp32", batch=2, steps=1, warmup=1,
+                           top=100, by_shape=True)  # fmt: skip
+    convs = [r for r in result["profiles"]["alexnet2012"]["ops"] if "convolution" in r["op"]]
+    shapes = " ".join(r["shapes"] for r in convs)
+    assert "[96, 3, 11, 11]" in shapes and "[256, 48, 5, 5]" in shapes  # conv1, conv2's towers

@@ -30,19 +30,23 @@ def _self_time(event, device: bool) -> float:
     return 0.0
 
 
-def profile_step(run, steps: int, device: torch.device, trace: Path | None = None) -> list[dict]:
+def profile_step(
+    run, steps: int, device: torch.device, trace: Path | None = None, by_shape: bool = False
+) -> list[dict]:
     """Operations of `steps` calls of `run`, most time first: name, calls and milliseconds
-    per step, and share of all the operations' own time."""
+    per step, and share of all the operations' own time. by_shape: one row per operation
+    and input shapes (which convolution is which layer), with the shapes."""
     activities = [ProfilerActivity.CPU]
     on_device = device.type == "cuda"
     if on_device:
         activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=by_shape) as prof:
         for _ in range(steps):
             run()
     if trace is not None:
         prof.export_chrome_trace(str(trace))
-    events = [(e, _self_time(e, on_device)) for e in prof.key_averages()]
+    averages = prof.key_averages(group_by_input_shape=by_shape)
+    events = [(e, _self_time(e, on_device)) for e in averages]
     total = sum(t for _, t in events) or 1.0
     rows = [
         {
@@ -50,6 +54,7 @@ def profile_step(run, steps: int, device: torch.device, trace: Path | None = Non
             "calls_per_step": e.count / steps,
             "ms_per_step": t / 1000 / steps,
             "share": t / total,
+            **({"shapes": str(e.input_shapes)} if by_shape else {}),
         }
         for e, t in events
         if t > 0
@@ -71,6 +76,7 @@ def bench_profile(
     lrn_backend: str = "auto",
     top: int = 15,
     trace_dir: str | None = None,
+    by_shape: bool = False,
 ) -> dict:
     for name in models:
         if name not in VARIANTS:
@@ -100,6 +106,7 @@ def bench_profile(
             "warmup": warmup,
             **options,
             "threads": torch.get_num_threads(),
+            "by_shape": by_shape,
             "time": "device (kernels)" if dev.type == "cuda" else "CPU, each op's own",
         },
         "profiles": {},
@@ -111,7 +118,7 @@ def bench_profile(
         for _ in range(warmup):
             run()
         trace = Path(trace_dir) / f"{name}-{mode}-{dtype}.json" if trace_dir else None
-        rows = profile_step(run, steps, dev, trace)
+        rows = profile_step(run, steps, dev, trace, by_shape)
         result["profiles"][name] = {
             "ms_per_step": sum(r["ms_per_step"] for r in rows),
             "ops": rows[:top],
@@ -138,4 +145,6 @@ def table(result: dict) -> str:
                 f"  {r['op'][:58]:58} {r['calls_per_step']:6.0f} {r['ms_per_step']:9.2f} "
                 f"{r['share']:6.1%}"
             )
+            if "shapes" in r:
+                lines.append(f"    {r['shapes'][:96]}")
     return "\n".join(lines)

@@ -198,6 +198,7 @@ def _bench_profile(args: argparse.Namespace) -> None:
         lrn_backend=args.lrn_backend,
         top=args.top,
         trace_dir=args.trace,
+        by_shape=args.by_shape,
     )
     result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
     _report(args, result)
@@ -474,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_profile.add_argument("--lrn-backend", default="auto", choices=("auto", "kernel", "torch"))
     bench_profile.add_argument("--top", type=int, default=15, help="operations listed per model")
     bench_profile.add_argument("--trace", metavar="DIR", help="also write Chrome traces here")
+    bench_profile.add_argument(
+        "--by-shape", action="store_true", help="a row per operation and input shapes"
+    )
     _report_options(bench_profile)
     bench_profile.set_defaults(run=_bench_profile)
 
