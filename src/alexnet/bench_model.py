@@ -149,15 +149,7 @@ def bench_model(
     (the fused ReLU-LRN-pool, the LRN kernel, `alexnet.runtime.keep_freed_memory`), to
     measure what each buys; the defaults are what `alexnet train` runs. `channels_last`: True
     for every model, or the names of the models to run in channels_last memory."""
-    for name in models:
-        if name not in VARIANTS:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
-    for dtype in dtypes:
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but this torch sees no CUDA device")
+    dev = check_cases(models, dtypes, device)
     if malloc not in ("keep", "system"):
         raise ValueError(f"malloc must be keep or system, got {malloc!r}")
     kept = keep_freed_memory() if malloc == "keep" else False
@@ -228,6 +220,20 @@ def bench_model(
         )
     result["table"] = table(result)
     return result
+
+
+def check_cases(models: tuple[str, ...], dtypes: tuple[str, ...], device: str) -> torch.device:
+    """The device to run on, after checking the names a user gave."""
+    for name in models:
+        if name not in VARIANTS:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but this torch sees no CUDA device")
+    return dev
 
 
 def _find(results: list[dict], model: str, mode: str, dtype: str) -> dict | None:

@@ -15,8 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from alexnet.bench import machine
-from alexnet.bench_model import DTYPES, MODELS, MODES, Case, _device_name, _runner
-from alexnet.registry import VARIANTS
+from alexnet.bench_model import MODELS, MODES, Case, _device_name, _runner, check_cases
 from alexnet.runtime import keep_freed_memory
 
 
@@ -78,16 +77,9 @@ def bench_profile(
     trace_dir: str | None = None,
     by_shape: bool = False,
 ) -> dict:
-    for name in models:
-        if name not in VARIANTS:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but this torch sees no CUDA device")
+    dev = check_cases(models, (dtype,), device)
     keep_freed_memory()
     options = {
         "channels_last": tuple(models) if channels_last else (),
