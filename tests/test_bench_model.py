@@ -35,14 +35,26 @@ def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
     # The multiply-adds are the layer table's: 724,406,816 for the paper's network at 224.
     assert ours["forward_macs_per_image"] == 724_406_816
     assert result["settings"]["fuse"] and result["settings"]["lrn_backend"] == "auto"
+    assert result["settings"]["processes"] == "one per model"
 
 
 def test_channels_last_can_be_chosen_per_model(capsys):
     args = ["bench", "model", "--batch", "1", "--repeats", "1", "--dtypes", "fp32", "--json"]
-    assert main([*args, "--modes", "infer", "--channels-last", "alexnet2012"]) == 0
+    assert main([*args, "--modes", "infer", "--channels-last", "alexnet2012", "--in-process"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["settings"]["channels_last"] == ["alexnet2012"]
     assert "channels_last: alexnet2012" in result["table"]
+    assert result["settings"]["processes"] == "this one"
+
+
+def test_a_failing_benchmark_process_is_reported():
+    # an LRN backend that does not exist fails at the first step, inside the worker process;
+    # the error comes back with its traceback
+    with pytest.raises(RuntimeError, match=r"(?s)a benchmark process failed.*LRN backend"):
+        bench_model(batch=1, repeats=1, models=("alexnet2012",), dtypes=("fp32",),
+                    modes=("infer",), fuse=False, lrn_backend="fastest")  # fmt: skip
+    with pytest.raises(ValueError, match="batch"):
+        bench_model(batch=0)
 
 
 def test_matmul_limit_takes_the_faster_way():

@@ -14,6 +14,7 @@ a shared machine touches all of them alike; the median and spread are over round
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -142,14 +143,23 @@ def bench_model(
     malloc: str = "keep",
     warmup: int = 2,
     progress=None,
+    in_process: bool = False,
 ) -> dict:
     """Images/s of every (model, mode, dtype), median over `repeats` rounds of `steps` steps.
 
     `fuse`, `lrn_backend` and `malloc` switch off this package's speed-ups one at a time
     (the fused ReLU-LRN-pool, the LRN kernel, `alexnet.runtime.keep_freed_memory`), to
     measure what each buys; the defaults are what `alexnet train` runs. `channels_last`: True
-    for every model, or the names of the models to run in channels_last memory."""
+    for every model, or the names of the models to run in channels_last memory.
+
+    Each model runs in a process of its own, as in `alexnet train`, and the rounds still
+    alternate between them; only one process runs at a time. In one process (`in_process`)
+    the models' allocations interleave, and the heap the allocator is left with after one
+    model's step need not fit the other's: in such runs steps of `alexnet2012` were seen to
+    fault in 145-290 MB of fresh memory now and then, steps it never has alone."""
     dev = check_cases(models, dtypes, device)
+    if batch < 1 or repeats < 1 or steps < 1:
+        raise ValueError(f"batch, repeats and steps must be 1 or more: {batch}, {repeats}, {steps}")
     if malloc not in ("keep", "system"):
         raise ValueError(f"malloc must be keep or system, got {malloc!r}")
     kept = keep_freed_memory() if malloc == "keep" else False
@@ -163,24 +173,17 @@ def bench_model(
     }
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
     limit = {d: matmul_limit(d, dev, repeats) for d in dtypes}
-    runners = [_runner(c, batch, dev, options) for c in cases]
-    # warm-up: first-call allocation, kernel compilation, autotuning, and the optimizer's
-    # momentum buffers, which the first step creates and the second step first touches
-    for run in runners:
-        for _ in range(warmup):
-            run()
-    seconds: list[list[float]] = [[] for _ in cases]
-    faults: list[list[int]] = [[] for _ in cases]  # minor page faults: memory not reused
-    for r in range(repeats):
-        for i, run in enumerate(runners):
-            faulted = _page_faults()
-            start = time.perf_counter()
-            for _ in range(steps):
-                run()
-            seconds[i].append(time.perf_counter() - start)
-            faults[i].append(_page_faults() - faulted)
-            if progress:
-                progress(r, i)
+    setup = (batch, str(dev), options, warmup, malloc, torch.get_num_threads())
+    with _Workers(cases, setup, in_process) as workers:
+        seconds: list[list[float]] = [[] for _ in cases]
+        faults: list[list[int]] = [[] for _ in cases]  # minor page faults: memory not reused
+        for r in range(repeats):
+            for i in range(len(cases)):
+                took, faulted = workers.run(i, steps)
+                seconds[i].append(took)
+                faults[i].append(faulted)
+                if progress:
+                    progress(r, i)
     result = {
         "machine": (host := machine()),
         "device": _device_name(dev, host["cpu"]),
@@ -192,6 +195,7 @@ def bench_model(
             **options,
             "malloc_keeps_freed_memory": kept,
             "threads": torch.get_num_threads(),
+            "processes": "this one" if in_process else "one per model",
         },
         "matmul_flops_per_s": limit,
         "results": [],
@@ -220,6 +224,98 @@ def bench_model(
         )
     result["table"] = table(result)
     return result
+
+
+def _prepare(cases: list[Case], setup: tuple) -> list:
+    """The step functions of `cases`, warmed up, in this process."""
+    batch, device, options, warmup, malloc, threads = setup
+    if malloc == "keep":
+        keep_freed_memory()
+    torch.set_num_threads(threads)
+    runners = [_runner(c, batch, torch.device(device), options) for c in cases]
+    # warm-up: first-call allocation, kernel compilation, autotuning, and the optimizer's
+    # momentum buffers, which the first step creates and the second step first touches
+    for run in runners:
+        for _ in range(warmup):
+            run()
+    return runners
+
+
+def _timed(run, steps: int) -> tuple[float, int]:
+    """Seconds and minor page faults of `steps` calls of `run`."""
+    faulted = _page_faults()
+    start = time.perf_counter()
+    for _ in range(steps):
+        run()
+    return time.perf_counter() - start, _page_faults() - faulted
+
+
+def _serve(conn, cases: list[Case], setup: tuple) -> None:  # pragma: no cover (a child)
+    """A worker process: prepare `cases`, then time (case, steps) requests until None."""
+    try:
+        runners = _prepare(cases, setup)
+        conn.send("ready")
+        while (request := conn.recv()) is not None:
+            index, steps = request
+            conn.send(_timed(runners[index], steps))
+    except Exception:
+        import traceback
+
+        conn.send(("error", traceback.format_exc()))
+
+
+class _Workers:
+    """Runs cases' steps on request: each model's cases in a process of its own (spawned,
+    so each starts with a fresh heap), or all in this process."""
+
+    def __init__(self, cases: list[Case], setup: tuple, in_process: bool) -> None:
+        self.cases, self.setup, self.in_process = cases, setup, in_process
+        self.runners: list = []
+        self.procs: dict[str, tuple] = {}
+
+    def __enter__(self) -> _Workers:
+        if self.in_process:
+            self.runners = _prepare(self.cases, self.setup)
+            return self
+        import multiprocessing
+
+        spawn = multiprocessing.get_context("spawn")
+        for model in dict.fromkeys(c.model for c in self.cases):
+            mine = [c for c in self.cases if c.model == model]
+            conn, child = spawn.Pipe()
+            proc = spawn.Process(target=_serve, args=(child, mine, self.setup), daemon=True)
+            proc.start()
+            child.close()
+            self.procs[model] = (proc, conn, mine)
+        for _, conn, _ in self.procs.values():
+            self._answer(conn)
+        return self
+
+    def run(self, index: int, steps: int) -> tuple[float, int]:
+        if self.in_process:
+            return _timed(self.runners[index], steps)
+        case = self.cases[index]
+        _, conn, mine = self.procs[case.model]
+        conn.send((mine.index(case), steps))
+        return self._answer(conn)
+
+    @staticmethod
+    def _answer(conn):
+        try:
+            answer = conn.recv()
+        except EOFError:
+            raise RuntimeError("a benchmark process died (out of memory?)") from None
+        if isinstance(answer, tuple) and answer[0] == "error":
+            raise RuntimeError(f"a benchmark process failed:\n{answer[1]}")
+        return answer
+
+    def __exit__(self, *exc) -> None:
+        for proc, conn, _ in self.procs.values():
+            with contextlib.suppress(OSError):  # a worker that died has closed its end
+                conn.send(None)
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
 
 
 def check_cases(models: tuple[str, ...], dtypes: tuple[str, ...], device: str) -> torch.device:

@@ -160,6 +160,7 @@ def _bench_model(args: argparse.Namespace) -> None:
         fuse=not args.no_fuse,
         lrn_backend=args.lrn_backend,
         malloc=args.malloc,
+        in_process=args.in_process,
     )
     result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
     _report(args, result)
@@ -439,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="keep",
         choices=("keep", "system"),
         help="system: glibc's defaults, which page-fault every step's activations afresh",
+    )
+    bench_model.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every model in this process (default: a process per model, as training "
+        "runs one model; the models' allocations then do not interleave)",
     )
     _report_options(bench_model)
     bench_model.set_defaults(run=_bench_model)
