@@ -9,6 +9,7 @@ ensemble (the paper's 5-CNN entry) averages the softmax of several networks.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -191,7 +192,8 @@ def evaluate_checkpoints(
     indices = list(range(len(dataset) if limit is None else min(limit, len(dataset))))
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     loader = loader_for(dataset, batches, workers, dev)
-    bar = tqdm(total=len(indices), desc=f"eval {views}", unit="img", disable=not progress)
+    quiet = not progress or os.environ.get("ALEXNET_PROGRESS") == "0"  # as train's bar
+    bar = tqdm(total=len(indices), desc=f"eval {views}", unit="img", disable=quiet)
     probs, labels = [], []
     for p, y in softmax_batches(models, loader, dev, precision, progress=bar):
         probs.append(p)
