@@ -35,7 +35,7 @@ def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
     # The multiply-adds are the layer table's: 724,406,816 for the paper's network at 224.
     assert ours["forward_macs_per_image"] == 724_406_816
     assert result["settings"]["fuse"] and result["settings"]["lrn_backend"] == "auto"
-    assert result["settings"]["processes"] == "one per model"
+    assert result["settings"]["processes"] == "one per model and dtype"
 
 
 def test_channels_last_can_be_chosen_per_model(capsys):

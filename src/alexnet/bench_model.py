@@ -152,11 +152,12 @@ def bench_model(
     measure what each buys; the defaults are what `alexnet train` runs. `channels_last`: True
     for every model, or the names of the models to run in channels_last memory.
 
-    Each model runs in a process of its own, as in `alexnet train`, and the rounds still
-    alternate between them; only one process runs at a time. In one process (`in_process`)
-    the models' allocations interleave, and the heap the allocator is left with after one
-    model's step need not fit the other's: in such runs steps of `alexnet2012` were seen to
-    fault in 145-290 MB of fresh memory now and then, steps it never has alone."""
+    Each model and dtype runs in a process of its own, training and inference, as `alexnet
+    train` runs one network in one precision; the rounds still alternate between them, and
+    only one process runs at a time. In one process (`in_process`) the configurations'
+    allocations interleave, and the heap the allocator is left with after one step need not
+    fit the next: in such runs, steps of one network or the other were seen to fault in
+    75-290 MB of fresh memory, which changed their speed by several percent."""
     dev = check_cases(models, dtypes, device)
     if batch < 1 or repeats < 1 or steps < 1:
         raise ValueError(f"batch, repeats and steps must be 1 or more: {batch}, {repeats}, {steps}")
@@ -195,7 +196,7 @@ def bench_model(
             **options,
             "malloc_keeps_freed_memory": kept,
             "threads": torch.get_num_threads(),
-            "processes": "this one" if in_process else "one per model",
+            "processes": "this one" if in_process else "one per model and dtype",
         },
         "matmul_flops_per_s": limit,
         "results": [],
@@ -265,13 +266,14 @@ def _serve(conn, cases: list[Case], setup: tuple) -> None:  # pragma: no cover (
 
 
 class _Workers:
-    """Runs cases' steps on request: each model's cases in a process of its own (spawned,
-    so each starts with a fresh heap), or all in this process."""
+    """Runs cases' steps on request: each (model, dtype)'s training and inference in a
+    process of its own (spawned, so each starts with a fresh heap), as `alexnet train`
+    runs one network in one precision and validates it; or all in this process."""
 
     def __init__(self, cases: list[Case], setup: tuple, in_process: bool) -> None:
         self.cases, self.setup, self.in_process = cases, setup, in_process
         self.runners: list = []
-        self.procs: dict[str, tuple] = {}
+        self.procs: dict[tuple[str, str], tuple] = {}
 
     def __enter__(self) -> _Workers:
         if self.in_process:
@@ -280,13 +282,13 @@ class _Workers:
         import multiprocessing
 
         spawn = multiprocessing.get_context("spawn")
-        for model in dict.fromkeys(c.model for c in self.cases):
-            mine = [c for c in self.cases if c.model == model]
+        for key in dict.fromkeys((c.model, c.dtype) for c in self.cases):
+            mine = [c for c in self.cases if (c.model, c.dtype) == key]
             conn, child = spawn.Pipe()
             proc = spawn.Process(target=_serve, args=(child, mine, self.setup), daemon=True)
             proc.start()
             child.close()
-            self.procs[model] = (proc, conn, mine)
+            self.procs[key] = (proc, conn, mine)
         for _, conn, _ in self.procs.values():
             self._answer(conn)
         return self
@@ -295,7 +297,7 @@ class _Workers:
         if self.in_process:
             return _timed(self.runners[index], steps)
         case = self.cases[index]
-        _, conn, mine = self.procs[case.model]
+        _, conn, mine = self.procs[case.model, case.dtype]
         conn.send((mine.index(case), steps))
         return self._answer(conn)
 

@@ -444,8 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument(
         "--in-process",
         action="store_true",
-        help="run every model in this process (default: a process per model, as training "
-        "runs one model; the models' allocations then do not interleave)",
+        help="run every configuration in this process (default: a process per model and "
+        "dtype, as training runs one; their allocations then do not interleave)",
     )
     _report_options(bench_model)
     bench_model.set_defaults(run=_bench_model)
