@@ -2,13 +2,16 @@
 
 The same steps as `alexnet bench model` (same models, inputs, settings and update rule),
 recorded with torch.profiler after a warm-up: for each network, the operations that take
-the most time, in milliseconds per step and as a share of the step. On a GPU the time is
+the most time, in milliseconds per step and as a share of the step. Each network is
+profiled in a fresh process of its own, as `bench model` times it. On a GPU the time is
 the device's (kernels); on the CPU it is each operation's own CPU time. Side by side, the
 two networks' tables show where the faithful one spends more than the reference.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -61,6 +64,17 @@ def profile_step(
     return sorted(rows, key=lambda r: -r["ms_per_step"])
 
 
+def _profile_case(case, batch, device, options, warmup, steps, trace, by_shape, threads):
+    """profile_step of one case after its warm-up, in a worker process."""
+    keep_freed_memory()
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    run = _runner(case, batch, dev, options)
+    for _ in range(warmup):
+        run()
+    return profile_step(run, steps, dev, trace, by_shape)
+
+
 def bench_profile(
     models: tuple[str, ...] = MODELS,
     mode: str = "train",
@@ -105,12 +119,14 @@ def bench_profile(
     }
     if trace_dir:
         Path(trace_dir).mkdir(parents=True, exist_ok=True)
+    spawn = multiprocessing.get_context("spawn")
     for name in models:
-        run = _runner(Case(name, mode, dtype), batch, dev, options)
-        for _ in range(warmup):
-            run()
         trace = Path(trace_dir) / f"{name}-{mode}-{dtype}.json" if trace_dir else None
-        rows = profile_step(run, steps, dev, trace, by_shape)
+        # each network in a fresh process, as `bench model` measures it: in a shared one,
+        # the other network's freed blocks can leave this one faulting in new memory
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            job = (Case(name, mode, dtype), batch, str(dev), options, warmup, steps, trace)
+            rows = pool.submit(_profile_case, *job, by_shape, torch.get_num_threads()).result()
         result["profiles"][name] = {
             "ms_per_step": sum(r["ms_per_step"] for r in rows),
             "ops": rows[:top],
