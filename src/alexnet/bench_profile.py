@@ -18,8 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from alexnet.bench import machine
-from alexnet.bench_model import MODELS, MODES, Case, _device_name, _runner, check_cases
-from alexnet.runtime import keep_freed_memory
+from alexnet.bench_model import MODELS, MODES, Case, _device_name, _prepare, check_cases
 
 
 def _self_time(event, device: bool) -> float:
@@ -64,15 +63,11 @@ def profile_step(
     return sorted(rows, key=lambda r: -r["ms_per_step"])
 
 
-def _profile_case(case, batch, device, options, warmup, steps, trace, by_shape, threads):
-    """profile_step of one case after its warm-up, in a worker process."""
-    keep_freed_memory()
-    torch.set_num_threads(threads)
-    dev = torch.device(device)
-    run = _runner(case, batch, dev, options)
-    for _ in range(warmup):
-        run()
-    return profile_step(run, steps, dev, trace, by_shape)
+def _profile_case(case: Case, setup: tuple, steps: int, trace, by_shape: bool) -> list[dict]:
+    """profile_step of one case, prepared and warmed up as `bench model` does, in a worker
+    process."""
+    (run,) = _prepare([case], setup)
+    return profile_step(run, steps, torch.device(setup[1]), trace, by_shape)
 
 
 def bench_profile(
@@ -94,7 +89,6 @@ def bench_profile(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     dev = check_cases(models, (dtype,), device)
-    keep_freed_memory()
     options = {
         "channels_last": tuple(models) if channels_last else (),
         "compile": compile,
@@ -120,13 +114,14 @@ def bench_profile(
     if trace_dir:
         Path(trace_dir).mkdir(parents=True, exist_ok=True)
     spawn = multiprocessing.get_context("spawn")
+    setup = (batch, str(dev), options, warmup, "keep", torch.get_num_threads())
     for name in models:
         trace = Path(trace_dir) / f"{name}-{mode}-{dtype}.json" if trace_dir else None
         # each network in a fresh process, as `bench model` measures it: in a shared one,
         # the other network's freed blocks can leave this one faulting in new memory
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-            job = (Case(name, mode, dtype), batch, str(dev), options, warmup, steps, trace)
-            rows = pool.submit(_profile_case, *job, by_shape, torch.get_num_threads()).result()
+            case = Case(name, mode, dtype)
+            rows = pool.submit(_profile_case, case, setup, steps, trace, by_shape).result()
         result["profiles"][name] = {
             "ms_per_step": sum(r["ms_per_step"] for r in rows),
             "ops": rows[:top],

@@ -83,7 +83,7 @@ class DeviceViews:
         behind = batch.left[:, None] + (self.crop_size - 1 - self.steps)
         cols = torch.where(batch.flip[:, None], behind, ahead)  # (n, w): reflected in place
         if self.taps is None:
-            image = batch.pixels[_images(batch), rows[:, :, None], cols[:, None, :]].float()
+            image = batch.pixels[_images(batch.pixels), rows[:, :, None], cols[:, None, :]].float()
         else:
             image = self._upscaled(batch.pixels, rows, cols)
         out = image.sub_(self.mean[rows[:, :, None], cols[:, None, :]])
@@ -112,7 +112,6 @@ class DeviceViews:
         return (1 - wy) * across[index, low[rows]] + wy * across[index, high[rows]]
 
 
-def _images(batch) -> torch.Tensor:
+def _images(pixels: torch.Tensor) -> torch.Tensor:
     """(n, 1, 1) image numbers for advanced indexing of a batch's first axis."""
-    pixels = batch.pixels if isinstance(batch, ViewBatch) else batch
     return torch.arange(pixels.shape[0], device=pixels.device)[:, None, None]
