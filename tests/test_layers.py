@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.layers import CeilConv2d, LocalResponseNorm, conv_output_size, pool_output_size
+from alexnet.layers import (
+    CeilConv2d,
+    LocalResponseNorm,
+    TowerConv2d,
+    conv_output_size,
+    pool_output_size,
+)
 
 
 def naive_lrn(a, n=5, alpha=1e-4, beta=0.75, k=2.0, groups=1):
@@ -198,3 +204,42 @@ def test_conv1_takes_the_direct_path_where_space_to_depth_does_not_pay():
     assert conv(x.requires_grad_()).grad_fn.name() != "_ImageConvBackward"  # input gradient
     with torch.no_grad():
         assert conv(x).grad_fn is None
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_tower_conv_split_per_tower_equals_grouped_forward_and_backward(bias):
+    torch.manual_seed(0)
+    grouped = TowerConv2d(8, 6, 3, padding=1, groups=2, bias=bias, mode="grouped").double()
+    split = TowerConv2d(8, 6, 3, padding=1, groups=2, bias=bias, mode="split").double()
+    split.load_state_dict(grouped.state_dict())
+    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    grad = torch.randn(2, 6, 5, 5, dtype=torch.float64)
+    inputs = [x.clone().requires_grad_() for _ in range(2)]
+    outs = [conv(t) for conv, t in zip((grouped, split), inputs, strict=True)]
+    for out in outs:
+        out.backward(grad)
+    assert torch.allclose(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(inputs[0].grad, inputs[1].grad, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grouped.parameters(), split.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=1e-12)
+    # and the towers are the paper's: tower B's outputs do not see tower A's maps
+    x_b = x.clone()
+    x_b[:, :4] = 0
+    assert torch.equal(split(x_b)[:, 3:], split(x)[:, 3:])
+    # the weights are an ordinary grouped Conv2d's
+    plain = nn.Conv2d(8, 6, 3, padding=1, groups=2, bias=bias).double()
+    plain.load_state_dict(split.state_dict())
+    assert torch.allclose(plain(x), outs[0], rtol=1e-12, atol=1e-12)
+
+
+def test_tower_conv_auto_is_grouped_on_cpu_and_rejects_unknown_modes():
+    conv = TowerConv2d(4, 4, 3, groups=2)
+    assert conv.mode == "auto" and not conv._splits(torch.ones(1))
+    with pytest.raises(ValueError, match="auto, grouped, split"):
+        TowerConv2d(4, 4, 3, groups=2, mode="two")
+
+
+def test_cli_spells_out_the_lrn_backends_and_tower_conv_modes():
+    from alexnet import cli, layers, lrn
+
+    assert cli.LRN_BACKENDS == lrn.BACKENDS and cli.TOWER_CONV_MODES == layers.TOWER_CONV_MODES

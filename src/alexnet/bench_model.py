@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.bench import machine
-from alexnet.layers import LocalResponseNorm
+from alexnet.layers import LocalResponseNorm, TowerConv2d
 from alexnet.optim import make_optimizer
 from alexnet.registry import VARIANTS, create_model
 from alexnet.runtime import keep_freed_memory
@@ -95,6 +95,8 @@ def _runner(case: Case, batch: int, device: torch.device, options: dict):
     for module in model.modules():
         if isinstance(module, LocalResponseNorm):
             module.backend = options["lrn_backend"]
+        if isinstance(module, TowerConv2d):
+            module.mode = options.get("tower_conv", "auto")
     channels_last, compile = case.model in options["channels_last"], options["compile"]
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 1000, (batch,), device=device)
@@ -140,6 +142,7 @@ def bench_model(
     compile: bool = False,
     fuse: bool = True,
     lrn_backend: str = "auto",
+    tower_conv: str = "auto",
     malloc: str = "keep",
     warmup: int = 2,
     progress=None,
@@ -147,10 +150,11 @@ def bench_model(
 ) -> dict:
     """Images/s of every (model, mode, dtype), median over `repeats` rounds of `steps` steps.
 
-    `fuse`, `lrn_backend` and `malloc` switch off this package's speed-ups one at a time
-    (the fused ReLU-LRN-pool, the LRN kernel, `alexnet.runtime.keep_freed_memory`), to
-    measure what each buys; the defaults are what `alexnet train` runs. `channels_last`: True
-    for every model, or the names of the models to run in channels_last memory.
+    `fuse`, `lrn_backend`, `tower_conv` and `malloc` switch off this package's speed-ups one
+    at a time (the fused ReLU-LRN-pool, the LRN kernels, the per-device choice of grouped or
+    per-tower convolutions, `alexnet.runtime.keep_freed_memory`), to measure what each buys;
+    the defaults are what `alexnet train` runs. `channels_last`: True for every model, or the
+    names of the models to run in channels_last memory.
 
     Each model and dtype runs in a process of its own, training and inference, as `alexnet
     train` runs one network in one precision; the rounds still alternate between them, and
@@ -171,6 +175,7 @@ def bench_model(
         "compile": compile,
         "fuse": fuse,
         "lrn_backend": lrn_backend,
+        "tower_conv": tower_conv,
     }
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
     limit = {d: matmul_limit(d, dev, repeats) for d in dtypes}
@@ -356,6 +361,7 @@ def table(result: dict) -> str:
         + (", torch.compile" if s["compile"] else "")
         + ("" if s["fuse"] else ", unfused")
         + ("" if s["lrn_backend"] == "auto" else f", LRN backend {s['lrn_backend']}")
+        + ("" if s.get("tower_conv", "auto") == "auto" else f", tower convs {s['tower_conv']}")
         + ("" if s["malloc_keeps_freed_memory"] else ", glibc malloc defaults"),
         "",
     ]

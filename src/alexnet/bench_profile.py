@@ -82,6 +82,7 @@ def bench_profile(
     compile: bool = False,
     fuse: bool = True,
     lrn_backend: str = "auto",
+    tower_conv: str = "auto",
     top: int = 15,
     trace_dir: str | None = None,
     by_shape: bool = False,
@@ -94,6 +95,7 @@ def bench_profile(
         "compile": compile,
         "fuse": fuse,
         "lrn_backend": lrn_backend,
+        "tower_conv": tower_conv,
     }
     result = {
         "machine": (host := machine()),

@@ -36,6 +36,9 @@ def bench_train(config: TrainConfig, steps: int = 20, rounds: int = 3, warmup: i
             )
         trainer.train_set.set_epoch(0)
         fixed = trainer.train_set.__getitems__(batches[0])
+        if device.type == "cuda":
+            # pinned, as the loader's batches are: an unpinned one is copied synchronously
+            fixed = _pinned(fixed)
         real, synthetic = [], []
         for r in range(rounds):
             part = batches[r * (warmup + steps) : (r + 1) * (warmup + steps)]
@@ -90,3 +93,11 @@ def _rate(trainer: Trainer, batches, warmup: int, steps: int, batch: int) -> flo
         trainer.forward_backward(*next(batches))
         trainer.update()
     return steps * batch / (time.perf_counter() - start)
+
+
+def _pinned(batch):
+    """A batch (a tensor, or a tuple or NamedTuple of them) in pinned memory."""
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
+    parts = [_pinned(part) for part in batch]
+    return type(batch)(*parts) if hasattr(batch, "_fields") else type(batch)(parts)

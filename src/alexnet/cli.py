@@ -11,6 +11,11 @@ from pathlib import Path
 
 from alexnet.registry import DEFAULT_MODEL, VARIANTS, list_models
 
+#: alexnet.lrn.BACKENDS, spelled out so that `--help` does not import numba.
+LRN_BACKENDS = ("auto", "kernel", "torch", "triton")
+#: alexnet.layers.TOWER_CONV_MODES, likewise.
+TOWER_CONV_MODES = ("auto", "grouped", "split")
+
 
 def parse_option(text: str) -> tuple[str, object]:
     """KEY=VALUE, the value read as a Python literal where it is one (2, 0.5, False,
@@ -159,6 +164,7 @@ def _bench_model(args: argparse.Namespace) -> None:
         compile=args.compile,
         fuse=not args.no_fuse,
         lrn_backend=args.lrn_backend,
+        tower_conv=args.tower_conv,
         malloc=args.malloc,
         in_process=args.in_process,
     )
@@ -197,6 +203,7 @@ def _bench_profile(args: argparse.Namespace) -> None:
         compile=args.compile,
         fuse=not args.no_fuse,
         lrn_backend=args.lrn_backend,
+        tower_conv=args.tower_conv,
         top=args.top,
         trace_dir=args.trace,
         by_shape=args.by_shape,
@@ -432,8 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument(
         "--lrn-backend",
         default="auto",
-        choices=("auto", "kernel", "torch"),
-        help="torch: LRN as torch operations, also on CPU (implies --no-fuse)",
+        choices=LRN_BACKENDS,
+        help="torch: LRN as torch operations, also on CPU; triton: the GPU kernels "
+        "(torch and triton imply --no-fuse)",
+    )
+    bench_model.add_argument(
+        "--tower-conv",
+        default="auto",
+        choices=TOWER_CONV_MODES,
+        help="conv2, conv4, conv5 as one grouped call or one call per tower (auto: grouped "
+        "on CPU, split on CUDA)",
     )
     bench_model.add_argument(
         "--malloc",
@@ -479,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_profile.add_argument("--channels-last", action="store_true")
     bench_profile.add_argument("--compile", action="store_true", help="torch.compile the models")
     bench_profile.add_argument("--no-fuse", action="store_true")
-    bench_profile.add_argument("--lrn-backend", default="auto", choices=("auto", "kernel", "torch"))
+    bench_profile.add_argument("--lrn-backend", default="auto", choices=LRN_BACKENDS)
+    bench_profile.add_argument("--tower-conv", default="auto", choices=TOWER_CONV_MODES)
     bench_profile.add_argument("--top", type=int, default=15, help="operations listed per model")
     bench_profile.add_argument("--trace", metavar="DIR", help="also write Chrome traces here")
     bench_profile.add_argument(

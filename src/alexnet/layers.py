@@ -2,6 +2,9 @@
 
 - `LocalResponseNorm`: section 3.3 of the paper, with the paper's constants and its
   convention for alpha (not divided by n), normalizing within each tower.
+- `TowerConv2d`: the grouped convolutions of conv2, conv4 and conv5, each tower's kernels
+  seeing only their tower's maps, run as one grouped call or one call per tower, whichever
+  the device runs faster.
 - `CeilConv2d`: a convolution that counts its outputs as the released 2012 code
   (cuda-convnet) does, so a 224x224 crop gives conv1's 55x55 maps. Its weight gradient on
   CPU in float32 is computed through space-to-depth (`image_conv2d`), which is faster.
@@ -107,6 +110,48 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mod
     if ceil_mode and out > 0 and (out - 1) * stride >= size + padding:
         out -= 1
     return out
+
+
+#: How a TowerConv2d runs: "grouped" (one call with groups=towers), "split" (one dense call
+#: per tower, outputs concatenated), or "auto": grouped on CPU, split on CUDA. Measured
+#: (docs/benchmarks.md): on this project's CPU oneDNN's grouped kernels were as fast as or
+#: faster than two dense calls; on an H100, cuDNN ran the grouped weight gradient with a slow
+#: generic engine, and conv4's backward took 3.3 ms grouped against about 0.2 ms per dense call.
+TOWER_CONV_MODES = ("auto", "grouped", "split")
+
+
+class TowerConv2d(nn.Conv2d):
+    """A convolution whose groups are the paper's towers, with nn.Conv2d's parameters and
+    state dict: output maps [0, C/2) are tower A's and read only input maps [0, C/2).
+
+    Both ways of running it compute the same sums; they differ only in which kernels the
+    backend picks (`mode`, see TOWER_CONV_MODES).
+    """
+
+    def __init__(self, *args, mode: str = "auto", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if mode not in TOWER_CONV_MODES:
+            raise ValueError(f"mode must be one of {', '.join(TOWER_CONV_MODES)}, got {mode!r}")
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1 or not self._splits(x):
+            return super().forward(x)
+        weights = self.weight.chunk(self.groups, 0)
+        biases = self.bias.chunk(self.groups) if self.bias is not None else [None] * self.groups
+        towers = [
+            F.conv2d(maps, w, b, self.stride, self.padding, self.dilation)
+            for maps, w, b in zip(x.chunk(self.groups, 1), weights, biases, strict=True)
+        ]
+        return torch.cat(towers, 1)
+
+    def _splits(self, x: torch.Tensor) -> bool:
+        if self.mode == "auto":
+            return x.device.type == "cuda"
+        return self.mode == "split"
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.mode == "auto" else f", mode={self.mode}")
 
 
 class CeilConv2d(nn.Conv2d):

@@ -14,9 +14,11 @@ the input and recomputes s in the backward pass, which is cheap next to a trip t
 
 On CPU one fused kernel (numba) does each pass over a (group, image) block of maps while the
 block sits in cache, with beta = 0.75 (the paper's) taken through square roots rather than
-`pow`. On other devices the same two formulas run as a handful of torch operations. Both
-compute in float32 at least: bf16 or fp16 activations under autocast are widened for the sum
-of squares and the power, and the result is rounded back to the input's dtype.
+`pow`. On a GPU, Triton kernels (`alexnet.lrn_triton`) do the same, when Triton is installed
+(it comes with torch's CUDA builds). Elsewhere the same two formulas run as a handful of
+torch operations. All compute in float32 at least: bf16 or fp16 activations under autocast
+are widened for the sum of squares and the power, and the result is rounded back to the
+input's dtype.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: Backends: "auto" picks "kernel" on CPU and "torch" elsewhere.
-BACKENDS = ("auto", "kernel", "torch")
+#: Backends: "auto" picks "kernel" on CPU, "triton" on CUDA when Triton can be imported
+#: (except under torch.compile), and "torch" elsewhere.
+BACKENDS = ("auto", "kernel", "torch", "triton")
 
 
 def local_response_norm(
@@ -52,9 +55,17 @@ def local_response_norm(
     if backend not in BACKENDS:
         raise ValueError(f"LRN backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "auto":
-        backend = "kernel" if x.device.type == "cpu" else "torch"
+        backend = _auto_backend(x.device)
     if backend == "kernel" and x.device.type != "cpu":
         raise ValueError(f"the LRN kernel runs on CPU tensors, got one on {x.device}")
+    if backend == "triton":
+        if not _triton_available():
+            raise ValueError("the LRN backend 'triton' needs the triton package")
+        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(
+                f"the Triton LRN runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1), "
+                f"got one on {x.device}"
+            )
     return _LRN.apply(x, size, float(alpha), float(beta), float(k), groups, backend)
 
 
@@ -63,6 +74,8 @@ class _LRN(torch.autograd.Function):
     def forward(ctx, x, size, alpha, beta, k, groups, backend):
         ctx.params = (size, alpha, beta, k, groups, backend)
         ctx.save_for_backward(x)
+        if backend == "triton":
+            return _triton().forward(_dense(x), size, alpha, beta, k, groups)
         a = _blocks(x, groups)
         if backend == "kernel":
             out = _run(_forward_kernel, a, size, alpha, beta, k)
@@ -74,6 +87,9 @@ class _LRN(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         size, alpha, beta, k, groups, backend = ctx.params
+        if backend == "triton":
+            out = _triton().backward(_dense(x), grad, size, alpha, beta, k, groups)
+            return out, None, None, None, None, None, None
         a, g = _blocks(x, groups), _blocks(grad, groups)
         if backend == "kernel":
             out = _run(_backward_kernel, a, size, alpha, beta, k, g)
@@ -83,6 +99,37 @@ class _LRN(torch.autograd.Function):
             t = _window(g * a * scale / s, size)
             out = g * scale - (2.0 * alpha * beta) * a * t
         return _unblock(out, x), None, None, None, None, None, None
+
+
+def _auto_backend(device: torch.device) -> str:
+    if device.type == "cpu":
+        return "kernel"
+    if torch.compiler.is_compiling():
+        # Under torch.compile the torch formulas become Inductor's own fused Triton kernels;
+        # the hand-written ones would break the graph at every LRN.
+        return "torch"
+    return "triton" if device.type == "cuda" and _triton_available() else "torch"
+
+
+def _triton_available() -> bool:
+    try:
+        _triton()
+    except ImportError:
+        return False
+    return True
+
+
+def _triton():
+    from alexnet import lrn_triton  # imports triton, which CPU-only installs may lack
+
+    return lrn_triton
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """x itself when NCHW or channels_last (the layouts the Triton kernels take), else a copy."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return x.contiguous()
 
 
 def _blocks(x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from alexnet.layers import (
     LRN_CONVENTIONS,
     CeilConv2d,
     LocalResponseNorm,
+    TowerConv2d,
     conv_output_size,
     pool_output_size,
 )
@@ -138,12 +139,15 @@ class AlexNet(nn.Module):
 
     Each of conv1..conv5 and fc6..fc8 is one module, so weights map one to one onto the
     paper's layers and Caffe's blobs. The two towers are groups=2 convolutions: output maps
-    [0, C/2) are tower A's (the paper's first GPU), [C/2, C) tower B's.
+    [0, C/2) are tower A's (the paper's first GPU), [C/2, C) tower B's. They run as one
+    grouped call on CPU and as one call per tower on CUDA (`TowerConv2d`), whichever the
+    backend runs faster.
 
     On CPU, the ReLU, LRN and pooling after conv1 and conv2 run as one fused operation
     (`alexnet.fused`), with the same arithmetic; set `model.fuse = False` to run the three
     modules in turn. The fused path is skipped while any of them has a forward hook, so hooks
-    on act1, norm1 or pool1 always see their layer's output.
+    on act1, norm1 or pool1 always see their layer's output. On CUDA the LRN runs as Triton
+    kernels when Triton is installed (`alexnet.lrn_triton`).
     """
 
     def __init__(self, config: AlexNetConfig | None = None, name: str = "AlexNet") -> None:
@@ -160,7 +164,7 @@ class AlexNet(nn.Module):
         self.act1 = act()
         self.norm1 = self._lrn()
         self.pool1 = self._pool()
-        self.conv2 = nn.Conv2d(w1, w2, 5, padding=2, groups=own)
+        self.conv2 = TowerConv2d(w1, w2, 5, padding=2, groups=own)
         self.act2 = act()
         self.norm2 = self._lrn()
         self.pool2 = self._pool()
@@ -172,10 +176,10 @@ class AlexNet(nn.Module):
             maps = w3
         self.conv4 = self.act4 = None
         if c.remove_layer != "conv4":
-            self.conv4 = nn.Conv2d(maps, w4, 3, padding=1, groups=own)
+            self.conv4 = TowerConv2d(maps, w4, 3, padding=1, groups=own)
             self.act4 = act()
             maps = w4
-        self.conv5 = nn.Conv2d(maps, w5, 3, padding=1, groups=own)
+        self.conv5 = TowerConv2d(maps, w5, 3, padding=1, groups=own)
         self.act5 = act()
         self.pool5 = self._pool()
         self.avgpool = nn.AdaptiveAvgPool2d(FEATURE_MAP_SIZE) if c.adaptive_pool else None
@@ -273,7 +277,7 @@ class AlexNet(nn.Module):
             and x.device.type == "cpu"
             and isinstance(act, nn.ReLU)
             and isinstance(norm, LocalResponseNorm)
-            and norm.backend != "torch"
+            and norm.backend in ("auto", "kernel")
             and c.norm_before_pool
             and not pool.ceil_mode
             and _first(pool.padding) == 0
