@@ -11,7 +11,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: test lint summary demo clean
+.PHONY: test lint chromium summary demo clean
 
 # The demo's time budget for training, in minutes; it also validates and evaluates.
 DEMO_MINUTES ?= 5
@@ -29,7 +29,14 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The report test renders HTML in headless Chromium: Debian's package when it is missing.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	    $$SUDO apt-get install -y -q chromium >/dev/null || \
+	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+test: lint chromium
 	$(BIN)/python -m pytest
 
 summary: $(VENV)/.installed

@@ -119,6 +119,75 @@ def _data_show(args: argparse.Namespace) -> None:
         print("  pictures: " + ", ".join(info["pictures"]))
 
 
+def _run_folder(checkpoint: str, name: str, out: str | None) -> Path:
+    """--out, or NAME in the run directory the checkpoint belongs to."""
+    if out:
+        return Path(out)
+    path = Path(checkpoint)
+    run_dir = path if path.is_dir() else path.parent.parent
+    return run_dir / name
+
+
+def _figures_filters(args: argparse.Namespace) -> None:
+    from alexnet.figures import filters
+
+    out = _run_folder(args.checkpoint, "figures", args.out)
+    result = filters(args.checkpoint, out)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "filters.json").write_text(json.dumps(result, indent=2))
+    scores = result["color_specificity"]
+    if scores:
+        print("color specificity (mean over kernels): "
+              + ", ".join(f"{k} {v['mean']:.3f}" for k, v in scores.items()))  # fmt: skip
+    else:
+        print(result["note"])
+    print(f"wrote {out / 'filters.png'} and {out / 'filters.json'}")
+
+
+def _figures_predictions(args: argparse.Namespace) -> None:
+    from alexnet.figures import predictions
+
+    out = _run_folder(args.checkpoint, "figures", args.out)
+    result = predictions(args.checkpoint, args.data, out, count=args.count, split=args.split,
+                         seed=args.seed, device=args.device)  # fmt: skip
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "predictions.json").write_text(json.dumps(result, indent=2))
+    right = sum(item["correct"] for item in result["images"])
+    print(f"{right} of {len(result['images'])} images right at top-1")
+    print(f"wrote {out / 'predictions.png'} and {out / 'predictions.json'}")
+
+
+def _neighbors(args: argparse.Namespace) -> None:
+    from alexnet.neighbors import run
+
+    out = _run_folder(args.checkpoint, "neighbors", args.out)
+    bits = [int(b) for b in args.codes.split(",")] if args.codes else []
+    result = run(args.checkpoint, args.data, out, k=args.k, queries=args.queries,
+                 shown=args.shown, query_images=args.query, bits=bits, limit=args.limit,
+                 epochs=args.epochs, batch=args.batch, workers=args.workers,
+                 device=args.device, precision=args.precision, seed=args.seed,
+                 progress=not args.json)  # fmt: skip
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "neighbors.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    k = result["k"]
+    print(f"base: {result['base']}; queries: {result['queries']}")
+    print(f"  {'search':34} {'bytes/image':>11} {f'precision@{k}':>12} {'queries/s':>10}")
+    for row in result["table"]:
+        print(f"  {row['search']:34} {row['bytes_per_image']:>11,} "
+              f"{row[f'precision_at_{k}']:>12.3f} {row['queries_per_s']:>10,.1f}")  # fmt: skip
+    print(f"wrote {out / 'neighbors.png'} and {out / 'neighbors.json'}")
+
+
+def _report_run(args: argparse.Namespace) -> None:
+    from alexnet.report import write_report
+
+    path = write_report(args.run_dir, data=args.data, out=args.out, device=args.device)
+    print(f"wrote {path}")
+
+
 def _report(args: argparse.Namespace, result: dict) -> None:
     """A benchmark's table (or JSON with --json), and its JSON in --output."""
     print(json.dumps(result, indent=2) if args.json else result["table"])
@@ -584,6 +653,70 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--device", default="auto")
     pred.add_argument("--json", action="store_true")
     pred.set_defaults(run=_predict)
+
+    figures = commands.add_parser("figures", help="the paper's pictures for a checkpoint")
+    figure_commands = figures.add_subparsers(dest="figure", required=True)
+    filt = figure_commands.add_parser(
+        "filters",
+        help="conv1's kernels as a grid, tower A above tower B (Figure 3)",
+        description="The conv1 kernels, each stretched to its own range, tower A's above "
+        "tower B's, and per tower the mean color specificity: the share of a kernel's "
+        "variance that lies between its color channels (0: gray).",
+    )
+    filt.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    filt.add_argument("--out", help="folder (default: RUN_DIR/figures)")
+    filt.set_defaults(run=_figures_filters)
+    preds = figure_commands.add_parser(
+        "predictions",
+        help="images with their five most probable labels (Figure 4, left)",
+    )
+    preds.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    preds.add_argument("--data", required=True, help="a prepared store")
+    preds.add_argument("--split", default="val")
+    preds.add_argument("--count", type=int, default=8, help="images shown")
+    preds.add_argument("--seed", type=int, default=0, help="which images: drawn with this seed")
+    preds.add_argument("--device", default="auto")
+    preds.add_argument("--out", help="folder (default: RUN_DIR/figures)")
+    preds.set_defaults(run=_figures_predictions)
+
+    near = commands.add_parser(
+        "neighbors",
+        help="nearest training images by fc7, by pixels, and by binary codes (Figure 4)",
+        description="Builds (once) an index of the training images' fc7 vectors, then finds "
+        "each query's nearest training images by fc7 and by raw pixels, and with --codes "
+        "by Hamming distance between binary codes an autoencoder learns from fc7. Reports "
+        "precision at k (neighbors with the query's label) and queries per second.",
+    )
+    near.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    near.add_argument("--data", required=True, help="a prepared store")
+    near.add_argument("--query", nargs="+", metavar="IMAGE", help="image files to look up too")
+    near.add_argument("--codes", metavar="BITS", help="code lengths, e.g. 16,64,256")
+    near.add_argument("--k", type=int, default=8, help="neighbors per query")
+    near.add_argument("--queries", type=int, default=1000, help="val images scored")
+    near.add_argument("--shown", type=int, default=6, help="val queries in the figure")
+    near.add_argument("--limit", type=int, help="index only the first N training images")
+    near.add_argument("--epochs", type=int, default=10, help="autoencoder epochs")
+    near.add_argument("--batch", type=int, default=128)
+    near.add_argument("--workers", type=int, default=1)
+    near.add_argument("--device", default="auto")
+    near.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    near.add_argument("--seed", type=int, default=0)
+    near.add_argument("--out", help="folder (default: RUN_DIR/neighbors)")
+    near.add_argument("--json", action="store_true")
+    near.set_defaults(run=_neighbors)
+
+    rep = commands.add_parser(
+        "report",
+        help="one self-contained HTML page for a run",
+        description="Config, learning curves, throughput, final errors, the worst classes, "
+        "the filter grid, predictions and neighbors of a run, in one HTML file with its "
+        "pictures inside: it opens from disk with no server and no network.",
+    )
+    rep.add_argument("run_dir", help="a run directory (alexnet train --out)")
+    rep.add_argument("--data", help="the store, for predictions (default: the run's config)")
+    rep.add_argument("--device", default="auto")
+    rep.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
+    rep.set_defaults(run=_report_run)
     return parser
 
 
