@@ -86,11 +86,16 @@ def test_color_specificity_ranks_gray_kernels_below_colored_ones():
 def test_nearest_neighbors_agree_with_brute_force():
     gen = torch.Generator().manual_seed(0)
     base, queries = torch.randn(500, 64, generator=gen), torch.randn(37, 64, generator=gen)
-    distances, indices = nearest(queries, base, k=7, chunk=10)
     brute = torch.cdist(queries.double(), base.double())
     expected_d, expected_i = brute.topk(7, dim=1, largest=False)
-    assert torch.equal(indices, expected_i)
-    assert torch.allclose(distances.double(), expected_d, rtol=1e-4)
+    for chunk, base_chunk in ((10, 16384), (8, 64), (37, 3)):  # blocks smaller than k too
+        distances, indices = nearest(queries, base, k=7, chunk=chunk, base_chunk=base_chunk)
+        assert torch.equal(indices, expected_i)
+        assert torch.allclose(distances.double(), expected_d, rtol=1e-4)
+    # a uint8 base (pixels) is widened block by block
+    pixels = torch.randint(0, 256, (300, 49), generator=gen, dtype=torch.uint8)
+    found = nearest(pixels[:5], pixels, k=1, base_chunk=50)[1]
+    assert found.flatten().tolist() == [0, 1, 2, 3, 4]
 
 
 def test_hamming_search_agrees_with_brute_force_ties_in_base_order():

@@ -7,7 +7,7 @@ efficient retrieval. Here:
 
 - `fc7_index`: fc7 vectors of a split's center views, computed once and saved beside the
   checkpoint's other outputs, reused while the checkpoint and the store are unchanged.
-- `nearest`: exact k-nearest neighbors in Euclidean distance, by matrix products in chunks.
+- `nearest`: exact k-nearest neighbors in Euclidean distance, by matrix products in blocks.
 - `CodeAutoencoder` and `binary_codes`: fc7 -> BITS sigmoid units -> fc7, trained to
   reconstruct, with noise added before the sigmoid so the code units saturate (semantic
   hashing, Salakhutdinov and Hinton 2009; Krizhevsky and Hinton 2011); codes are the units
@@ -33,19 +33,31 @@ from alexnet.fileio import atomic_write
 # Search.
 
 
-def nearest(queries: torch.Tensor, base: torch.Tensor, k: int, chunk: int = 1024):
+def nearest(
+    queries: torch.Tensor, base: torch.Tensor, k: int, chunk: int = 1024, base_chunk: int = 16384
+):
     """(distances, indices) of the k rows of `base` nearest each query, Euclidean, nearest
-    first. Squared distances as |q|^2 + |x|^2 - 2 q.x in float64 accumulation chunks."""
+    first (up to float32 rounding). Squared distances as |q|^2 + |x|^2 - 2 q.x, a block of
+    queries against a block of the base at a time, so a uint8 base (pixels) is widened a
+    block at a time and memory stays bounded whatever the base's size."""
     k = min(k, len(base))
-    base = base.float()
-    base_sq = base.square().sum(1)
     distances, indices = [], []
     for start in range(0, len(queries), chunk):
         q = queries[start : start + chunk].float()
-        d2 = q.square().sum(1, keepdim=True) + base_sq[None] - 2 * q @ base.T
-        d, i = d2.clamp_min(0).topk(k, dim=1, largest=False, sorted=True)
-        distances.append(d.sqrt())
-        indices.append(i)
+        q_sq = q.square().sum(1, keepdim=True)
+        best_d = best_i = None
+        for first in range(0, len(base), base_chunk):
+            block = base[first : first + base_chunk].float()
+            d2 = (q_sq + block.square().sum(1)[None] - 2 * q @ block.T).clamp_min(0)
+            d, i = d2.topk(min(k, len(block)), dim=1, largest=False)
+            if best_d is not None:
+                d, i = torch.cat([best_d, d], 1), torch.cat([best_i, i + first], 1)
+                d, pick = d.topk(min(k, d.shape[1]), dim=1, largest=False)
+                i = i.gather(1, pick)
+            best_d, best_i = d, i
+        order = best_d.argsort(dim=1)
+        distances.append(best_d.gather(1, order).sqrt())
+        indices.append(best_i.gather(1, order))
     return torch.cat(distances), torch.cat(indices)
 
 
@@ -292,7 +304,7 @@ def run(
     )
     base, base_labels = index["features"], index["labels"].numpy()
     train = store.split("train")
-    pixels_base = torch.from_numpy(np.asarray(train.images[: len(base)])).flatten(1)
+    pixels_base = torch.from_numpy(np.array(train.images[: len(base)])).flatten(1)  # uint8
     val = store.split("val")
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(val), size=min(queries, len(val)), replace=False))
@@ -303,7 +315,7 @@ def run(
     q_images = torch.cat([views_of(np.asarray(val.images[i]), record, "center") for i in picked])
     q_features = torch.cat([fc7_features(model, b, dev, precision) for b in q_images.split(batch)])
     q_labels = val.labels[picked]
-    q_pixels = torch.from_numpy(np.asarray(val.images[picked])).flatten(1)
+    q_pixels = torch.from_numpy(np.array(val.images[picked])).flatten(1)
 
     table = []
     shown_rows: dict[str, np.ndarray] = {}
@@ -324,7 +336,7 @@ def run(
 
     score(
         "pixels, Euclidean",
-        lambda: nearest(q_pixels.float(), pixels_base.float(), k),
+        lambda: nearest(q_pixels, pixels_base, k),
         {"dimensions": int(pixels_base.shape[1]), "bytes_per_image": int(pixels_base.shape[1])},
     )
     score(
@@ -394,7 +406,7 @@ def _query_files(paths, record, model, dev, precision, base, pixels_base, k) -> 
         "pictures": pictures,
         "names": names,
         "fc7, Euclidean": nearest(torch.cat(fc7), base, k)[1].numpy(),
-        "pixels, Euclidean": nearest(torch.cat(pixels).float(), pixels_base.float(), k)[1].numpy(),
+        "pixels, Euclidean": nearest(torch.cat(pixels), pixels_base, k)[1].numpy(),
     }
 
 
