@@ -12,7 +12,7 @@ efficient retrieval. Here:
   reconstruct, with noise added before the sigmoid so the code units saturate (semantic
   hashing, Salakhutdinov and Hinton 2009; Krizhevsky and Hinton 2011); codes are the units
   thresholded at 0.5, packed 64 to a word.
-- `hamming_nearest`: exact k-nearest codes by Hamming distance (XOR and popcount).
+- `hamming_nearest`: exact k-nearest codes by Hamming distance (XOR and popcount, in numpy).
 - `precision_at_k`: the share of each query's k neighbors with the query's label.
 """
 
@@ -70,26 +70,29 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     return (padded.view(n, -1, 64) << shifts).sum(-1)  # bit j of word w: code bit 64 w + j
 
 
-def popcount(words: torch.Tensor) -> torch.Tensor:
-    """Set bits of each int64, by the SWAR sums of bit pairs, nibbles and bytes (arithmetic
-    shifts are harmless: every shifted-in bit is masked off or shifted out)."""
-    x = words - ((words >> 1) & 0x5555555555555555)
-    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
-    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
-    return (x * 0x0101010101010101) >> 56  # the byte sums gathered in the top byte
+def hamming_distances(queries: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """(Q, N) Hamming distances between packed codes, word by word: XOR, then numpy's
+    popcount (one instruction per word where the CPU has it; torch has no popcount)."""
+    q, b = queries.numpy().view(np.uint64), base.numpy().view(np.uint64)
+    total = np.zeros((len(q), len(b)), np.int64)
+    for w in range(q.shape[1]):
+        total += np.bitwise_count(q[:, w, None] ^ b[None, :, w])
+    return torch.from_numpy(total)
 
 
 def hamming_nearest(queries: torch.Tensor, base: torch.Tensor, k: int, chunk: int = 256):
     """(distances, indices) of the k packed codes of `base` nearest each packed query in
     Hamming distance, nearest first; ties in the order of `base`."""
     k = min(k, len(base))
+    position = torch.arange(len(base), dtype=torch.int64)
     distances, indices = [], []
     for start in range(0, len(queries), chunk):
-        q = queries[start : start + chunk]
-        d = popcount(q[:, None, :] ^ base[None]).sum(-1)
-        d, i = d.sort(dim=1, stable=True)
-        distances.append(d[:, :k])
-        indices.append(i[:, :k])
+        d = hamming_distances(queries[start : start + chunk], base)
+        # One key per pair, distance above position: the k smallest keys are the nearest
+        # codes, ties in base order, without sorting the whole row.
+        keys = (d << 32 | position).topk(k, dim=1, largest=False).values
+        distances.append(keys >> 32)
+        indices.append(keys & 0xFFFFFFFF)
     return torch.cat(distances), torch.cat(indices)
 
 
