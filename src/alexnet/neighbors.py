@@ -456,6 +456,6 @@ def plot(queries, labels, rows: dict, train, class_names, path: Path) -> None:
                     "tab:green" if name == label else "tab:red",
                 )
     fig.suptitle("nearest training images: by fc7 (upper row), by pixels (lower row)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
     fig.savefig(path, dpi=100)
     plt.close(fig)
