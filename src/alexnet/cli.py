@@ -181,6 +181,28 @@ def _neighbors(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'neighbors.png'} and {out / 'neighbors.json'}")
 
 
+def _ablate(args: argparse.Namespace) -> None:
+    from alexnet.ablate import STUDIES, plot, run_study, table
+    from alexnet.config import load_config
+
+    if args.study == "list":
+        for name, study in STUDIES.items():
+            print(f"{name:14} {study.claim}\n{'':14} variants: {', '.join(study.variants)}")
+        return
+    if not args.data:
+        raise ValueError("--data is required: the store the variants train on")
+    recipe = load_config(args.recipe, [f"data.store={args.data}", *args.set])
+    out = Path(args.out or f"runs/ablate-{args.study}")
+    budget = None if args.budget in ("none", "null") else float(args.budget)
+    result = run_study(args.study, recipe, out, seeds=args.seeds, budget_minutes=budget,
+                       log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "ablate.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "ablate.png")
+    print(table(result))
+    print(f"wrote {out / 'ablate.json'} and {out / 'ablate.png'}")
+
+
 def _report_run(args: argparse.Namespace) -> None:
     from alexnet.report import write_report
 
@@ -704,6 +726,30 @@ def build_parser() -> argparse.ArgumentParser:
     near.add_argument("--out", help="folder (default: RUN_DIR/neighbors)")
     near.add_argument("--json", action="store_true")
     near.set_defaults(run=_neighbors)
+
+    abl = commands.add_parser(
+        "ablate",
+        help="train the variants a claim of the paper compares, and tabulate them",
+        description="Trains each variant of a study (the paper's network with one thing "
+        "changed) for each seed, with the same recipe, data and budget, then writes a "
+        "table (mean and standard deviation over seeds), a plot and JSON. Runs that "
+        "finished are kept and killed ones resumed when the same command runs again. "
+        "`alexnet ablate list` names the studies.",
+    )
+    abl.add_argument("study", help="a study, or list")
+    abl.add_argument("--data", help="the store the variants train and validate on")
+    abl.add_argument("--seeds", type=int, default=2, help="runs per variant (seeds 0..N-1)")
+    abl.add_argument(
+        "--budget",
+        default="60",
+        help="minutes of training for the whole study, split evenly between its runs "
+        "(none: each run trains to the recipe's last epoch)",
+    )
+    abl.add_argument("--recipe", default="configs/tiny-imagenet.yaml", help="the base recipe")
+    abl.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a key of the recipe, for every variant")  # fmt: skip
+    abl.add_argument("--out", help="folder of the study's runs (default: runs/ablate-STUDY)")
+    abl.set_defaults(run=_ablate)
 
     rep = commands.add_parser(
         "report",

@@ -1,0 +1,242 @@
+"""`alexnet ablate STUDY`: train the variants a claim of the paper compares (SPEC section 6)
+with the same data, seeds and budget, and report what they score.
+
+A study is a list of variants, each a change to one recipe: the model's options
+(`AlexNetConfig`) or the data's. Every (variant, seed) pair is one ordinary training run in
+OUT/VARIANT/seed-N, so each can be inspected, evaluated or continued like any other; a pair
+whose run finished is skipped when the study runs again, and one that was killed is resumed
+from its last checkpoint, so a study can be stopped and started at will.
+
+The budget is the study's, in minutes of training on the machine it runs on, split evenly
+between its runs (`run.budget_minutes` of each); every run also stops at the recipe's last
+epoch. The table gives each variant's mean and standard deviation over seeds of the final
+validation top-1 and top-5 error and of the epochs it took to reach a training error.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet.config import TrainConfig, from_dict
+from alexnet.model import AlexNetConfig
+
+#: The variants' change to the recipe's mapping: a function of the model section (the
+#: one-tower net's widths depend on the recipe's) to {"model": {...}, "data": {...}}.
+Change = Callable[[dict], dict]
+
+
+@dataclass(frozen=True)
+class Study:
+    claim: str  # the paper's claim, with its number
+    variants: dict[str, Change]  # the first is the paper's network
+
+
+def _model(**values) -> Change:
+    return lambda model: {"model": values}
+
+
+def _one_tower(model: dict) -> dict:
+    """The paper's one-GPU net: half the kernels in conv1-conv4, conv5 and the FC layers
+    not halved (its footnote); from the recipe's widths."""
+    widths = model.get("widths", AlexNetConfig().widths)
+    return {"model": {"towers": 1, "widths": [w // 2 for w in widths[:4]] + [widths[4]]}}
+
+
+def _paper(model: dict) -> dict:
+    return {}
+
+
+STUDIES: dict[str, Study] = {
+    "lrn": Study(
+        "LRN lowers top-1 error by 1.4 points and top-5 by 1.2 on ImageNet",
+        {"with LRN": _paper, "without LRN": _model(lrn=False)},
+    ),
+    "pooling": Study(
+        "overlapping pooling (3/2) lowers top-1 error by 0.4 and top-5 by 0.3 against 2/2",
+        {"overlapping 3/2": _paper, "non-overlapping 2/2": _model(pool_size=2, pool_stride=2)},
+    ),
+    "pca-lighting": Study(
+        "PCA lighting lowers top-1 error by over 1 point",
+        {"PCA lighting": _paper, "no lighting": lambda model: {"data": {"lighting": "none"}}},
+    ),
+    "dropout": Study(
+        "without dropout the network overfits substantially",
+        {"dropout 0.5": _paper, "no dropout": _model(dropout=0.0)},
+    ),
+    "towers": Study(
+        "two towers lower top-1 error by 1.7 and top-5 by 1.2 against the one-GPU net",
+        {"two towers": _paper, "one tower, half the kernels in conv1-4": _one_tower},
+    ),
+    "depth": Study(
+        "removing any middle convolutional layer costs about 2 points of top-1",
+        {
+            "all layers": _paper,
+            "without conv3": _model(remove_layer="conv3"),
+            "without conv4": _model(remove_layer="conv4"),
+        },
+    ),
+}
+
+
+def variant_config(recipe: TrainConfig, change: Change, seed: int, budget: float | None):
+    """The recipe with a variant's change, the seed and the per-run budget."""
+    values = recipe.to_dict()
+    for section, updates in change(dict(values["model"])).items():
+        values[section] = {**values[section], **updates}
+    values["run"] = {**values["run"], "seed": seed, "budget_minutes": budget}
+    return from_dict(values)
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def epochs_to_threshold(curve: list[tuple[float, float]], threshold: float) -> float | None:
+    """The epoch at which a training-error curve [(epoch, error), ...] first reaches
+    `threshold`, interpolated linearly between the epoch before and the epoch it is reached
+    (a curve that starts at or below it: its first epoch); None if it never does."""
+    previous = None
+    for epoch, error in curve:
+        if error <= threshold:
+            if previous is None:
+                return float(epoch)
+            (e0, err0) = previous
+            return e0 + (err0 - threshold) / (err0 - error) * (epoch - e0)
+        previous = (epoch, error)
+    return None
+
+
+def _records(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    epochs: dict[int, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if "epoch" in record:
+                epochs[record["epoch"]] = record
+    return [epochs[e] for e in sorted(epochs)]
+
+
+def run_study(name: str, recipe: TrainConfig, out: str | Path, seeds: int = 2,
+              budget_minutes: float | None = 60.0, threshold: float = 0.25,
+              log=print) -> dict:  # fmt: skip
+    """Train every (variant, seed) of study `name` not yet finished in `out`; then return
+    (and write to OUT/ablate.json) the table."""
+    from alexnet.train import train
+
+    if name not in STUDIES:
+        raise ValueError(f"no study {name!r}; the studies are {', '.join(STUDIES)}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be 1 or more, got {seeds}")
+    study = STUDIES[name]
+    out = Path(out)
+    runs = len(study.variants) * seeds
+    per_run = None if budget_minutes is None else budget_minutes / runs
+    for variant, change in study.variants.items():
+        for seed in range(seeds):
+            run_dir = out / slug(variant) / f"seed-{seed}"
+            done = run_dir / "ablate-done.json"
+            if done.is_file():
+                log(f"{name}: {variant}, seed {seed}: done before, kept")
+                continue
+            config = variant_config(recipe, change, seed, per_run)
+            resume = (run_dir / "checkpoints" / "last.pt").is_file()
+            log(f"{name}: {variant}, seed {seed}: " + ("resuming" if resume else "training")
+                + (f" for {per_run:.1f} min" if per_run else ""))  # fmt: skip
+            command = f"alexnet ablate {name} (variant {variant!r}, seed {seed})"
+            metrics = train(config, run_dir, resume=resume, command=command)
+            done.write_text(json.dumps({"variant": variant, "seed": seed, "final": metrics}))
+    result = summarize(name, out, seeds, threshold)
+    result.update(budget_minutes=budget_minutes, minutes_per_run=per_run)
+    (out / "ablate.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _spread(values: list[float]) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(values) if len(values) > 1 else None  # one seed: no spread
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
+def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict:
+    """Each variant's final errors and epochs to `threshold` training error over seeds."""
+    study = STUDIES[name]
+    rows = []
+    for variant in study.variants:
+        finals, curves = [], []
+        for seed in range(seeds):
+            records = _records(out / slug(variant) / f"seed-{seed}")
+            if records:
+                finals.append(records[-1])
+                curves.append([(r["epoch"], r["train_top1_error"]) for r in records])
+        rows.append(
+            {
+                "variant": variant,
+                "runs": len(finals),
+                "epochs": _spread([r["epoch"] for r in finals]),
+                "val_top1_error": _spread([r["val_top1_error"] for r in finals]),
+                "val_top5_error": _spread([r["val_top5_error"] for r in finals]),
+                "train_top1_error": _spread([r["train_top1_error"] for r in finals]),
+                f"epochs_to_{threshold:g}_train_error": _spread(
+                    [epochs_to_threshold(c, threshold) for c in curves]
+                ),
+            }
+        )
+    return {"study": name, "claim": study.claim, "seeds": seeds, "variants": rows,
+            "runs_in": str(out)}  # fmt: skip
+
+
+def table(result: dict) -> str:
+    def cell(spread: dict, scale: float = 100.0) -> str:
+        if spread["mean"] is None:
+            return "-"
+        if spread["n"] < 2:
+            return f"{scale * spread['mean']:.2f}"
+        return f"{scale * spread['mean']:.2f} +- {scale * spread['std']:.2f}"
+
+    lines = [
+        f"alexnet ablate {result['study']}: {result['claim']} (the paper)",
+        f"{result['seeds']} seed(s) per variant; errors in % on the validation split, mean +- std",
+        "",
+        f"  {'variant':42} {'top-1 error':>16} {'top-5 error':>16} {'train error':>16} epochs",
+    ]
+    for row in result["variants"]:
+        lines.append(
+            f"  {row['variant']:42} {cell(row['val_top1_error']):>16} "
+            f"{cell(row['val_top5_error']):>16} {cell(row['train_top1_error']):>16} "
+            f"{cell(row['epochs'], 1.0):>6}"
+        )
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Each variant's top-1 and top-5 error, mean with the seeds' spread as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["variants"]
+    names = [r["variant"] for r in rows]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.9 * len(rows), 3.8))
+    for offset, key, color in ((-0.18, "val_top1_error", "tab:blue"),
+                               (0.18, "val_top5_error", "tab:orange")):  # fmt: skip
+        means = [100 * (r[key]["mean"] or 0) for r in rows]
+        stds = [100 * (r[key]["std"] or 0) for r in rows]  # fmt: skip
+        ax.bar([i + offset for i in range(len(rows))], means, 0.36, yerr=stds, capsize=4,
+               color=color, label=key.replace("val_", "").replace("_", " "))  # fmt: skip
+    ax.set_xticks(range(len(rows)), names, fontsize=8)
+    ax.set_ylabel("validation error (%)")
+    ax.set_title(f"{result['study']}: {result['seeds']} seed(s) per variant", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

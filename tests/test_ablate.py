@@ -1,0 +1,89 @@
+"""The ablation harness (#7): studies end to end on the debug network, epochs to threshold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from alexnet.ablate import STUDIES, epochs_to_threshold, run_study, variant_config
+from alexnet.config import load_config
+from alexnet.model import AlexNetConfig
+
+from test_train import DEBUG, ENV, ROOT
+
+
+def test_epochs_to_threshold_against_a_hand_made_curve():
+    curve = [(1, 0.9), (2, 0.6), (3, 0.4), (4, 0.2), (5, 0.1)]
+    # 25% lies between epoch 3 (40%) and epoch 4 (20%), three quarters of the way
+    assert epochs_to_threshold(curve, 0.25) == pytest.approx(3.75)
+    assert epochs_to_threshold(curve, 0.4) == 3.0  # reached exactly at an epoch
+    assert epochs_to_threshold(curve, 0.95) == 1.0  # already there after the first epoch
+    assert epochs_to_threshold(curve, 0.05) is None  # never
+    # a curve that goes back up counts the first crossing
+    assert epochs_to_threshold([(1, 0.5), (2, 0.2), (3, 0.6)], 0.3) == pytest.approx(5 / 3)
+
+
+def test_every_study_changes_only_what_it_names():
+    recipe = load_config(DEBUG)
+    for name, study in STUDIES.items():
+        configs = [variant_config(recipe, change, 3, 1.5) for change in study.variants.values()]
+        base = configs[0]
+        assert base.model == recipe.model and base.data == recipe.data, name  # the paper's first
+        for config in configs:
+            assert config.run.seed == 3 and config.run.budget_minutes == 1.5
+            assert config.optim == recipe.optim and config.schedule == recipe.schedule
+        assert len({json.dumps(c.to_dict(), sort_keys=True) for c in configs}) == len(configs)
+    # the paper's one-GPU net: conv1-conv4 halved, conv5 kept
+    towers = STUDIES["towers"].variants["one tower, half the kernels in conv1-4"]
+    paper = variant_config(load_config(), towers, 0, None)
+    assert paper.model["towers"] == 1 and paper.model["widths"] == [48, 128, 192, 192, 256]
+    assert list(AlexNetConfig().widths) == [96, 256, 384, 384, 256]
+
+
+def test_a_study_runs_end_to_end_and_resumes(store, tmp_path):
+    recipe = load_config(DEBUG, [f"data.store={store}", "run.epochs=2"])
+    lines = []
+    result = run_study("pooling", recipe, tmp_path / "s", seeds=2, budget_minutes=None,
+                       log=lines.append)  # fmt: skip
+    assert [row["variant"] for row in result["variants"]] == list(STUDIES["pooling"].variants)
+    for row in result["variants"]:
+        assert row["runs"] == 2 and row["epochs"]["mean"] == 2
+        assert 0 <= row["val_top1_error"]["mean"] <= 1 and row["val_top1_error"]["std"] >= 0
+    assert (tmp_path / "s" / "non-overlapping-2-2" / "seed-1" / "checkpoints" / "last.pt").is_file()
+    # each seed is its own run, with the recipe's settings but the seed
+    saved = (tmp_path / "s" / "overlapping-3-2" / "seed-1" / "config.yaml").read_text()
+    assert "seed: 1" in saved and "pool_size" not in saved
+    assert (
+        "pool_size: 2"
+        in (tmp_path / "s" / "non-overlapping-2-2" / "seed-0" / "config.yaml").read_text()
+    )
+    # again: nothing is trained, the table is the same
+    lines.clear()
+    again = run_study("pooling", recipe, tmp_path / "s", seeds=2, budget_minutes=None,
+                      log=lines.append)  # fmt: skip
+    assert all("kept" in line for line in lines) and len(lines) == 4
+    assert again["variants"] == result["variants"]
+
+
+def test_ablate_command_writes_table_plot_and_json(store, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "alexnet", "ablate", "dropout", "--data", store, "--seeds", "1",
+         "--recipe", DEBUG, "--set", "run.epochs=1", "--budget", "none",
+         "--out", tmp_path / "d"],
+        env=ENV, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "no dropout" in done.stdout and "dropout 0.5" in done.stdout
+    result = json.loads((tmp_path / "d" / "ablate.json").read_text())
+    assert result["study"] == "dropout" and result["command"].startswith("alexnet ablate")
+    assert result["variants"][0]["val_top1_error"]["std"] is None  # one seed: no spread
+    assert (tmp_path / "d" / "ablate.png").stat().st_size > 5_000
+    listed = subprocess.run([sys.executable, "-m", "alexnet", "ablate", "list"], env=ENV,
+                            capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert all(name in listed.stdout for name in STUDIES)
+    bad = subprocess.run([sys.executable, "-m", "alexnet", "ablate", "colour", "--data", store],
+                         env=ENV, capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert bad.returncode == 2 and "no study 'colour'" in bad.stderr
