@@ -188,12 +188,21 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, comman
     run_dir = Path(run_dir)
     # with the towers on two devices, the batch and the logits live on tower A's
     towers = config.run.tower_devices
+    had_group = dist.is_initialized()
     procs, device = start_processes(towers[0] if towers else config.run.device)
+    own_group = not had_group and dist.is_initialized()
     _setup_logging(run_dir, procs, resume)
     try:
-        return Trainer(config, run_dir, procs, device, resume, command).run()
+        metrics = Trainer(config, run_dir, procs, device, resume, command).run()
+        if own_group:
+            dist.barrier()  # no rank tears down gloo while another still talks to it
+        return metrics
     finally:
         logging.getLogger("alexnet").handlers.clear()
+        if own_group:
+            # Left to the interpreter's exit, gloo's threads can be destroyed while
+            # joinable, which aborts the process (std::terminate) after a finished run.
+            dist.destroy_process_group()
 
 
 def _setup_logging(run_dir: Path, procs: Processes, resume: bool) -> None:
