@@ -23,6 +23,7 @@ from pathlib import Path
 
 from alexnet.config import TrainConfig, from_dict
 from alexnet.model import AlexNetConfig
+from alexnet.report import read_metrics
 
 #: The variants' change to the recipe's mapping: a function of the model section (the
 #: one-tower net's widths depend on the recipe's) to {"model": {...}, "data": {...}}.
@@ -110,19 +111,6 @@ def epochs_to_threshold(curve: list[tuple[float, float]], threshold: float) -> f
     return None
 
 
-def _records(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    epochs: dict[int, dict] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if "epoch" in record:
-                epochs[record["epoch"]] = record
-    return [epochs[e] for e in sorted(epochs)]
-
-
 def run_study(name: str, recipe: TrainConfig, out: str | Path, seeds: int = 2,
               budget_minutes: float | None = 60.0, threshold: float = 0.25,
               log=print) -> dict:  # fmt: skip
@@ -173,7 +161,7 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
     for variant in study.variants:
         finals, curves = [], []
         for seed in range(seeds):
-            records = _records(out / slug(variant) / f"seed-{seed}")
+            records = read_metrics(out / slug(variant) / f"seed-{seed}", missing_ok=True)
             if records:
                 finals.append(records[-1])
                 curves.append([(r["epoch"], r["train_top1_error"]) for r in records])

@@ -44,10 +44,13 @@ def _png(figure_or_path) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """The epochs of metrics.jsonl (the last record of each epoch, if a resume repeated it)."""
+def read_metrics(run_dir: Path, missing_ok: bool = False) -> list[dict]:
+    """The epochs of metrics.jsonl (the last record of each epoch, if a resume repeated it);
+    with `missing_ok`, none for a run that has not written one yet."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
+        if missing_ok:
+            return []
         raise ValueError(f"{run_dir} has no metrics.jsonl: is it a run directory?")
     epochs: dict[int, dict] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
