@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from alexnet.ablate import STUDIES, epochs_to_threshold, run_study, variant_config
+from alexnet.ablate import (
+    STUDIES,
+    epochs_to_threshold,
+    run_study,
+    training_curve,
+    variant_config,
+)
 from alexnet.config import load_config
 from alexnet.model import AlexNetConfig
 
@@ -26,11 +32,27 @@ def test_epochs_to_threshold_against_a_hand_made_curve():
     assert epochs_to_threshold([(1, 0.5), (2, 0.2), (3, 0.6)], 0.3) == pytest.approx(5 / 3)
 
 
+def test_the_training_curve_uses_each_fifth_of_an_epoch_where_recorded():
+    records = [
+        {"epoch": 1, "train_top1_error": 0.6, "train_top1_error_parts": [0.9, 0.7, 0.6, 0.5, 0.3]},
+        {"epoch": 2, "train_top1_error": 0.2},  # a record from before parts were kept
+    ]
+    curve = training_curve(records)
+    assert curve == [(0.2, 0.9), (0.4, 0.7), (0.6, 0.6), (0.8, 0.5), (1.0, 0.3), (2.0, 0.2)]
+    # 25% is reached between 1.0 (30%) and 2.0 (20%): halfway
+    assert epochs_to_threshold(curve, 0.25) == pytest.approx(1.5)
+    assert epochs_to_threshold(curve, 0.55) == pytest.approx(0.7)
+
+
 def test_every_study_changes_only_what_it_names():
     recipe = load_config(DEBUG)
     for name, study in STUDIES.items():
         configs = [variant_config(recipe, change, 3, 1.5) for change in study.variants.values()]
         base = configs[0]
+        if name == "relu-tanh":  # Figure 1: no weight decay, in both
+            assert all(c.optim.weight_decay == 0 for c in configs)
+            assert [c.model["activation"] for c in configs] == ["relu", "tanh"]
+            continue
         assert base.model == recipe.model and base.data == recipe.data, name  # the paper's first
         for config in configs:
             assert config.run.seed == 3 and config.run.budget_minutes == 1.5
@@ -87,3 +109,33 @@ def test_ablate_command_writes_table_plot_and_json(store, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "alexnet", "ablate", "colour", "--data", store],
                          env=ENV, capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert bad.returncode == 2 and "no study 'colour'" in bad.stderr
+
+
+def test_relu_tanh_runs_the_four_layer_net_and_counts_epochs_to_the_threshold(tmp_path):
+    from alexnet.data.prepare import NoProgress, Settings, prepare
+
+    from fixtures import fashion_mnist
+
+    fashion_mnist(tmp_path / "src", train=100, test=20)
+    prepare(Settings("fashion-mnist", str(tmp_path / "src"), size=32), tmp_path / "store32",
+            workers=1, progress=NoProgress)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "alexnet", "ablate", "relu-tanh", "--data", tmp_path / "store32",
+         "--seeds", "1", "--set", "run.epochs=2", "--set", "optim.batch_size=10",
+         "--set", "run.device=cpu", "--threshold", "0.95", "--budget", "none",
+         "--out", tmp_path / "rt"],
+        env=ENV, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "fashion-mnist at 32x32" in done.stdout and "epochs to 95%" in done.stdout
+    result = json.loads((tmp_path / "rt" / "ablate.json").read_text())
+    assert result["data"].startswith("fashion-mnist at 32x32") and result["threshold"] == 0.95
+    relu, tanh = result["variants"]
+    assert (relu["variant"], tanh["variant"]) == ("ReLU", "tanh")
+    assert relu["epochs_to_threshold_vs_first"] == 1.0  # random labels: 95% error is reached
+    for row in (relu, tanh):
+        assert len(row["train_curves"][0]) == 10  # two epochs of five parts
+        expected = epochs_to_threshold(row["train_curves"][0], 0.95)
+        assert row["epochs_to_threshold"]["mean"] == expected
+    saved = (tmp_path / "rt" / "tanh" / "seed-0" / "config.yaml").read_text()
+    assert "name: cifar4" in saved and "activation: tanh" in saved

@@ -83,6 +83,7 @@ def test_cli_models_lists_every_variant(capsys):
         "alexnet2012_1gpu",
         "alexnet_owt",
         "caffenet",
+        "cifar4",
     ]
 
 

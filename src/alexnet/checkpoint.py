@@ -23,7 +23,7 @@ import torch
 
 from alexnet.fileio import atomic_write
 from alexnet.model import AlexNet, AlexNetConfig
-from alexnet.registry import create_model
+from alexnet.registry import VARIANTS, create_model
 
 FORMAT = "alexnet-checkpoint"
 VERSION = 1
@@ -161,5 +161,8 @@ def check_same_model(checkpoint: dict, model: AlexNet) -> None:
         )
 
 
-def config_of(checkpoint: dict) -> AlexNetConfig:
-    return AlexNetConfig(**checkpoint["model"]["config"])
+def config_of(checkpoint: dict):
+    """The saved network's config (`AlexNetConfig`, or its variant's own class)."""
+    record = checkpoint["model"]
+    variant = VARIANTS.get(record["name"])
+    return (variant.config_class if variant else AlexNetConfig)(**record["config"])

@@ -187,14 +187,19 @@ def _ablate(args: argparse.Namespace) -> None:
 
     if args.study == "list":
         for name, study in STUDIES.items():
-            print(f"{name:14} {study.claim}\n{'':14} variants: {', '.join(study.variants)}")
+            print(f"{name:14} {study.claim}\n{'':14} variants: {', '.join(study.variants)}"
+                  f"\n{'':14} recipe: {study.recipe}")  # fmt: skip
         return
     if not args.data:
         raise ValueError("--data is required: the store the variants train on")
-    recipe = load_config(args.recipe, [f"data.store={args.data}", *args.set])
+    if args.study not in STUDIES:
+        raise ValueError(f"no study {args.study!r}; the studies are {', '.join(STUDIES)}")
+    recipe_path = args.recipe or STUDIES[args.study].recipe
+    recipe = load_config(recipe_path, [f"data.store={args.data}", *args.set])
     out = Path(args.out or f"runs/ablate-{args.study}")
     budget = None if args.budget in ("none", "null") else float(args.budget)
     result = run_study(args.study, recipe, out, seeds=args.seeds, budget_minutes=budget,
+                       threshold=args.threshold,
                        log=lambda line: print(line, file=sys.stderr))  # fmt: skip
     result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
     (out / "ablate.json").write_text(json.dumps(result, indent=2))
@@ -745,7 +750,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="minutes of training for the whole study, split evenly between its runs "
         "(none: each run trains to the recipe's last epoch)",
     )
-    abl.add_argument("--recipe", default="configs/tiny-imagenet.yaml", help="the base recipe")
+    abl.add_argument(
+        "--recipe",
+        help="the base recipe (default: the study's: "
+        "configs/cifar4.yaml for relu-tanh, configs/tiny-imagenet.yaml for the "
+        "others; configs/cifar4.yaml runs lrn and pooling on the four-layer net)",
+    )
+    abl.add_argument(
+        "--threshold",
+        type=float,
+        default=0.25,
+        help="the training error whose epochs are counted (Figure 1: 0.25)",
+    )
     abl.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a key of the recipe, for every variant")  # fmt: skip
     abl.add_argument("--out", help="folder of the study's runs (default: runs/ablate-STUDY)")

@@ -5,7 +5,8 @@ differs, and `--set section.key=value` overrides one key from the command line (
 read as YAML: 0.01, true, [25, 51, 79], null). A key that does not exist or a value of the
 wrong type is refused with a message naming it. The resolved recipe is saved with each run.
 
-    model:    name, then any AlexNetConfig field (dropout, lrn, towers, init, ...)
+    model:    name, then any field of its config (AlexNetConfig: dropout, lrn, towers, init,
+              ...; CifarNetConfig for cifar4)
     data:     the prepared store and the views
     optim:    the update rule and its constants
     schedule: how the learning rate falls
@@ -20,9 +21,9 @@ from pathlib import Path
 import yaml
 
 from alexnet.data.dataset import NORMALIZE
-from alexnet.model import AlexNetConfig, _check_choice, _check_type
+from alexnet.model import _check_choice, _check_type
 from alexnet.optim import OPTIMIZERS
-from alexnet.registry import DEFAULT_MODEL, list_models
+from alexnet.registry import DEFAULT_MODEL, VARIANTS, list_models
 from alexnet.schedule import SCHEDULES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -42,6 +43,7 @@ class DataConfig:
     crop_size: int | None = None  # pixels; None: the model's (224, or 227 for caffenet)
     lighting: str = "released"  # PCA lighting: released | literal | fbresnet | none
     lighting_std: float = 0.1  # std of the paper's alpha_i
+    flip: bool = True  # reflect training crops half the time (False: no reflections)
     # none: the paper's inputs, 0-255 values minus the mean image; std: also divide each
     # channel by its standard deviation (torchvision's convention; what init=kaiming assumes)
     normalize: str = "none"
@@ -172,7 +174,8 @@ def _check_model(model: dict) -> None:
     if name not in list_models():
         raise ConfigError(f"model.name must be one of {', '.join(list_models())}, got {name!r}")
     options = {k: v for k, v in model.items() if k != "name"}
-    allowed = [k for k in AlexNetConfig.option_names() if k not in ("num_classes", "in_chans")]
+    variant = VARIANTS[name]
+    allowed = variant.option_names()
     for key in options:
         if key not in allowed:
             raise ConfigError(
@@ -180,7 +183,7 @@ def _check_model(model: dict) -> None:
                 "(num_classes and in_chans come from the store)"
             )
     try:
-        AlexNetConfig(**options)
+        variant.config_class(**options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model: {error}") from None
 

@@ -1,13 +1,16 @@
 """The named networks: the paper's and the ones people compare it with.
 
-Each is `AlexNet` with the settings that make it that network; `create_model` takes any
-field of `AlexNetConfig` as an option on top, for the paper's ablations.
+Each is `AlexNet` with the settings that make it that network, except `cifar4`, the
+paper's four-layer CIFAR-10 net (`alexnet.cifar`); `create_model` takes any field of the
+network's config (`AlexNetConfig`, `CifarNetConfig`) as an option on top, for the paper's
+ablations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alexnet.cifar import CifarNet, CifarNetConfig
 from alexnet.model import AlexNet, AlexNetConfig
 
 
@@ -15,8 +18,15 @@ from alexnet.model import AlexNet, AlexNetConfig
 class Variant:
     summary: str  # one line: what it is
     differences: str  # how it differs from the paper's text
-    options: dict = field(default_factory=dict)  # AlexNetConfig fields it sets
+    options: dict = field(default_factory=dict)  # config fields it sets
     input_size: int = 224  # the side of the crops it was made for
+    config_class: type = AlexNetConfig
+    model_class: type = AlexNet
+
+    def option_names(self) -> list[str]:
+        """The options `create_model` takes for it (num_classes and in_chans apart)."""
+        names = self.config_class.option_names()
+        return [k for k in names if k not in ("num_classes", "in_chans")]
 
 
 VARIANTS: dict[str, Variant] = {
@@ -63,6 +73,15 @@ VARIANTS: dict[str, Variant] = {
         ),
         input_size=227,
     ),
+    "cifar4": Variant(
+        "The paper's four-layer CIFAR-10 net (Figure 1): cuda-convnet's layers-18pct.cfg.",
+        "Not the ImageNet network: three 5x5 conv layers (32-32-64) with max and average "
+        "3/2 pooling and within-map response normalization, then a 10-way classifier, on "
+        "whole 32x32 images.",
+        config_class=CifarNetConfig,
+        model_class=CifarNet,
+        input_size=32,
+    ),
 }
 
 DEFAULT_MODEL = "alexnet2012"
@@ -82,10 +101,11 @@ def create_model(
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    known = [k for k in AlexNetConfig.option_names() if k not in ("num_classes", "in_chans")]
+    variant = VARIANTS[name]
+    known = variant.option_names()
     for key in options:
         if key not in known:
             raise ValueError(f"unknown option {key!r} for {name}; options are: {', '.join(known)}")
-    settings = {**VARIANTS[name].options, **options}
-    config = AlexNetConfig(num_classes=num_classes, in_chans=in_chans, **settings)
-    return AlexNet(config, name=name)
+    settings = {**variant.options, **options}
+    config = variant.config_class(num_classes=num_classes, in_chans=in_chans, **settings)
+    return variant.model_class(config, name=name)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from alexnet.cifar import WithinMapNorm
 from alexnet.layers import LocalResponseNorm
 from alexnet.model import LAYER_NAMES
 from alexnet.registry import DEFAULT_MODEL, VARIANTS, create_model
@@ -129,7 +130,8 @@ def summarize(
 
 
 def _is_row(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d | nn.Linear | nn.MaxPool2d | LocalResponseNorm)
+    kinds = nn.Conv2d | nn.Linear | nn.MaxPool2d | nn.AvgPool2d | LocalResponseNorm | WithinMapNorm
+    return isinstance(module, kinds)
 
 
 def _recorder(name: str, rows: list[LayerRow]):
@@ -157,6 +159,10 @@ def _operation(module: nn.Module) -> str:
         return "fully connected"
     if isinstance(module, nn.MaxPool2d):
         return f"max-pool {module.kernel_size}/{module.stride}"
+    if isinstance(module, nn.AvgPool2d):
+        return f"avg-pool {module.kernel_size}/{module.stride}"
+    if isinstance(module, WithinMapNorm):
+        return f"norm {module.size}x{module.size} in-map"
     towers = f", {module.groups} towers" if module.groups > 1 else ""
     return f"LRN n={module.size}{towers}"
 

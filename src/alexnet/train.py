@@ -26,6 +26,7 @@ nccl on GPU); metrics are summed over ranks; only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -179,7 +180,17 @@ class Progress:
     best_top1: float | None = None
     bad_steps: int = 0
     # sums over the current epoch's steps so far, summed over ranks
-    sums: dict = field(default_factory=lambda: {"loss": 0.0, "wrong": 0.0, "images": 0.0})
+    sums: dict = field(default_factory=lambda: epoch_sums())
+
+
+#: The training error is also kept for each fifth of an epoch, as cuda-convnet reported it
+#: for each of CIFAR-10's five training batches: Figure 1's curve, finer than one epoch.
+EPOCH_PARTS = 5
+
+
+def epoch_sums() -> dict:
+    return {"loss": 0.0, "wrong": 0.0, "images": 0.0,
+            "part_wrong": [0.0] * EPOCH_PARTS, "part_images": [0.0] * EPOCH_PARTS}  # fmt: skip
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, command: str = ""):
@@ -298,6 +309,7 @@ class Trainer:
             seed=run.seed,
             channels_last=run.channels_last,
             deferred=data.render == "device",
+            flip=data.flip,
         )
         self.val_set = StoreDataset(
             self.store,
@@ -363,7 +375,7 @@ class Trainer:
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         p = checkpoint["progress"]
-        self.progress = Progress(**{**p, "sums": dict(p["sums"])})
+        self.progress = Progress(**{**p, "sums": {**epoch_sums(), **p["sums"]}})
         ckpt.set_rng_state(checkpoint["rng"])
         if self.procs.main:
             # metrics of epochs after the checkpoint will be written again
@@ -386,7 +398,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "progress": {**self.progress.__dict__, "sums": dict(self.progress.sums)},
+            "progress": {**self.progress.__dict__, "sums": copy.deepcopy(self.progress.sums)},
             "rng": ckpt.rng_state(),
             "config": self.config.to_dict(),
             "data": self.data_record(),
@@ -494,7 +506,7 @@ class Trainer:
             set_lr(self.optimizer, lr)
             p.epoch += 1
             p.step = 0
-            p.sums = {"loss": 0.0, "wrong": 0.0, "images": 0.0}
+            p.sums = epoch_sums()
             self.write_metrics(metrics)
             self.save(best=improved)
         if metrics is not None:
@@ -540,6 +552,9 @@ class Trainer:
                 p.bad_steps = 0
                 for key, value in zip(("loss", "wrong", "images"), totals, strict=True):
                     p.sums[key] += value
+                part = p.step * EPOCH_PARTS // len(batches)
+                p.sums["part_wrong"][part] += totals[1]
+                p.sums["part_images"][part] += totals[2]
             else:
                 self.non_finite(totals[0])
             p.step += 1
@@ -656,6 +671,11 @@ class Trainer:
             "step": p.global_step,
             "train_loss": sums["loss"] / images,
             "train_top1_error": sums["wrong"] / images,
+            # each fifth of the epoch's steps in turn (null for parts not reached)
+            "train_top1_error_parts": [
+                w / n if n else None
+                for w, n in zip(sums["part_wrong"], sums["part_images"], strict=True)
+            ],
             "val_loss": val["loss"],
             "val_top1_error": val["top1_error"],
             "val_top5_error": val["top5_error"],

@@ -46,6 +46,7 @@ class StoreDataset(torch.utils.data.Dataset):
     bilinearly to the store's view size (256) before cropping. deferred: return each batch
     as a `ViewBatch` (stored pixels and drawn numbers) for `DeviceViews` to render on the
     training device, instead of rendering it here ("random" and "center" views).
+    flip: whether random views are reflected left to right half the time (the paper's).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class StoreDataset(torch.utils.data.Dataset):
         seed: int = 0,
         channels_last: bool = False,
         deferred: bool = False,
+        flip: bool = True,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         if views not in VIEWS:
@@ -76,7 +78,7 @@ class StoreDataset(torch.utils.data.Dataset):
         if deferred and views == "ten-crop":
             raise ValueError("ten-crop views are rendered by the loader, not deferred")
         self.deferred = deferred
-        self.random_crop = RandomCrop(crop_size, view_size)
+        self.random_crop = RandomCrop(crop_size, view_size, flip=flip)
         stats = self.store.stats
         self.lighting = (
             PCALighting(stats.eigenvalues, stats.eigenvectors, lighting_std, lighting)

@@ -124,3 +124,11 @@ def decode(
         image = center_square(resize_shorter_side(image, size, FILTERS[filter]), size)
     pixels = np.asarray(image, dtype=np.uint8)
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+def resize_pixels(pixels: np.ndarray, size: int, filter: str = DEFAULT_FILTER) -> np.ndarray:
+    """A uint8 (h, w, channels) array rescaled and cut as `decode` does an encoded image."""
+    channels = pixels.shape[-1]
+    image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+    image = center_square(resize_shorter_side(image, size, FILTERS[filter]), size)
+    return np.asarray(image, dtype=np.uint8).reshape(size, size, channels)

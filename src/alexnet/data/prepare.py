@@ -135,6 +135,9 @@ def _sums(pixels: np.ndarray) -> PixelSums | None:
 def _array_chunk(array: np.ndarray, task: tuple[int, list[tuple]]):
     chunk, locators = task
     pixels = np.ascontiguousarray(array[[loc[1] for loc in locators]])
+    side, settings = _worker["side"], _worker["settings"]
+    if pixels.shape[1] != side:  # --size other than the native one
+        pixels = np.stack([image_codec.resize_pixels(p, side, settings.filter) for p in pixels])
     return chunk, pixels, list(range(len(locators))), [], _sums(pixels)
 
 

@@ -1,0 +1,161 @@
+"""The four-layer CIFAR-10 net (`alexnet.cifar`) against cuda-convnet's layer definitions,
+each checked by a naive loop of the released code's formula."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from alexnet.cifar import CifarNet, CifarNetConfig, WithinMapNorm
+from alexnet.data.prepare import NoProgress, Settings, prepare
+from alexnet.registry import create_model
+
+from fixtures import fashion_mnist
+
+
+def naive_rnorm(u: torch.Tensor, size: int, scale: float, power: float) -> torch.Tensor:
+    """cuda-convnet's rnorm: u / (1 + scale / size^2 * sum of u^2 over the size x size
+    neighbourhood in the same map, centred, cut at the edges) ** pow."""
+    n, c, h, w = u.shape
+    out = torch.empty_like(u)
+    half = size // 2
+    for b in range(n):
+        for f in range(c):
+            for y in range(h):
+                for x in range(w):
+                    total = 0.0
+                    for yy in range(max(0, y - half), min(h, y - half + size)):
+                        for xx in range(max(0, x - half), min(w, x - half + size)):
+                            total += float(u[b, f, yy, xx]) ** 2
+                    out[b, f, y, x] = u[b, f, y, x] / (1 + scale / size**2 * total) ** power
+    return out
+
+
+def naive_cmrnorm(u: torch.Tensor, size: int, scale: float, power: float) -> torch.Tensor:
+    """cuda-convnet's cmrnorm: the same over `size` adjacent maps, scale divided by size."""
+    c = u.shape[1]
+    out = torch.empty_like(u)
+    half = size // 2
+    for f in range(c):
+        window = u[:, max(0, f - half) : min(c, f - half + size)]
+        out[:, f] = u[:, f] / (1 + scale / size * (window**2).sum(1)) ** power
+    return out
+
+
+def naive_pool(u: torch.Tensor, size: int, stride: int, kind: str) -> torch.Tensor:
+    """cuda-convnet's pooling with start=0: ceil((n - size) / stride) + 1 outputs a side,
+    each the max or the mean of the pixels its window covers inside the image."""
+    n, c, h = u.shape[:3]  # square maps
+    outs = math.ceil((h - size) / stride) + 1
+    out = torch.empty(n, c, outs, outs, dtype=u.dtype)
+    for y in range(outs):
+        for x in range(outs):
+            window = u[:, :, y * stride : y * stride + size, x * stride : x * stride + size]
+            flat = window.reshape(n, c, -1)
+            out[:, :, y, x] = flat.amax(-1) if kind == "max" else flat.mean(-1)
+    return out
+
+
+def test_within_map_norm_equals_the_released_formula():
+    torch.manual_seed(0)
+    u = 40 * torch.randn(2, 3, 7, 6, dtype=torch.float64)  # 0-255-scale activations
+    got = WithinMapNorm(3, 5e-5, 0.75)(u)
+    torch.testing.assert_close(got, naive_rnorm(u, 3, 5e-5, 0.75), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        WithinMapNorm(5, 1e-3, 0.5)(u), naive_rnorm(u, 5, 1e-3, 0.5), rtol=1e-12, atol=0
+    )
+    # the gradient of the torch formula against finite differences
+    small = (4 * torch.randn(1, 2, 5, 5, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(WithinMapNorm(3, 0.05, 0.75), (small,))
+
+
+def test_cross_map_norm_equals_cmrnorm():
+    torch.manual_seed(1)
+    model = create_model("cifar4", lrn_kind="cross-map", lrn_size=5, lrn_scale=1e-3)
+    u = 30 * torch.randn(2, 32, 4, 4)
+    torch.testing.assert_close(model.rnorm1(u), naive_cmrnorm(u, 5, 1e-3, 0.75))
+
+
+@pytest.mark.parametrize("size,stride", [(3, 2), (2, 2)])
+def test_pooling_equals_cuda_convnet(size, stride):
+    torch.manual_seed(2)
+    model = create_model("cifar4", pool_size=size, pool_stride=stride)
+    for side in (32, 16, 15, 8):  # even and odd sides: windows cut by the edge
+        u = torch.randn(2, 3, side, side, dtype=torch.float64)
+        torch.testing.assert_close(model.pool1(u), naive_pool(u, size, stride, "max"))
+        torch.testing.assert_close(model.pool2(u), naive_pool(u, size, stride, "avg"))
+
+
+def test_the_layers_of_layers_18pct():
+    model = create_model("cifar4", num_classes=10)
+    shapes = {}
+    for name, module in model.named_children():
+        module.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape))
+    model(torch.randn(2, 3, 32, 32))
+    assert {k: tuple(v[1:]) for k, v in shapes.items()} == {
+        "conv1": (32, 32, 32), "pool1": (32, 16, 16), "act1": (32, 16, 16),
+        "rnorm1": (32, 16, 16), "conv2": (32, 16, 16), "act2": (32, 16, 16),
+        "pool2": (32, 8, 8), "rnorm2": (32, 8, 8), "conv3": (64, 8, 8), "act3": (64, 8, 8),
+        "pool3": (64, 4, 4), "fc10": (10,),
+    }  # fmt: skip
+    # the order of the file: conv1, pool1 (max) with the ReLU after it, rnorm1, conv2 with
+    # its ReLU, pool2 (average), rnorm2, conv3 with its ReLU, pool3 (average), fc10
+    assert list(shapes) == ["conv1", "pool1", "act1", "rnorm1", "conv2", "act2", "pool2",
+                            "rnorm2", "conv3", "act3", "pool3", "fc10"]  # fmt: skip
+    assert isinstance(model.pool1, nn.MaxPool2d) and isinstance(model.pool3, nn.AvgPool2d)
+    # by hand: 5x5 kernels with biases, and the classifier over 64 maps of 4x4
+    by_hand = (3 * 25 + 1) * 32 + (32 * 25 + 1) * 32 + (32 * 25 + 1) * 64 + (1024 + 1) * 10
+    assert sum(p.numel() for p in model.parameters()) == by_hand == 89_578
+
+
+def test_released_initialization_and_variants():
+    torch.manual_seed(3)
+    model = create_model("cifar4", widths=[64, 64, 64])  # wide enough for a sample std
+    assert model.conv1.weight.std().item() == pytest.approx(1e-4, rel=0.05)
+    for name in ("conv2", "conv3", "fc10"):
+        assert getattr(model, name).weight.std().item() == pytest.approx(0.01, rel=0.05)
+        assert not getattr(model, name).bias.any()
+    tanh = create_model("cifar4", activation="tanh", lrn=False)
+    assert all(isinstance(getattr(tanh, f"act{i}"), nn.Tanh) for i in (1, 2, 3))
+    assert isinstance(tanh.rnorm1, nn.Identity) and isinstance(tanh.rnorm2, nn.Identity)
+    # 2/2 pooling also leaves 4x4 maps of a 32x32 image
+    assert create_model("cifar4", pool_size=2)(torch.randn(1, 3, 32, 32)).shape == (1, 1000)
+
+
+def test_bad_settings_and_inputs_are_refused_with_a_reason():
+    with pytest.raises(ValueError, match="three positive integers"):
+        CifarNetConfig(widths=(32, 32))
+    with pytest.raises(ValueError, match="lrn_kind"):
+        CifarNetConfig(lrn_kind="spatial")
+    with pytest.raises(ValueError, match="unknown option 'towers'"):
+        create_model("cifar4", towers=2)
+    with pytest.raises(ValueError, match="32 to 39 pixels a side"):
+        CifarNet()(torch.randn(1, 3, 224, 224))
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        CifarNet(CifarNetConfig(in_chans=1))(torch.randn(1, 3, 32, 32))
+
+
+def test_cifar4_trains_on_a_32_pixel_store_and_keeps_training_error_per_fifth(tmp_path):
+    from alexnet.config import load_config
+    from alexnet.report import read_metrics
+    from alexnet.train import train
+
+    fashion_mnist(tmp_path / "src", train=100, test=20)
+    prepare(Settings("fashion-mnist", str(tmp_path / "src"), size=32), tmp_path / "store",
+            workers=1, progress=NoProgress)  # fmt: skip
+    config = load_config(
+        "configs/cifar4.yaml",
+        [f"data.store={tmp_path / 'store'}", "run.epochs=2", "optim.batch_size=10",
+         "run.device=cpu"],
+    )  # fmt: skip
+    train(config, tmp_path / "run")
+    records = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        parts = record["train_top1_error_parts"]
+        # ten steps of ten images: two steps a fifth, so the mean of the parts is the epoch's
+        assert len(parts) == 5 and all(0 <= x <= 1 for x in parts)
+        assert sum(parts) / 5 == pytest.approx(record["train_top1_error"])
