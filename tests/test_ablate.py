@@ -139,3 +139,33 @@ def test_relu_tanh_runs_the_four_layer_net_and_counts_epochs_to_the_threshold(tm
         assert row["epochs_to_threshold"]["mean"] == expected
     saved = (tmp_path / "rt" / "tanh" / "seed-0" / "config.yaml").read_text()
     assert "name: cifar4" in saved and "activation: tanh" in saved
+
+
+def test_a_class_subset_trains_and_evaluates_on_its_classes_only(store, tmp_path):
+    from alexnet import checkpoint as ckpt
+    from alexnet.data.store import Store
+
+    from test_train import cli
+
+    run = tmp_path / "three"
+    done = cli("train", "--config", DEBUG, "--set", f"data.store={store}", "--set", "run.epochs=1",
+               "--set", "data.classes=3", "--out", run)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ", 3 classes," in done.stderr
+    saved = ckpt.load(run / "checkpoints" / "last.pt")
+    assert saved["model"]["config"]["num_classes"] == 3
+    labels = Store(store).split("val").labels
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["val_images"] == int((labels < 3).sum()) < len(labels)
+    assert saved["data"]["class_ids"] == Store(store).class_ids[:3]
+    evaluated = cli("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--data", store,
+                    "--out", tmp_path / "eval")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert result["images"] == record["val_images"]
+    refused = cli("figures", "predictions", "--checkpoint", run / "checkpoints" / "last.pt",
+                  "--data", store, "--out", tmp_path / "fig")  # fmt: skip
+    assert refused.returncode == 2 and "first 3 of" in refused.stderr
+    too_many = cli("train", "--config", DEBUG, "--set", f"data.store={store}",
+                   "--set", "data.classes=11", "--out", tmp_path / "eleven")  # fmt: skip
+    assert too_many.returncode == 2 and "holds 10 classes" in too_many.stderr

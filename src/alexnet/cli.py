@@ -753,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument(
         "--recipe",
         help="the base recipe (default: the study's: "
-        "configs/cifar4.yaml for relu-tanh, configs/tiny-imagenet.yaml for the "
+        "configs/cifar4.yaml for relu-tanh, configs/ablate-tiny-imagenet.yaml for the "
         "others; configs/cifar4.yaml runs lrn and pooling on the four-layer net)",
     )
     abl.add_argument(

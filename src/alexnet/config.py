@@ -53,6 +53,9 @@ class DataConfig:
     render: str = "cpu"
     train_images: int | None = None  # train on a fixed random subset of this many images
     val_images: int | None = None  # validate on a fixed random subset of this many images
+    # train and validate on the images of the store's first N classes only: a class subset
+    # sized to a budget (the network then has N outputs)
+    classes: int | None = None
 
 
 @dataclass
@@ -209,6 +212,8 @@ def _check_choices(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be 1 or more, got {value}")
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {config.optim.lr}")
+    if config.data.classes is not None and config.data.classes < 2:
+        raise ConfigError(f"data.classes must be 2 or more, got {config.data.classes}")
     if config.data.workers < 0:
         raise ConfigError(f"data.workers must be 0 or more, got {config.data.workers}")
     devices = config.run.tower_devices

@@ -165,7 +165,7 @@ def evaluate_checkpoints(
     first = loaded[0]["data"]
     for c in loaded:
         record, classes = c["data"], c["model"]["config"]["num_classes"]
-        if classes != store.num_classes:
+        if classes > store.num_classes:
             raise ckpt.CheckpointError(
                 f"{c['path']} predicts {classes} classes but the store {data} has "
                 f"{store.num_classes}; evaluate it on the dataset it was trained for"
@@ -175,12 +175,14 @@ def evaluate_checkpoints(
                 f"{c['path']} reads {c['model']['config']['in_chans']}-channel images but "
                 f"{data} holds {store.channels}-channel ones"
             )
-        if record["class_ids"] != store.class_ids:
+        # a network trained on the store's first N classes (data.classes) is evaluated on
+        # the images of those classes
+        if record["class_ids"] != store.class_ids[:classes]:
             raise ckpt.CheckpointError(
                 f"{c['path']} was trained with other classes than {data} holds (or in "
                 "another order)"
             )
-        for key in ("crop_size", "normalize"):
+        for key in ("crop_size", "normalize", "class_ids"):
             if record[key] != first[key]:
                 raise ckpt.CheckpointError(
                     f"an ensemble needs the same {key} for every network: "
@@ -189,7 +191,8 @@ def evaluate_checkpoints(
     models = [ckpt.load_model(c).to(dev) for c in loaded]
     dataset = StoreDataset(store, split, views, crop_size=first["crop_size"])
     dataset.mean, dataset.scale = normalization(first, store.view_size)
-    indices = list(range(len(dataset) if limit is None else min(limit, len(dataset))))
+    indices = np.flatnonzero(dataset.split.labels < len(first["class_ids"])).tolist()
+    indices = indices if limit is None else indices[:limit]
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     loader = loader_for(dataset, batches, workers, dev)
     quiet = not progress or os.environ.get("ALEXNET_PROGRESS") == "0"  # as train's bar

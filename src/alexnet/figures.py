@@ -204,7 +204,13 @@ def check_store(loaded: dict, store, data) -> None:
     """The store holds the classes (in order) and channels the checkpoint was trained on."""
     from alexnet.checkpoint import CheckpointError
 
-    if loaded["data"]["class_ids"] != store.class_ids:
+    ids = loaded["data"]["class_ids"]
+    if len(ids) < len(store.class_ids) and ids == store.class_ids[: len(ids)]:
+        raise CheckpointError(
+            f"{loaded['path']} was trained on the first {len(ids)} of {data}'s classes "
+            "(data.classes); predictions and neighbors need a network trained on all of them"
+        )
+    if ids != store.class_ids:
         raise CheckpointError(
             f"{loaded['path']} was trained with other classes than {data} holds (or in "
             "another order)"

@@ -126,6 +126,13 @@ def subset(n: int, count: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 0x5EB5E7]).choice(n, size=count, replace=False))
 
 
+def among(dataset, classes: int | None, count: int | None, seed: int) -> np.ndarray:
+    """`subset` of the images of the first `classes` classes (all for None)."""
+    labels = dataset.split.labels
+    pool = np.arange(len(labels)) if classes is None else np.flatnonzero(labels < classes)
+    return pool[subset(len(pool), count, seed)]
+
+
 def epoch_batches(
     indices: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
 ) -> list[list[int]]:
@@ -251,12 +258,20 @@ class Trainer:
         if not data.store:
             raise ConfigError("data.store is not set: prepare one with `alexnet data prepare`")
         self.store = Store(data.store)
+        self.num_classes = self.store.num_classes
+        if data.classes is not None:
+            if data.classes > self.store.num_classes:
+                raise ConfigError(
+                    f"data.classes is {data.classes} but {data.store} holds "
+                    f"{self.store.num_classes} classes"
+                )
+            self.num_classes = data.classes
         variant = VARIANTS[config.model_name]
         self.crop_size = data.crop_size or variant.input_size
         torch.manual_seed(run.seed)  # the initial weights
         model = create_model(
             config.model_name,
-            num_classes=self.store.num_classes,
+            num_classes=self.num_classes,
             in_chans=self.store.channels,
             **config.model_options,
         )
@@ -325,8 +340,8 @@ class Trainer:
             DeviceViews.of(self.train_set, device) if data.render == "device" else None
         )
         self.val_views = DeviceViews.of(self.val_set, device) if self.val_set.deferred else None
-        self.train_indices = subset(len(self.train_set), data.train_images, run.seed)
-        self.val_indices = subset(len(self.val_set), data.val_images, run.seed)
+        self.train_indices = among(self.train_set, data.classes, data.train_images, run.seed)
+        self.val_indices = among(self.val_set, data.classes, data.val_images, run.seed)
         if len(self.train_indices) < o.batch_size:
             raise ConfigError(
                 f"{len(self.train_indices)} training images do not make one batch of "
@@ -410,8 +425,8 @@ class Trainer:
         store = self.store
         return {
             "store": str(store.root),
-            "class_ids": store.class_ids,
-            "class_names": store.class_names,
+            "class_ids": store.class_ids[: self.num_classes],
+            "class_names": store.class_names[: self.num_classes],
             "channels": store.channels,
             "image_size": store.image_size,
             "view_size": store.view_size,
@@ -471,7 +486,7 @@ class Trainer:
             config.model_name,
             self.device,
             len(self.train_indices),
-            self.store.num_classes,
+            self.num_classes,
             config.run.epochs,
             config.optim.batch_size,
             config.run.precision,
