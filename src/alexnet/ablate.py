@@ -253,7 +253,7 @@ def table(result: dict) -> str:
         "validation split, mean +- std; epochs to the training error in fifths of an epoch",
         "",
         f"  {'variant':40} {'top-1 error':>15} {'top-5 error':>15} {'train error':>15} "
-        f"{'epochs':>6} {reach:>17} {'x first':>7}",
+        f"{'epochs':>8} {reach:>17} {'x first':>7}",
     ]
     for row in result["variants"]:
         reached = row["epochs_to_threshold"]
@@ -262,7 +262,7 @@ def table(result: dict) -> str:
         lines.append(
             f"  {row['variant']:40} {cell(row['val_top1_error']):>15} "
             f"{cell(row['val_top5_error']):>15} {cell(row['train_top1_error']):>15} "
-            f"{cell(row['epochs'], 1.0, 0):>6} "
+            f"{cell(row['epochs'], 1.0, 0):>8} "
             f"{cell(reached, 1.0) + (f' ({missed} not)' if missed else ''):>17} "
             f"{'-' if times is None else f'{times:.2f}':>7}"
         )
