@@ -12,6 +12,7 @@ from alexnet.ablate import (
     STUDIES,
     epochs_to_threshold,
     run_study,
+    table,
     training_curve,
     variant_config,
 )
@@ -169,3 +170,16 @@ def test_a_class_subset_trains_and_evaluates_on_its_classes_only(store, tmp_path
     too_many = cli("train", "--config", DEBUG, "--set", f"data.store={store}",
                    "--set", "data.classes=11", "--out", tmp_path / "eleven")  # fmt: skip
     assert too_many.returncode == 2 and "holds 10 classes" in too_many.stderr
+
+
+@pytest.mark.parametrize("name", [n for n in STUDIES if n != "relu-tanh"])
+def test_every_study_of_the_2012_network_runs_end_to_end_on_the_debug_network(
+    name, store, tmp_path
+):
+    sets = ["run.epochs=1", "data.train_images=16", "data.val_images=8", f"data.store={store}"]
+    recipe = load_config(DEBUG, sets)
+    result = run_study(name, recipe, tmp_path / name, seeds=1, budget_minutes=None,
+                       log=lambda line: None)  # fmt: skip
+    assert [row["variant"] for row in result["variants"]] == list(STUDIES[name].variants)
+    assert all(row["runs"] == 1 and row["epochs"]["mean"] == 1 for row in result["variants"])
+    assert table(result).count("\n") == 4 + len(STUDIES[name].variants) - 1
