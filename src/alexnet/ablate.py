@@ -72,7 +72,8 @@ STUDIES: dict[str, Study] = {
         recipe=CIFAR_RECIPE,
     ),
     "lrn": Study(
-        "LRN lowers top-1 error by 1.4 points and top-5 by 1.2 on ImageNet",
+        "LRN lowers top-1 error by 1.4 points and top-5 by 1.2 on ImageNet; on CIFAR-10 a "
+        "four-layer net goes from 13% to 11% test error with it",
         {"with LRN": _paper, "without LRN": _model(lrn=False)},
     ),
     "pooling": Study(
