@@ -24,3 +24,14 @@ def store(tmp_path_factory) -> Path:
     prepare(Settings("fashion-mnist", str(root / "src"), size=None), root / "store",
             workers=1, progress=NoProgress)  # fmt: skip
     return root / "store"
+
+
+@pytest.fixture(scope="session")
+def store32(tmp_path_factory) -> Path:
+    """A Fashion-MNIST-shaped store of 100 training and 20 validation random images, stored
+    at 32x32 (`--size 32`), for the four-layer CIFAR net."""
+    root = tmp_path_factory.mktemp("debug32")
+    fashion_mnist(root / "src", train=100, test=20)
+    prepare(Settings("fashion-mnist", str(root / "src"), size=32), root / "store",
+            workers=1, progress=NoProgress)  # fmt: skip
+    return root / "store"

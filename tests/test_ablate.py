@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -19,7 +17,7 @@ from alexnet.ablate import (
 from alexnet.config import load_config
 from alexnet.model import AlexNetConfig
 
-from test_train import DEBUG, ENV, ROOT
+from test_train import DEBUG, cli
 
 
 def test_epochs_to_threshold_against_a_hand_made_curve():
@@ -92,41 +90,24 @@ def test_a_study_runs_end_to_end_and_resumes(store, tmp_path):
 
 
 def test_ablate_command_writes_table_plot_and_json(store, tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "alexnet", "ablate", "dropout", "--data", store, "--seeds", "1",
-         "--recipe", DEBUG, "--set", "run.epochs=1", "--budget", "none",
-         "--out", tmp_path / "d"],
-        env=ENV, capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+    done = cli("ablate", "dropout", "--data", store, "--seeds", "1", "--recipe", DEBUG,
+               "--set", "run.epochs=1", "--budget", "none", "--out", tmp_path / "d")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "no dropout" in done.stdout and "dropout 0.5" in done.stdout
     result = json.loads((tmp_path / "d" / "ablate.json").read_text())
     assert result["study"] == "dropout" and result["command"].startswith("alexnet ablate")
     assert result["variants"][0]["val_top1_error"]["std"] is None  # one seed: no spread
     assert (tmp_path / "d" / "ablate.png").stat().st_size > 5_000
-    listed = subprocess.run([sys.executable, "-m", "alexnet", "ablate", "list"], env=ENV,
-                            capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    listed = cli("ablate", "list")
     assert all(name in listed.stdout for name in STUDIES)
-    bad = subprocess.run([sys.executable, "-m", "alexnet", "ablate", "colour", "--data", store],
-                         env=ENV, capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    bad = cli("ablate", "colour", "--data", store)
     assert bad.returncode == 2 and "no study 'colour'" in bad.stderr
 
 
-def test_relu_tanh_runs_the_four_layer_net_and_counts_epochs_to_the_threshold(tmp_path):
-    from alexnet.data.prepare import NoProgress, Settings, prepare
-
-    from fixtures import fashion_mnist
-
-    fashion_mnist(tmp_path / "src", train=100, test=20)
-    prepare(Settings("fashion-mnist", str(tmp_path / "src"), size=32), tmp_path / "store32",
-            workers=1, progress=NoProgress)  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "alexnet", "ablate", "relu-tanh", "--data", tmp_path / "store32",
-         "--seeds", "1", "--set", "run.epochs=2", "--set", "optim.batch_size=10",
-         "--set", "run.device=cpu", "--threshold", "0.95", "--budget", "none",
-         "--out", tmp_path / "rt"],
-        env=ENV, capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+def test_relu_tanh_runs_the_four_layer_net_and_counts_epochs_to_the_threshold(store32, tmp_path):
+    done = cli("ablate", "relu-tanh", "--data", store32, "--seeds", "1",
+               "--set", "run.epochs=2", "--set", "optim.batch_size=10", "--set", "run.device=cpu",
+               "--threshold", "0.95", "--budget", "none", "--out", tmp_path / "rt")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "fashion-mnist at 32x32" in done.stdout and "epochs to 95%" in done.stdout
     result = json.loads((tmp_path / "rt" / "ablate.json").read_text())
@@ -145,8 +126,6 @@ def test_relu_tanh_runs_the_four_layer_net_and_counts_epochs_to_the_threshold(tm
 def test_a_class_subset_trains_and_evaluates_on_its_classes_only(store, tmp_path):
     from alexnet import checkpoint as ckpt
     from alexnet.data.store import Store
-
-    from test_train import cli
 
     run = tmp_path / "three"
     done = cli("train", "--config", DEBUG, "--set", f"data.store={store}", "--set", "run.epochs=1",

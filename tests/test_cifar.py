@@ -10,10 +10,7 @@ import torch
 import torch.nn as nn
 
 from alexnet.cifar import CifarNet, CifarNetConfig, WithinMapNorm
-from alexnet.data.prepare import NoProgress, Settings, prepare
 from alexnet.registry import create_model
-
-from fixtures import fashion_mnist
 
 
 def naive_rnorm(u: torch.Tensor, size: int, scale: float, power: float) -> torch.Tensor:
@@ -138,17 +135,14 @@ def test_bad_settings_and_inputs_are_refused_with_a_reason():
         CifarNet(CifarNetConfig(in_chans=1))(torch.randn(1, 3, 32, 32))
 
 
-def test_cifar4_trains_on_a_32_pixel_store_and_keeps_training_error_per_fifth(tmp_path):
+def test_cifar4_trains_on_a_32_pixel_store_and_keeps_training_error_per_fifth(store32, tmp_path):
     from alexnet.config import load_config
     from alexnet.report import read_metrics
     from alexnet.train import train
 
-    fashion_mnist(tmp_path / "src", train=100, test=20)
-    prepare(Settings("fashion-mnist", str(tmp_path / "src"), size=32), tmp_path / "store",
-            workers=1, progress=NoProgress)  # fmt: skip
     config = load_config(
         "configs/cifar4.yaml",
-        [f"data.store={tmp_path / 'store'}", "run.epochs=2", "optim.batch_size=10",
+        [f"data.store={store32}", "run.epochs=2", "optim.batch_size=10",
          "run.device=cpu"],
     )  # fmt: skip
     train(config, tmp_path / "run")

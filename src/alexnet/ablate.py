@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from alexnet.config import TrainConfig, from_dict
 from alexnet.model import AlexNetConfig
 from alexnet.report import read_metrics
@@ -226,8 +228,6 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
 def describe_store(out: Path) -> str | None:
     """The dataset the study's runs trained on, from the first run's saved config."""
     for config in sorted(Path(out).glob("*/seed-*/config.yaml")):
-        import yaml
-
         store = Path(yaml.safe_load(config.read_text())["data"]["store"])
         try:
             manifest = json.loads((store / "manifest.json").read_text())
