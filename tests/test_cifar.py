@@ -1,4 +1,4 @@
-"""The four-layer CIFAR-10 net (`alexnet.cifar`) against cuda-convnet's layer definitions,
+"""The paper's CIFAR-10 nets (`alexnet.cifar`) against cuda-convnet's layer definitions,
 each checked by a naive loop of the released code's formula."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from alexnet.cifar import CifarNet, CifarNetConfig, WithinMapNorm
+from alexnet.cifar import CifarLocalConfig, CifarNet, CifarNetConfig, WithinMapNorm
+from alexnet.layers import LocallyConnected2d
 from alexnet.registry import create_model
 
 
@@ -123,7 +124,7 @@ def test_released_initialization_and_variants():
 
 
 def test_bad_settings_and_inputs_are_refused_with_a_reason():
-    with pytest.raises(ValueError, match="three positive integers"):
+    with pytest.raises(ValueError, match="3 positive integers"):
         CifarNetConfig(widths=(32, 32))
     with pytest.raises(ValueError, match="lrn_kind"):
         CifarNetConfig(lrn_kind="spatial")
@@ -153,3 +154,139 @@ def test_cifar4_trains_on_a_32_pixel_store_and_keeps_training_error_per_fifth(st
         # ten steps of ten images: two steps a fifth, so the mean of the parts is the epoch's
         assert len(parts) == 5 and all(0 <= x <= 1 for x in parts)
         assert sum(parts) / 5 == pytest.approx(record["train_top1_error"])
+
+
+def naive_local(x, weight, bias, k: int, padding: int, stride: int):
+    """cuda-convnet's unshared local layer: output (f, y, x) is bias (f, y, x) plus the sum,
+    over the input maps and the k x k window at (y * stride - padding, x * stride - padding),
+    of that position's own kernel times the input (zero outside the image)."""
+    n, c, h, w = x.shape
+    weight, bias = weight.detach(), bias.detach()
+    positions, _, filters = weight.shape
+    side = int(positions**0.5)
+    out = torch.zeros(n, filters, side, side, dtype=x.dtype)
+    for b in range(n):
+        for f in range(filters):
+            for oy in range(side):
+                for ox in range(side):
+                    kernel = weight[oy * side + ox, :, f].reshape(c, k, k)
+                    total = bias[f, oy, ox].item()
+                    for ch in range(c):
+                        for dy in range(k):
+                            for dx in range(k):
+                                iy, ix = oy * stride - padding + dy, ox * stride - padding + dx
+                                if 0 <= iy < h and 0 <= ix < w:
+                                    total += float(kernel[ch, dy, dx] * x[b, ch, iy, ix])
+                    out[b, f, oy, ox] = total
+    return out
+
+
+@pytest.mark.parametrize("side,k,padding,stride", [(6, 3, 1, 1), (7, 3, 0, 2), (5, 2, 1, 2)])
+def test_locally_connected_layer_equals_a_naive_loop(side, k, padding, stride):
+    torch.manual_seed(4)
+    layer = LocallyConnected2d(3, 4, k, side, padding=padding, stride=stride).double()
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(2, 3, side, side, dtype=torch.float64)
+    expected = naive_local(x, layer.weight, layer.bias, k, padding, stride)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+    # each position's kernel is its own: changing one changes only that position's outputs
+    before = layer(x).detach()
+    with torch.no_grad():
+        layer.weight[0].add_(1.0)
+    changed = (layer(x) != before).flatten(2).any(0).any(0)
+    assert changed.tolist() == [True] + [False] * (changed.numel() - 1)
+    # the gradients for input, kernels and biases against finite differences
+    small = LocallyConnected2d(2, 2, k, side, padding=padding, stride=stride).double()
+
+    def call(x, weight, bias):
+        return torch.func.functional_call(small, {"weight": weight, "bias": bias}, (x,))
+
+    inputs = (torch.randn(1, 2, side, side, dtype=torch.float64), small.weight, small.bias)
+    assert torch.autograd.gradcheck(call, tuple(t.detach().requires_grad_() for t in inputs))
+
+
+def test_locally_connected_layer_refuses_other_shapes():
+    with pytest.raises(ValueError, match="does not fit"):
+        LocallyConnected2d(3, 4, 5, 3)
+    with pytest.raises(ValueError, match=r"\(N, 3, 6, 6\) inputs, got \(1, 3, 7, 7\)"):
+        LocallyConnected2d(3, 4, 3, 6, padding=1)(torch.randn(1, 3, 7, 7))
+
+
+def test_the_layers_of_layers_conv_local_11pct_and_13pct():
+    model = create_model("cifar_local", num_classes=10)
+    shapes = {}
+    for name, module in model.named_children():
+        module.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape))
+    model(torch.randn(2, 3, 24, 24))
+    # the file's order: conv1 with its ReLU, rnorm1, pool1, conv2 with its ReLU, rnorm2,
+    # pool2, local3 and local4 with their ReLUs, fc10; pooling rounds up (24 -> 12 -> 6)
+    assert [(k, tuple(v[1:])) for k, v in shapes.items()] == [
+        ("conv1", (64, 24, 24)), ("act1", (64, 24, 24)), ("rnorm1", (64, 24, 24)),
+        ("pool1", (64, 12, 12)), ("conv2", (64, 12, 12)), ("act2", (64, 12, 12)),
+        ("rnorm2", (64, 12, 12)), ("pool2", (64, 6, 6)), ("local3", (32, 6, 6)),
+        ("act3", (32, 6, 6)), ("local4", (32, 6, 6)), ("act4", (32, 6, 6)), ("fc10", (10,)),
+    ]  # fmt: skip
+    # by hand: conv layers with shared biases; local layers with a 3x3 kernel per filter and
+    # a bias per output unit at each of the 36 positions (cuda-convnet's modules x filters)
+    by_hand = (
+        (3 * 25 + 1) * 64
+        + (64 * 25 + 1) * 64
+        + 36 * (64 * 9) * 32 + 32 * 36
+        + 36 * (32 * 9) * 32 + 32 * 36
+        + (32 * 36 + 1) * 10
+    )  # fmt: skip
+    assert sum(p.numel() for p in model.parameters()) == by_hand == 1_116_490
+    # cmrnorm over 5 maps with the file's scale 0.001 and pow 0.75
+    u = 30 * torch.randn(2, 64, 3, 3)
+    torch.testing.assert_close(model.rnorm1(u), naive_cmrnorm(u, 5, 1e-3, 0.75))
+    # 13pct is the same net without the two normalization layers
+    plain = create_model("cifar_local", lrn=False)
+    assert isinstance(plain.rnorm1, nn.Identity) and isinstance(plain.rnorm2, nn.Identity)
+    assert sum(p.numel() for p in plain.parameters()) == sum(
+        p.numel() for p in create_model("cifar_local").parameters()
+    )
+
+
+def test_conv_local_released_initialization_and_inputs():
+    torch.manual_seed(5)
+    model = create_model("cifar_local", num_classes=10)
+    expected = {"conv1": 1e-4, "conv2": 0.01, "local3": 0.04, "local4": 0.04, "fc10": 0.01}
+    for name, std in expected.items():
+        layer = getattr(model, name)
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.05)
+        assert not layer.bias.any()
+    he = create_model("cifar_local", init="kaiming")
+    assert he.local3.weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
+    # 24 to 27 pixels give local3's 6x6 maps; whole 32x32 images need input_size=32
+    assert model(torch.randn(1, 3, 26, 26)).shape == (1, 10)
+    with pytest.raises(ValueError, match="24 to 27 pixels a side"):
+        model(torch.randn(1, 3, 32, 32))
+    assert create_model("cifar_local", input_size=32)(torch.randn(1, 3, 32, 32)).shape[1] == 1000
+    with pytest.raises(ValueError, match="4 positive integers"):
+        CifarLocalConfig(widths=(64, 64, 32))
+    with pytest.raises(ValueError, match="leaves nothing"):
+        create_model("cifar_local", input_size=3, pool_size=3)
+
+
+def test_cifar_local_trains_with_its_recipe_and_per_layer_weight_decay(store32, tmp_path):
+    from alexnet.config import load_config
+    from alexnet.optim import make_optimizer
+    from alexnet.report import read_metrics
+    from alexnet.train import train
+
+    overrides = [f"data.store={store32}", "run.epochs=1", "optim.batch_size=10",
+                 "run.device=cpu"]  # fmt: skip
+    config = load_config("configs/cifar-local.yaml", overrides)
+    o = config.optim
+    optimizer = make_optimizer(
+        o.name, create_model("cifar_local"), o.lr, o.momentum, o.weight_decay,
+        o.bias_lr_mult, o.bias_weight_decay, o.layer_weight_decay,
+    )  # fmt: skip
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert groups["conv1"]["weight_decay"] == groups["conv2"]["weight_decay"] == 0.0
+    assert groups["weights"]["weight_decay"] == 0.004 and len(groups["weights"]["params"]) == 3
+    assert groups["biases"]["weight_decay"] == 0.0 and groups["biases"]["lr_mult"] == 2
+    train(config, tmp_path / "run")
+    (record,) = read_metrics(tmp_path / "run")
+    assert 0 <= record["val_top1_error"] <= 1

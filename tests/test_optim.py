@@ -71,6 +71,28 @@ def test_parameter_groups_pick_layers_by_type_and_miss_nothing():
     )
 
 
+def test_layer_weight_decay_gives_named_layers_their_own_decay():
+    model = create_model("cifar4", num_classes=10).double()
+    groups = parameter_groups(model, 2.0, False, {"fc10": 1.0, "conv1": 0.0})
+    assert [g["name"] for g in groups] == ["weights", "biases", "fc10", "conv1"]
+    assert groups[2]["params"][0] is model.fc10.weight and groups[2]["weight_decay"] == 1.0
+    assert any(p is model.fc10.bias for p in groups[1]["params"])  # as bias_weight_decay says
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(
+        p.numel() for p in model.parameters()
+    )
+    # one step from zero gradients: each weight moves by -lr * its layer's decay * w
+    optimizer = make_optimizer("paper", model, 0.1, 0.9, 0.004, 2.0, False, {"fc10": 1.0})
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    torch.testing.assert_close(model.fc10.weight, before["fc10.weight"] * (1 - 0.1 * 1.0))
+    torch.testing.assert_close(model.conv2.weight, before["conv2.weight"] * (1 - 0.1 * 0.004))
+    torch.testing.assert_close(model.fc10.bias, before["fc10.bias"])
+    with pytest.raises(ValueError, match=r"'fc8', which is not a learned layer.*conv1, conv2"):
+        parameter_groups(model, layer_weight_decay={"fc8": 0.0})
+
+
 def test_paper_optimizer_state_round_trips_and_continues_step_for_step():
     torch.manual_seed(0)
     a, b = nn.Linear(4, 3), nn.Linear(4, 3)

@@ -84,6 +84,7 @@ def test_cli_models_lists_every_variant(capsys):
         "alexnet_owt",
         "caffenet",
         "cifar4",
+        "cifar_local",
     ]
 
 

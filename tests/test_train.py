@@ -225,6 +225,12 @@ def test_bad_recipes_say_which_key_is_wrong(store):
         config(store, "data.render=gpu")
     with pytest.raises(ConfigError, match="no recipe at"):
         load_config("configs/nope.yaml")
+    with pytest.raises(ConfigError, match=r"layer_weight_decay must be a mapping of names"):
+        config(store, "optim.layer_weight_decay=[0.1]")
+    with pytest.raises(ConfigError, match=r"layer_weight_decay\.fc8 must be float"):
+        config(store, "optim.layer_weight_decay={fc8: none}")
+    with pytest.raises(ConfigError, match="'fc9', which is not a learned layer"):
+        train(config(store, "optim.layer_weight_decay={fc9: 0.0}"), store.parent / "bad")
 
 
 def test_bad_input_on_the_command_line_gives_one_message(store, tmp_path):

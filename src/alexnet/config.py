@@ -67,6 +67,9 @@ class OptimConfig:
     batch_size: int = 128  # images per step, all ranks together
     bias_lr_mult: float = 1.0  # the released code: 2
     bias_weight_decay: bool = True  # the released code: false
+    # weight decay of single layers' weights in place of weight_decay, by layer name (the
+    # released CIFAR-10 files' per-layer wc), e.g. {conv1: 0.0, conv2: 0.0}
+    layer_weight_decay: dict[str, float] | None = None
 
 
 @dataclass
@@ -157,6 +160,15 @@ def from_dict(values: dict) -> TrainConfig:
 
 
 def _check_value(key: str, value, annotation: str) -> None:
+    if annotation.startswith("dict["):
+        if value is None and "None" in annotation:
+            return
+        item = annotation[annotation.index(",") + 1 : annotation.index("]")].strip()
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key} must be a mapping of names to {item}, got {value!r}")
+        for name, v in value.items():
+            _check_value(f"{key}.{name}", v, item)
+        return
     if annotation.startswith("list["):
         if value is None and "None" in annotation:
             return

@@ -18,7 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alexnet.layers import LocallyConnected2d
+
 OPTIMIZERS = ("paper", "torch_sgd")
+#: the layers whose `weight` and `bias` are the weights and biases of parameter_groups
+LEARNED_LAYERS = (nn.Conv2d, nn.Linear, LocallyConnected2d)
 
 
 class PaperSGD(torch.optim.Optimizer):
@@ -60,21 +64,37 @@ class PaperSGD(torch.optim.Optimizer):
 
 
 def parameter_groups(
-    model: nn.Module, bias_lr_mult: float = 1.0, bias_weight_decay: bool = True
+    model: nn.Module,
+    bias_lr_mult: float = 1.0,
+    bias_weight_decay: bool = True,
+    layer_weight_decay: dict[str, float] | None = None,
 ) -> list[dict]:
     """Weights and biases of the learned layers, chosen by module type, not by name.
 
     The paper treats all parameters alike (the defaults). The released code gives biases
     twice the weights' rate and no weight decay: bias_lr_mult=2, bias_weight_decay=False.
+    Its CIFAR-10 parameter files also give each layer its own weight decay (`wc`):
+    `layer_weight_decay` maps a layer's name (as in `model.named_modules()`) to the decay of
+    that layer's weights, each such layer a group of its own after the shared groups.
     Each group carries `lr_mult`, which the training loop multiplies into the schedule's rate.
     """
-    weights, biases = [], []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            weights.append(module.weight)
+    layer_weight_decay = dict(layer_weight_decay or {})
+    named = dict(model.named_modules())
+    for name in layer_weight_decay:
+        if not isinstance(named.get(name), LEARNED_LAYERS):
+            learned = [n for n, m in named.items() if isinstance(m, LEARNED_LAYERS)]
+            raise ValueError(
+                f"optim.layer_weight_decay names {name!r}, which is not a learned layer of "
+                f"this network; its layers are: {', '.join(learned)}"
+            )
+    weights, biases, own = [], [], {name: [] for name in layer_weight_decay}
+    for name, module in named.items():
+        if isinstance(module, LEARNED_LAYERS):
+            own.get(name, weights).append(module.weight)
             if module.bias is not None:
                 biases.append(module.bias)
-    seen = {id(p) for p in weights + biases}
+    chosen = weights + biases + [p for params in own.values() for p in params]
+    seen = {id(p) for p in chosen}
     others = [p for p in model.parameters() if id(p) not in seen]
     groups = [{"params": weights, "lr_mult": 1.0, "name": "weights"}]
     if biases:
@@ -84,6 +104,9 @@ def parameter_groups(
         groups.append(group)
     if others:
         groups.append({"params": others, "lr_mult": 1.0, "name": "other"})
+    for name, params in own.items():
+        decay = float(layer_weight_decay[name])
+        groups.append({"params": params, "lr_mult": 1.0, "name": name, "weight_decay": decay})
     return groups
 
 
@@ -95,8 +118,9 @@ def make_optimizer(
     weight_decay: float,
     bias_lr_mult: float = 1.0,
     bias_weight_decay: bool = True,
+    layer_weight_decay: dict[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, bias_lr_mult, bias_weight_decay)
+    groups = parameter_groups(model, bias_lr_mult, bias_weight_decay, layer_weight_decay)
     for group in groups:
         group["lr"] = lr * group["lr_mult"]
     if name == "paper":

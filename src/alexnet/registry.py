@@ -1,16 +1,16 @@
 """The named networks: the paper's and the ones people compare it with.
 
-Each is `AlexNet` with the settings that make it that network, except `cifar4`, the
-paper's four-layer CIFAR-10 net (`alexnet.cifar`); `create_model` takes any field of the
-network's config (`AlexNetConfig`, `CifarNetConfig`) as an option on top, for the paper's
-ablations.
+Each is `AlexNet` with the settings that make it that network, except the paper's CIFAR-10
+nets `cifar4` and `cifar_local` (`alexnet.cifar`); `create_model` takes any field of the
+network's config (`AlexNetConfig`, `CifarNetConfig`, `CifarLocalConfig`) as an option on
+top, for the paper's ablations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from alexnet.cifar import CifarNet, CifarNetConfig
+from alexnet.cifar import CifarLocalConfig, CifarLocalNet, CifarNet, CifarNetConfig
 from alexnet.model import AlexNet, AlexNetConfig
 
 
@@ -81,6 +81,17 @@ VARIANTS: dict[str, Variant] = {
         config_class=CifarNetConfig,
         model_class=CifarNet,
         input_size=32,
+    ),
+    "cifar_local": Variant(
+        "The paper's CIFAR-10 net of the 13% -> 11% LRN claim: cuda-convnet's "
+        "layers-conv-local-11pct.cfg (lrn=False: -13pct.cfg).",
+        "Not the ImageNet network: two 5x5 conv layers (64-64), each followed by cross-map "
+        "response normalization (k=1, scale/size) and 3/2 max-pooling, two locally "
+        "connected 3x3 layers (32-32, unshared kernels), then a 10-way classifier, on 24x24 "
+        "crops.",
+        config_class=CifarLocalConfig,
+        model_class=CifarLocalNet,
+        input_size=24,
     ),
 }
 

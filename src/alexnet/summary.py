@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from alexnet.cifar import WithinMapNorm
-from alexnet.layers import LocalResponseNorm
+from alexnet.layers import LocallyConnected2d, LocalResponseNorm
 from alexnet.model import LAYER_NAMES
 from alexnet.registry import DEFAULT_MODEL, VARIANTS, create_model
 
@@ -130,14 +130,15 @@ def summarize(
 
 
 def _is_row(module: nn.Module) -> bool:
-    kinds = nn.Conv2d | nn.Linear | nn.MaxPool2d | nn.AvgPool2d | LocalResponseNorm | WithinMapNorm
-    return isinstance(module, kinds)
+    kinds = (nn.Conv2d, nn.Linear, LocallyConnected2d, nn.MaxPool2d, nn.AvgPool2d)
+    return isinstance(module, (*kinds, LocalResponseNorm, WithinMapNorm))
 
 
 def _recorder(name: str, rows: list[LayerRow]):
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         shape = tuple(output.shape[1:])
-        neurons = output[0].numel() if name in LAYER_NAMES else None
+        learned = name in LAYER_NAMES or isinstance(module, LocallyConnected2d)
+        neurons = output[0].numel() if learned else None
         params = sum(p.numel() for p in module.parameters())
         macs = 0
         if isinstance(module, nn.Conv2d):
@@ -145,6 +146,8 @@ def _recorder(name: str, rows: list[LayerRow]):
             macs = output[0].numel() * (module.in_channels // module.groups) * kh * kw
         elif isinstance(module, nn.Linear):
             macs = module.in_features * module.out_features
+        elif isinstance(module, LocallyConnected2d):
+            macs = output[0].numel() * module.fan_in
         rows.append(LayerRow(name, _operation(module), shape, neurons, params, macs))
 
     return hook
@@ -157,6 +160,9 @@ def _operation(module: nn.Module) -> str:
         return f"conv {k}x{k}/{s}{towers}"
     if isinstance(module, nn.Linear):
         return "fully connected"
+    if isinstance(module, LocallyConnected2d):
+        k, s = module.kernel_size, module.stride
+        return f"local {k}x{k}/{s}, unshared"
     if isinstance(module, nn.MaxPool2d):
         return f"max-pool {module.kernel_size}/{module.stride}"
     if isinstance(module, nn.AvgPool2d):

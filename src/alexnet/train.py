@@ -298,9 +298,19 @@ class Trainer:
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
         o = config.optim
-        self.optimizer = make_optimizer(
-            o.name, model, o.lr, o.momentum, o.weight_decay, o.bias_lr_mult, o.bias_weight_decay
-        )
+        try:
+            self.optimizer = make_optimizer(
+                o.name,
+                model,
+                o.lr,
+                o.momentum,
+                o.weight_decay,
+                o.bias_lr_mult,
+                o.bias_weight_decay,
+                o.layer_weight_decay,
+            )
+        except ValueError as error:  # a layer name the network does not have
+            raise ConfigError(str(error)) from None
         s = config.schedule
         self.schedule = make_schedule(
             s.kind,
