@@ -62,6 +62,12 @@ def test_every_study_changes_only_what_it_names():
     paper = variant_config(load_config(), towers, 0, None)
     assert paper.model["towers"] == 1 and paper.model["widths"] == [48, 128, 192, 192, 256]
     assert list(AlexNetConfig().widths) == [96, 256, 384, 384, 256]
+    # no weight decay means none in any layer, fc10's wc=1 in cifar4's recipe included
+    cifar = load_config("configs/cifar4.yaml")
+    assert cifar.optim.layer_weight_decay == {"fc10": 1.0}
+    for change in STUDIES["relu-tanh"].variants.values():
+        optim = variant_config(cifar, change, 0, None).optim
+        assert optim.weight_decay == 0 and optim.layer_weight_decay is None
 
 
 def test_a_study_runs_end_to_end_and_resumes(store, tmp_path):

@@ -63,7 +63,8 @@ def _paper(model: dict) -> dict:
 def _activation(name: str) -> Change:
     # Figure 1: "no regularization of any kind was employed" (the recipe's flips, lighting
     # and dropout are left to it; cifar4's has none of them)
-    return lambda model: {"model": {"activation": name}, "optim": {"weight_decay": 0.0}}
+    no_decay = {"weight_decay": 0.0, "layer_weight_decay": None}
+    return lambda model: {"model": {"activation": name}, "optim": no_decay}
 
 
 STUDIES: dict[str, Study] = {
