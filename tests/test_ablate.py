@@ -10,6 +10,7 @@ from alexnet.ablate import (
     STUDIES,
     epochs_to_threshold,
     run_study,
+    summarize,
     table,
     training_curve,
     variant_config,
@@ -41,6 +42,26 @@ def test_the_training_curve_uses_each_fifth_of_an_epoch_where_recorded():
     # 25% is reached between 1.0 (30%) and 2.0 (20%): halfway
     assert epochs_to_threshold(curve, 0.25) == pytest.approx(1.5)
     assert epochs_to_threshold(curve, 0.55) == pytest.approx(0.7)
+
+
+def test_variants_are_compared_seed_by_seed_with_the_first(tmp_path):
+    # hand-made final records: seed 2 of the variant without LRN never ran
+    finals = {("with-lrn", 0): 0.30, ("with-lrn", 1): 0.34, ("with-lrn", 2): 0.32,
+              ("without-lrn", 0): 0.31, ("without-lrn", 1): 0.37}  # fmt: skip
+    for (variant, seed), error in finals.items():
+        run = tmp_path / variant / f"seed-{seed}"
+        run.mkdir(parents=True)
+        record = {"epoch": 1, "val_top1_error": error, "val_top5_error": 0.1,
+                  "train_top1_error": 0.2}  # fmt: skip
+        (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    result = summarize("lrn", tmp_path, seeds=3)
+    first, other = result["variants"]
+    assert first["val_top1_vs_first"]["by_seed"] == [0.0, 0.0, 0.0]
+    paired = other["val_top1_vs_first"]
+    assert paired["by_seed"] == pytest.approx([0.01, 0.03])  # seeds 0 and 1 only
+    assert paired["mean"] == pytest.approx(0.02) and paired["n"] == 2
+    assert paired["std"] == pytest.approx(2**0.5 * 0.01)  # stdev of 0.01 and 0.03
+    assert "2.00 +- 1.41" in table(result).splitlines()[-1]
 
 
 def test_every_study_changes_only_what_it_names():

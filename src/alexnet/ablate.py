@@ -197,17 +197,19 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
     study = STUDIES[name]
     rows = []
     for variant in study.variants:
-        finals, curves = [], []
+        finals, curves, by_seed = [], [], {}
         for seed in range(seeds):
             records = read_metrics(out / slug(variant) / f"seed-{seed}", missing_ok=True)
             if records:
                 finals.append(records[-1])
                 curves.append(training_curve(records))
+                by_seed[seed] = records[-1]["val_top1_error"]
         reached = [epochs_to_threshold(c, threshold) for c in curves]
         rows.append(
             {
                 "variant": variant,
                 "runs": len(finals),
+                "val_top1_error_by_seed": by_seed,
                 "epochs": _spread([r["epoch"] for r in finals]),
                 "val_top1_error": _spread([r["val_top1_error"] for r in finals]),
                 "val_top5_error": _spread([r["val_top5_error"] for r in finals]),
@@ -219,9 +221,15 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
             }
         )
     first = rows[0]["epochs_to_threshold"]["mean"]
+    first_top1 = rows[0]["val_top1_error_by_seed"]
     for row in rows:
         mean = row["epochs_to_threshold"]["mean"]
         row["epochs_to_threshold_vs_first"] = mean / first if mean and first else None
+        # the seeds pair the runs (same initial weights, order and augmentation), so the
+        # per-seed difference from the first variant is the comparison's own noise level
+        mine = row["val_top1_error_by_seed"]
+        paired = [mine[s] - first_top1[s] for s in sorted(mine) if s in first_top1]
+        row["val_top1_vs_first"] = _spread(paired) | {"by_seed": paired}
     return {"study": name, "claim": study.claim, "seeds": seeds, "threshold": threshold,
             "data": describe_store(out), "variants": rows, "runs_in": str(out)}  # fmt: skip
 
@@ -252,17 +260,19 @@ def table(result: dict) -> str:
     lines = [
         f"alexnet ablate {result['study']}: {result['claim']} (the paper)",
         f"on {result.get('data')}; {result['seeds']} seed(s) per variant; errors in % on the "
-        "validation split, mean +- std; epochs to the training error in fifths of an epoch",
+        "validation split, mean +- std; vs first: top-1 minus the first variant's, seed by "
+        "seed; epochs to the training error in fifths of an epoch",
         "",
-        f"  {'variant':40} {'top-1 error':>15} {'top-5 error':>15} {'train error':>15} "
-        f"{'epochs':>8} {reach:>17} {'x first':>7}",
+        f"  {'variant':40} {'top-1 error':>15} {'vs first':>15} {'top-5 error':>15} "
+        f"{'train error':>15} {'epochs':>8} {reach:>17} {'x first':>7}",
     ]
-    for row in result["variants"]:
+    for i, row in enumerate(result["variants"]):
         reached = row["epochs_to_threshold"]
         times = row["epochs_to_threshold_vs_first"]
         missed = row["runs"] - row["reached_threshold"]
+        paired = cell(row["val_top1_vs_first"]) if i and "val_top1_vs_first" in row else ""
         lines.append(
-            f"  {row['variant']:40} {cell(row['val_top1_error']):>15} "
+            f"  {row['variant']:40} {cell(row['val_top1_error']):>15} {paired:>15} "
             f"{cell(row['val_top5_error']):>15} {cell(row['train_top1_error']):>15} "
             f"{cell(row['epochs'], 1.0, 0):>8} "
             f"{cell(reached, 1.0) + (f' ({missed} not)' if missed else ''):>17} "
