@@ -87,13 +87,19 @@ def test_pooling_equals_cuda_convnet(size, stride):
         torch.testing.assert_close(model.pool2(u), naive_pool(u, size, stride, "avg"))
 
 
-def test_the_layers_of_layers_18pct():
-    model = create_model("cifar4", num_classes=10)
+def layer_shapes(model: nn.Module, side: int) -> dict[str, tuple[int, ...]]:
+    """Each child module's output shape (batch left out), in the order they run."""
     shapes = {}
     for name, module in model.named_children():
         module.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape))
-    model(torch.randn(2, 3, 32, 32))
-    assert {k: tuple(v[1:]) for k, v in shapes.items()} == {
+    model(torch.randn(2, 3, side, side))
+    return {k: tuple(v[1:]) for k, v in shapes.items()}
+
+
+def test_the_layers_of_layers_18pct():
+    model = create_model("cifar4", num_classes=10)
+    shapes = layer_shapes(model, 32)
+    assert shapes == {
         "conv1": (32, 32, 32), "pool1": (32, 16, 16), "act1": (32, 16, 16),
         "rnorm1": (32, 16, 16), "conv2": (32, 16, 16), "act2": (32, 16, 16),
         "pool2": (32, 8, 8), "rnorm2": (32, 8, 8), "conv3": (64, 8, 8), "act3": (64, 8, 8),
@@ -215,13 +221,9 @@ def test_locally_connected_layer_refuses_other_shapes():
 
 def test_the_layers_of_layers_conv_local_11pct_and_13pct():
     model = create_model("cifar_local", num_classes=10)
-    shapes = {}
-    for name, module in model.named_children():
-        module.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape))
-    model(torch.randn(2, 3, 24, 24))
     # the file's order: conv1 with its ReLU, rnorm1, pool1, conv2 with its ReLU, rnorm2,
     # pool2, local3 and local4 with their ReLUs, fc10; pooling rounds up (24 -> 12 -> 6)
-    assert [(k, tuple(v[1:])) for k, v in shapes.items()] == [
+    assert list(layer_shapes(model, 24).items()) == [
         ("conv1", (64, 24, 24)), ("act1", (64, 24, 24)), ("rnorm1", (64, 24, 24)),
         ("pool1", (64, 12, 12)), ("conv2", (64, 12, 12)), ("act2", (64, 12, 12)),
         ("rnorm2", (64, 12, 12)), ("pool2", (64, 6, 6)), ("local3", (32, 6, 6)),
