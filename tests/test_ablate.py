@@ -52,7 +52,7 @@ def test_variants_are_compared_seed_by_seed_with_the_first(tmp_path):
         run = tmp_path / variant / f"seed-{seed}"
         run.mkdir(parents=True)
         record = {"epoch": 1, "val_top1_error": error, "val_top5_error": 0.1,
-                  "train_top1_error": 0.2}  # fmt: skip
+                  "train_top1_error": 0.2, "val_images": 400}  # fmt: skip
         (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     result = summarize("lrn", tmp_path, seeds=3)
     first, other = result["variants"]
@@ -61,7 +61,11 @@ def test_variants_are_compared_seed_by_seed_with_the_first(tmp_path):
     assert paired["by_seed"] == pytest.approx([0.01, 0.03])  # seeds 0 and 1 only
     assert paired["mean"] == pytest.approx(0.02) and paired["n"] == 2
     assert paired["std"] == pytest.approx(2**0.5 * 0.01)  # stdev of 0.01 and 0.03
-    assert "2.00 +- 1.41" in table(result).splitlines()[-1]
+    *_, last_row, noise = table(result).splitlines()
+    assert "2.00 +- 1.41" in last_row
+    # the first variant's mean 32% on 400 images: sqrt(0.32 * 0.68 / 400) = 2.33 points
+    assert first["val_top1_binomial_se"] == pytest.approx((0.32 * 0.68 / 400) ** 0.5)
+    assert "400 images, one image 0.25 points" in noise and "error of 2.33 points" in noise
 
 
 def test_every_study_changes_only_what_it_names():

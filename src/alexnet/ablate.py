@@ -195,7 +195,7 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
     """Each variant's final errors and epochs to `threshold` training error over seeds, and
     that number as a multiple of the first (the paper's) variant's."""
     study = STUDIES[name]
-    rows = []
+    rows, every = [], []
     for variant in study.variants:
         finals, curves, by_seed = [], [], {}
         for seed in range(seeds):
@@ -205,6 +205,7 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
                 curves.append(training_curve(records))
                 by_seed[seed] = records[-1]["val_top1_error"]
         reached = [epochs_to_threshold(c, threshold) for c in curves]
+        every += finals
         rows.append(
             {
                 "variant": variant,
@@ -220,6 +221,12 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
                 "train_curves": curves,
             }
         )
+    val_images = next((f["val_images"] for f in every if f.get("val_images")), None)
+    for row in rows:
+        # the sampling noise of one run's error on this many images: sqrt(p (1 - p) / n)
+        p = row["val_top1_error"]["mean"]
+        se = (p * (1 - p) / val_images) ** 0.5 if p is not None and val_images else None
+        row["val_top1_binomial_se"] = se
     first = rows[0]["epochs_to_threshold"]["mean"]
     first_top1 = rows[0]["val_top1_error_by_seed"]
     for row in rows:
@@ -231,7 +238,8 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
         paired = [mine[s] - first_top1[s] for s in sorted(mine) if s in first_top1]
         row["val_top1_vs_first"] = _spread(paired) | {"by_seed": paired}
     return {"study": name, "claim": study.claim, "seeds": seeds, "threshold": threshold,
-            "data": describe_store(out), "variants": rows, "runs_in": str(out)}  # fmt: skip
+            "data": describe_store(out), "val_images": val_images, "variants": rows,
+            "runs_in": str(out)}  # fmt: skip
 
 
 def describe_store(out: Path) -> str | None:
@@ -277,6 +285,13 @@ def table(result: dict) -> str:
             f"{cell(row['epochs'], 1.0, 0):>8} "
             f"{cell(reached, 1.0) + (f' ({missed} not)' if missed else ''):>17} "
             f"{'-' if times is None else f'{times:.2f}':>7}"
+        )
+    se = [r.get("val_top1_binomial_se") for r in result["variants"]]
+    if result.get("val_images") and se[0] is not None:
+        n = result["val_images"]
+        lines.append(
+            f"validation: {n} images, one image {100 / n:.2f} points; the first variant's "
+            f"top-1 error has a binomial standard error of {100 * se[0]:.2f} points per run"
         )
     return "\n".join(lines)
 
