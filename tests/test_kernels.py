@@ -237,6 +237,47 @@ def test_model_uses_the_layers_in_turn_while_one_has_a_hook():
     assert not model._fusable(torch.ones(1), model.act1, model.norm1, model.pool1)
 
 
+# The kernels are custom operators, so torch.compile and export keep each as one operation.
+# torch.library.opcheck tests an operator's schema, its output metadata without running it
+# (what the compiler sees) against a real run, and its registered gradient.
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["kernel", "triton"])
+def test_lrn_operator_passes_opcheck(backend, dtype):
+    x = activations(2, 8, 3, 4, seed=3).to(dtype).requires_grad_()
+    args = (x, 5, 1e-4, 0.75, 2.0, 2, backend)
+    torch.library.opcheck(torch.ops.alexnet.lrn.default, args, raise_exception=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_fused_operator_passes_opcheck(dtype):
+    z = conv_outputs(2, 8, 9, 7, seed=4).to(dtype).requires_grad_()
+    args = (z, 5, 1e-4, 0.75, 2.0, 2, 3, 2)
+    torch.library.opcheck(torch.ops.alexnet.relu_lrn_pool.default, args, raise_exception=True)
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "lrn-kernel"])
+def test_model_compiles_on_cpu_as_one_graph_with_our_kernels(fuse):
+    # fullgraph=True fails on any graph break; before the kernels were operators, dynamo
+    # traced into numba and torch.compile(model) raised on CPU. aot_eager runs the captured
+    # forward and backward graphs without generating code, so the check is quick.
+    torch.manual_seed(0)
+    model = create_model("alexnet2012", num_classes=10, init="kaiming", dropout=0.0).double()
+    model.fuse = fuse
+    x = torch.randn(2, 3, 227, 227, dtype=torch.float64)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    results = []
+    for net in (compiled, model):
+        model.zero_grad()
+        out = net(x)
+        out.square().sum().backward()
+        results.append((out, model.conv1.weight.grad.clone(), model.conv2.weight.grad.clone()))
+    for ours, eager in zip(*results, strict=True):
+        assert torch.allclose(ours, eager, rtol=1e-10, atol=1e-12)
+    torch._dynamo.reset()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_paths_equal_the_checked_paths():
     # In a process of its own without TRITON_INTERPRET, so Triton compiles for the GPU.

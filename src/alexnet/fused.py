@@ -51,40 +51,88 @@ def relu_lrn_pool(
     h, w = z.shape[-2:]
     if h < pool_size or w < pool_size:
         raise ValueError(f"maps of {h}x{w} are smaller than the {pool_size}x{pool_size} pool")
-    return _ReLULRNPool.apply(
+    return torch.ops.alexnet.relu_lrn_pool(
         z, size, float(alpha), float(beta), float(k), groups, pool_size, pool_stride
     )
 
 
-class _ReLULRNPool(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z, size, alpha, beta, k, groups, pool_size, pool_stride):
-        ctx.params = (size, alpha, beta, k, groups, pool_size, pool_stride)
-        ctx.save_for_backward(z)
-        n, c, h, w = z.shape
-        ho, wo = (h - pool_size) // pool_stride + 1, (w - pool_size) // pool_stride + 1
-        raw = _raw(z, groups)
-        real = torch.float64 if z.dtype == torch.float64 else torch.float32
-        out = torch.empty(n * groups, c // groups, ho, wo, dtype=real)
-        _run_blocks(
-            _forward_kernel, raw.shape[0], raw, out, size // 2,
-            *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16,
-        )  # fmt: skip
-        return out.reshape(n, c, ho, wo).to(z.dtype)
+# The kernels as custom operators (`torch.ops.alexnet.relu_lrn_pool` and its backward), so
+# that torch.compile and export keep them as single operations instead of tracing into numba.
 
-    @staticmethod
-    def backward(ctx, grad):
-        (z,) = ctx.saved_tensors
-        size, alpha, beta, k, groups, pool_size, pool_stride = ctx.params
-        raw = _raw(z, groups)
-        real = torch.float64 if z.dtype == torch.float64 else torch.float32
-        g = grad.to(real).contiguous().reshape(raw.shape[0], raw.shape[1], *grad.shape[-2:])
-        out = torch.empty(z.shape, dtype=z.dtype if z.dtype in _RAW else real)
-        _run_blocks(
-            _backward_kernel, raw.shape[0], raw, _raw(out, groups), size // 2,
-            *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16, g,
-        )  # fmt: skip
-        return out.to(z.dtype), None, None, None, None, None, None, None
+
+@torch.library.custom_op("alexnet::relu_lrn_pool", mutates_args=(), device_types="cpu")
+def _forward(
+    z: torch.Tensor,
+    size: int,
+    alpha: float,
+    beta: float,
+    k: float,
+    groups: int,
+    pool_size: int,
+    pool_stride: int,
+) -> torch.Tensor:
+    n, c, h, w = z.shape
+    ho, wo = _pooled(h, pool_size, pool_stride), _pooled(w, pool_size, pool_stride)
+    raw = _raw(z, groups)
+    real = torch.float64 if z.dtype == torch.float64 else torch.float32
+    out = torch.empty(n * groups, c // groups, ho, wo, dtype=real)
+    _run_blocks(
+        _forward_kernel, raw.shape[0], raw, out, size // 2,
+        *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16,
+    )  # fmt: skip
+    return out.reshape(n, c, ho, wo).to(z.dtype)
+
+
+@torch.library.custom_op("alexnet::relu_lrn_pool_backward", mutates_args=(), device_types="cpu")
+def _backward(
+    z: torch.Tensor,
+    grad: torch.Tensor,
+    size: int,
+    alpha: float,
+    beta: float,
+    k: float,
+    groups: int,
+    pool_size: int,
+    pool_stride: int,
+) -> torch.Tensor:
+    raw = _raw(z, groups)
+    real = torch.float64 if z.dtype == torch.float64 else torch.float32
+    g = grad.to(real).contiguous().reshape(raw.shape[0], raw.shape[1], *grad.shape[-2:])
+    out = torch.empty(z.shape, dtype=z.dtype if z.dtype in _RAW else real)
+    _run_blocks(
+        _backward_kernel, raw.shape[0], raw, _raw(out, groups), size // 2,
+        *constants(real, alpha, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16, g,
+    )  # fmt: skip
+    return out.to(z.dtype)
+
+
+def _pooled(side: int, pool_size: int, pool_stride: int) -> int:
+    return (side - pool_size) // pool_stride + 1
+
+
+@_forward.register_fake
+def _(z, size, alpha, beta, k, groups, pool_size, pool_stride):
+    n, c, h, w = z.shape
+    return z.new_empty(n, c, _pooled(h, pool_size, pool_stride), _pooled(w, pool_size, pool_stride))
+
+
+@_backward.register_fake
+def _(z, grad, size, alpha, beta, k, groups, pool_size, pool_stride):
+    return z.new_empty(z.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    z, *params = inputs
+    ctx.params = params
+    ctx.save_for_backward(z)
+
+
+def _gradient(ctx, grad):
+    (z,) = ctx.saved_tensors
+    return torch.ops.alexnet.relu_lrn_pool_backward(z, grad, *ctx.params), *[None] * 7
+
+
+_forward.register_autograd(_gradient, setup_context=_setup_context)
 
 
 #: Dtypes the kernels read and write directly; others (fp16) are computed in float32.

@@ -66,47 +66,104 @@ def local_response_norm(
                 f"the Triton LRN runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1), "
                 f"got one on {x.device}"
             )
-    return _LRN.apply(x, size, float(alpha), float(beta), float(k), groups, backend)
+    if backend == "torch":
+        return _LRN.apply(x, size, float(alpha), float(beta), float(k), groups)
+    return torch.ops.alexnet.lrn(x, size, float(alpha), float(beta), float(k), groups, backend)
 
 
 class _LRN(torch.autograd.Function):
+    """The torch path: plain tensor operations, which torch.compile traces and fuses."""
+
     @staticmethod
-    def forward(ctx, x, size, alpha, beta, k, groups, backend):
-        ctx.params = (size, alpha, beta, k, groups, backend)
+    def forward(ctx, x, size, alpha, beta, k, groups):
+        ctx.params = (size, alpha, beta, k, groups)
         ctx.save_for_backward(x)
-        if backend == "triton":
-            return _triton().forward(_dense(x), size, alpha, beta, k, groups)
         a = _blocks(x, groups)
-        if backend == "kernel":
-            out = _run(_forward_kernel, a, size, alpha, beta, k)
-        else:
-            out = a * _power(k + alpha * _window(a.square(), size), beta)
-        return _unblock(out, x)
+        return _unblock(a * _power(k + alpha * _window(a.square(), size), beta), x)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        size, alpha, beta, k, groups, backend = ctx.params
-        if backend == "triton":
-            out = _triton().backward(_dense(x), grad, size, alpha, beta, k, groups)
-            return out, None, None, None, None, None, None
+        size, alpha, beta, k, groups = ctx.params
         a, g = _blocks(x, groups), _blocks(grad, groups)
-        if backend == "kernel":
-            out = _run(_backward_kernel, a, size, alpha, beta, k, g)
-        else:
-            s = k + alpha * _window(a.square(), size)
-            scale = _power(s, beta)
-            t = _window(g * a * scale / s, size)
-            out = g * scale - (2.0 * alpha * beta) * a * t
-        return _unblock(out, x), None, None, None, None, None, None
+        s = k + alpha * _window(a.square(), size)
+        scale = _power(s, beta)
+        t = _window(g * a * scale / s, size)
+        out = g * scale - (2.0 * alpha * beta) * a * t
+        return _unblock(out, x), None, None, None, None, None
+
+
+# The hand-written kernels as custom operators (`torch.ops.alexnet.lrn` and `lrn_backward`):
+# torch.compile and export see one opaque operation with a known output, where they would
+# otherwise try to trace into numba or Triton and fail.
+
+
+@torch.library.custom_op("alexnet::lrn", mutates_args=())
+def _lrn_op(
+    x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int, backend: str
+) -> torch.Tensor:
+    if backend == "triton":
+        return _triton().forward(_dense(x), size, alpha, beta, k, groups)
+    out = _run(_forward_kernel, _blocks(x, groups), size, alpha, beta, k)
+    return _unblock(out, x)
+
+
+@torch.library.custom_op("alexnet::lrn_backward", mutates_args=())
+def _lrn_backward_op(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    size: int,
+    alpha: float,
+    beta: float,
+    k: float,
+    groups: int,
+    backend: str,
+) -> torch.Tensor:
+    if backend == "triton":
+        return _triton().backward(_dense(x), grad, size, alpha, beta, k, groups)
+    out = _run(_backward_kernel, _blocks(x, groups), size, alpha, beta, k, _blocks(grad, groups))
+    return _unblock(out, x)
+
+
+def _output_like(x: torch.Tensor, backend: str) -> torch.Tensor:
+    """An empty tensor with the layout the kernels return: the Triton kernels write NCHW or
+    channels_last input in place of its layout, the CPU kernel writes NCHW."""
+    if backend == "triton":
+        return torch.empty_like(_dense(x))
+    return x.new_empty(x.shape)
+
+
+@_lrn_op.register_fake
+def _(x, size, alpha, beta, k, groups, backend):
+    return _output_like(x, backend)
+
+
+@_lrn_backward_op.register_fake
+def _(x, grad, size, alpha, beta, k, groups, backend):
+    return _output_like(x, backend)
+
+
+def _lrn_setup_context(ctx, inputs, output):
+    x, *params = inputs
+    ctx.params = params
+    ctx.save_for_backward(x)
+
+
+def _lrn_backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    return torch.ops.alexnet.lrn_backward(x, grad, *ctx.params), *[None] * len(ctx.params)
+
+
+_lrn_op.register_autograd(_lrn_backward, setup_context=_lrn_setup_context)
 
 
 def _auto_backend(device: torch.device) -> str:
     if device.type == "cpu":
         return "kernel"
     if torch.compiler.is_compiling():
-        # Under torch.compile the torch formulas become Inductor's own fused Triton kernels;
-        # the hand-written ones would break the graph at every LRN.
+        # Under torch.compile the torch formulas become Inductor's own fused Triton kernels.
+        # backend="triton" keeps the hand-written ones as an opaque operator in the graph;
+        # which is faster compiled is yet to be measured on a GPU.
         return "torch"
     return "triton" if device.type == "cuda" and _triton_available() else "torch"
 
