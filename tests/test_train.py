@@ -298,6 +298,22 @@ def test_channels_last_and_bf16_train_the_same_network(store, tmp_path):
     assert math.isfinite(line["train_loss"]) and line["epoch"] == 1
 
 
+def test_a_compiled_run_trains_the_same_network_and_saves_its_plain_state(store, tmp_path):
+    # Inductor generates its own kernels for what lies between ours (the LRN and the fused
+    # block stay as custom operators), so rounding differs; dropout's masks would too.
+    plain = config(store, "run.epochs=1", "model.dropout=0.0")
+    train(plain, tmp_path / "eager")
+    graphs = torch._dynamo.utils.counters["stats"]
+    before = graphs["unique_graphs"]
+    train(config(store, "run.epochs=1", "model.dropout=0.0", "run.compile=true"), tmp_path / "c")
+    assert graphs["unique_graphs"] > before  # it did compile
+    a = weights(tmp_path / "eager" / "checkpoints" / "last.pt")
+    b = weights(tmp_path / "c" / "checkpoints" / "last.pt")
+    assert a.keys() == b.keys()  # no "_orig_mod." prefixes: the checkpoint loads anywhere
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-3, msg=key)
+
+
 def test_views_rendered_on_the_device_train_to_the_same_weights(store, tmp_path):
     # On the CPU the device path runs the same float32 arithmetic as the loader's kernel, so
     # the whole run, validation included, is bit for bit the same.

@@ -297,6 +297,11 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
+        if run.compile and run.tower_devices:
+            raise ConfigError("run.compile does not combine with run.tower_devices")
+        # The training step runs the compiled network; validation and the saved state use the
+        # network itself (compiling keeps its parameters, under other names).
+        self.step_model = torch.compile(self.model) if run.compile else self.model
         o = config.optim
         try:
             self.optimizer = make_optimizer(
@@ -621,7 +626,7 @@ class Trainer:
         if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, run.precision):
-            logits = self.model(images)
+            logits = self.step_model(images)
             loss = F.cross_entropy(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
