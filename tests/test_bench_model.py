@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import alexnet.runtime as runtime
 from alexnet.bench_model import bench_model, matmul_limit
@@ -45,6 +46,17 @@ def test_channels_last_can_be_chosen_per_model(capsys):
     assert result["settings"]["channels_last"] == ["alexnet2012"]
     assert "channels_last: alexnet2012" in result["table"]
     assert result["settings"]["processes"] == "this one"
+
+
+def test_compile_can_be_chosen_per_model(capsys, monkeypatch):
+    compiled = []  # which networks went through torch.compile (recorded, not compiled: quick)
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model.config) or model)
+    args = ["bench", "model", "--batch", "1", "--repeats", "1", "--dtypes", "fp32", "--json"]
+    assert main([*args, "--modes", "infer", "--compile", "alexnet2012", "--in-process"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["settings"]["compile"] == ["alexnet2012"]
+    assert "torch.compile: alexnet2012" in result["table"]
+    assert [c.towers for c in compiled] == [2]  # the paper's network, not the reference
 
 
 def test_a_failing_benchmark_process_is_reported():

@@ -97,7 +97,7 @@ def _runner(case: Case, batch: int, device: torch.device, options: dict):
             module.backend = options["lrn_backend"]
         if isinstance(module, TowerConv2d):
             module.mode = options.get("tower_conv", "auto")
-    channels_last, compile = case.model in options["channels_last"], options["compile"]
+    channels_last, compile = (case.model in options[key] for key in ("channels_last", "compile"))
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 1000, (batch,), device=device)
     if channels_last:
@@ -139,7 +139,7 @@ def bench_model(
     modes: tuple[str, ...] = MODES,
     device: str = "cpu",
     channels_last: bool | tuple[str, ...] = False,
-    compile: bool = False,
+    compile: bool | tuple[str, ...] = False,
     fuse: bool = True,
     lrn_backend: str = "auto",
     tower_conv: str = "auto",
@@ -153,8 +153,8 @@ def bench_model(
     `fuse`, `lrn_backend`, `tower_conv` and `malloc` switch off this package's speed-ups one
     at a time (the fused ReLU-LRN-pool, the LRN kernels, the per-device choice of grouped or
     per-tower convolutions, `alexnet.runtime.keep_freed_memory`), to measure what each buys;
-    the defaults are what `alexnet train` runs. `channels_last`: True for every model, or the
-    names of the models to run in channels_last memory.
+    the defaults are what `alexnet train` runs. `channels_last` and `compile`: True for every
+    model, or the names of the models to run in channels_last memory or torch.compile.
 
     Each model and dtype runs in a process of its own, training and inference, as `alexnet
     train` runs one network in one precision; the rounds still alternate between them, and
@@ -168,10 +168,12 @@ def bench_model(
     if malloc not in ("keep", "system"):
         raise ValueError(f"malloc must be keep or system, got {malloc!r}")
     kept = keep_freed_memory() if malloc == "keep" else False
-    if channels_last is True:
-        channels_last = tuple(models)
+    channels_last, compile = (
+        tuple(models) if chosen is True else tuple(chosen or ())
+        for chosen in (channels_last, compile)
+    )
     options = {
-        "channels_last": tuple(channels_last or ()),
+        "channels_last": channels_last,
         "compile": compile,
         "fuse": fuse,
         "lrn_backend": lrn_backend,
@@ -358,7 +360,7 @@ def table(result: dict) -> str:
         f"alexnet bench model on {result['device']}, torch {result['machine']['torch']}, "
         f"batch {s['batch']}, {s['repeats']} rounds of {s['steps']} step(s)"
         + (f", channels_last: {' '.join(s['channels_last'])}" if s["channels_last"] else "")
-        + (", torch.compile" if s["compile"] else "")
+        + (f", torch.compile: {' '.join(s['compile'])}" if s["compile"] else "")
         + ("" if s["fuse"] else ", unfused")
         + ("" if s["lrn_backend"] == "auto" else f", LRN backend {s['lrn_backend']}")
         + ("" if s.get("tower_conv", "auto") == "auto" else f", tower convs {s['tower_conv']}")

@@ -92,7 +92,7 @@ def bench_profile(
     dev = check_cases(models, (dtype,), device)
     options = {
         "channels_last": tuple(models) if channels_last else (),
-        "compile": compile,
+        "compile": tuple(models) if compile else (),
         "fuse": fuse,
         "lrn_backend": lrn_backend,
         "tower_conv": tower_conv,

@@ -234,6 +234,13 @@ def _bench_data(args: argparse.Namespace) -> None:
     _report(args, result)
 
 
+def _models_or_all(value: str | None) -> bool | tuple[str, ...]:
+    """A flag's value: "all" (the flag alone), a comma-separated list of models, or absent."""
+    if value is None:
+        return False
+    return True if value == "all" else tuple(value.split(","))
+
+
 def _bench_model(args: argparse.Namespace) -> None:
     from alexnet.bench_model import bench_model
 
@@ -250,14 +257,8 @@ def _bench_model(args: argparse.Namespace) -> None:
         dtypes=tuple(args.dtypes.split(",")),
         modes=tuple(args.modes.split(",")),
         device=args.device,
-        channels_last=(
-            True
-            if args.channels_last == "all"
-            else tuple(args.channels_last.split(","))
-            if args.channels_last
-            else False
-        ),
-        compile=args.compile,
+        channels_last=_models_or_all(args.channels_last),
+        compile=_models_or_all(args.compile),
         fuse=not args.no_fuse,
         lrn_backend=args.lrn_backend,
         tower_conv=args.tower_conv,
@@ -528,7 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODELS",
         help="channels_last memory for every model, or for these (comma-separated)",
     )
-    bench_model.add_argument("--compile", action="store_true", help="torch.compile the models")
+    bench_model.add_argument(
+        "--compile",
+        nargs="?",
+        const="all",
+        metavar="MODELS",
+        help="torch.compile every model, or these (comma-separated)",
+    )
     bench_model.add_argument(
         "--no-fuse", action="store_true", help="run ReLU, LRN and pooling as separate layers"
     )
