@@ -120,6 +120,35 @@ def test_a_study_runs_end_to_end_and_resumes(store, tmp_path):
     assert again["variants"] == result["variants"]
 
 
+def test_a_run_another_study_finished_is_copied_not_trained_again(store, tmp_path):
+    sets = ["run.epochs=1", "data.train_images=16", "data.val_images=8", f"data.store={store}"]
+    recipe = load_config(DEBUG, sets)
+    first = run_study("pooling", recipe, tmp_path / "pooling", seeds=1, budget_minutes=None,
+                      log=lambda line: None)  # fmt: skip
+    lines = []
+    second = run_study("dropout", recipe, tmp_path / "dropout", seeds=1, budget_minutes=None,
+                       log=lines.append)  # fmt: skip
+    # the paper's network under the same recipe and seed: the pooling study's run, copied
+    source = tmp_path / "pooling" / "overlapping-3-2" / "seed-0"
+    assert lines[0] == f"dropout: dropout 0.5, seed 0: the same run finished in {source}; copied"
+    assert lines[1].startswith("dropout: no dropout, seed 0: training")
+    copy = tmp_path / "dropout" / "dropout-0-5" / "seed-0"
+    assert (copy / "config.yaml").read_text() == (source / "config.yaml").read_text()
+    assert (copy / "checkpoints" / "last.pt").is_file()
+    assert second["variants"][0]["val_top1_error"] == first["variants"][0]["val_top1_error"]
+    # the copy's logs are its own: appending to them leaves the source's as they were
+    before = (source / "metrics.jsonl").read_text()
+    with open(copy / "metrics.jsonl", "a") as f:
+        f.write("{}\n")
+    assert (source / "metrics.jsonl").read_text() == before
+    # another recipe (two epochs) is another run: trained, not copied
+    lines.clear()
+    longer = load_config(DEBUG, [*sets, "run.epochs=2"])
+    run_study("dropout", longer, tmp_path / "dropout-2", seeds=1, budget_minutes=None,
+              log=lines.append)  # fmt: skip
+    assert not any("copied" in line for line in lines)
+
+
 def test_ablate_command_writes_table_plot_and_json(store, tmp_path):
     done = cli("ablate", "dropout", "--data", store, "--seeds", "1", "--recipe", DEBUG,
                "--set", "run.epochs=1", "--budget", "none", "--out", tmp_path / "d")  # fmt: skip

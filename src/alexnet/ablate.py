@@ -5,7 +5,10 @@ A study is a list of variants, each a change to one recipe: the model's options
 (`AlexNetConfig`) or the data's. Every (variant, seed) pair is one ordinary training run in
 OUT/VARIANT/seed-N, so each can be inspected, evaluated or continued like any other; a pair
 whose run finished is skipped when the study runs again, and one that was killed is resumed
-from its last checkpoint, so a study can be stopped and started at will.
+from its last checkpoint, so a study can be stopped and started at will. A run whose exact
+configuration (recipe, variant, seed, budget) another study beside OUT has finished is not
+trained again but copied from it: the paper's network under one recipe is the first variant
+of every study of the 2012 network, and on a CPU its runs are the same to the bit.
 
 The budget is the study's, in minutes of training on the machine it runs on, split evenly
 between its runs (`run.budget_minutes` of each); every run also stops at the recipe's last
@@ -16,6 +19,8 @@ validation top-1 and top-5 error and of the epochs it took to reach a training e
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from alexnet.config import TrainConfig, from_dict
+from alexnet.config import TrainConfig, from_dict, load_config
 from alexnet.model import AlexNetConfig
 from alexnet.report import read_metrics
 
@@ -172,6 +177,14 @@ def run_study(name: str, recipe: TrainConfig, out: str | Path, seeds: int = 2,
                 continue
             config = variant_config(recipe, change, seed, per_run)
             resume = (run_dir / "checkpoints" / "last.pt").is_file()
+            twin = None if run_dir.exists() else finished_twin(out, config)
+            if twin is not None:
+                copy_run(twin, run_dir)
+                log(f"{name}: {variant}, seed {seed}: the same run finished in {twin}; copied")
+                final = json.loads((twin / "ablate-done.json").read_text()).get("final")
+                record = {"variant": variant, "seed": seed, "final": final}
+                done.write_text(json.dumps({**record, "copied_from": str(twin)}))
+                continue
             log(f"{name}: {variant}, seed {seed}: " + ("resuming" if resume else "training")
                 + (f" for {per_run:.1f} min" if per_run else ""))  # fmt: skip
             command = f"alexnet ablate {name} (variant {variant!r}, seed {seed})"
@@ -181,6 +194,45 @@ def run_study(name: str, recipe: TrainConfig, out: str | Path, seeds: int = 2,
     result.update(budget_minutes=budget_minutes, minutes_per_run=per_run)
     (out / "ablate.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def finished_twin(out: Path, config: TrainConfig) -> Path | None:
+    """A finished run of exactly `config` in another study beside `out`, if there is one."""
+    wanted = config.to_dict()
+    for done in sorted(out.parent.glob("*/*/seed-*/ablate-done.json")):
+        run_dir = done.parent
+        if run_dir.parent.parent == out or not (run_dir / "config.yaml").is_file():
+            continue
+        try:
+            if load_config(run_dir / "config.yaml").to_dict() == wanted:
+                return run_dir
+        except Exception:  # a run directory of another version, or edited by hand
+            continue
+    return None
+
+
+def copy_run(source: Path, target: Path) -> None:
+    """Copy a run directory. Checkpoints are hard-linked where the file system allows: they
+    are hundreds of MB, and a new one replaces the file rather than writing into it, so the
+    two runs stay independent. The logs, which a continued run appends to, are copied."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            if src.endswith(".pt"):
+                os.link(src, dst)
+                return
+        except OSError:
+            pass
+        shutil.copy2(src, dst)
+
+    partial = target.with_name(target.name + ".copying")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, copy_function=link_or_copy, ignore=_not_copied)
+    partial.rename(target)
+
+
+def _not_copied(folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if n == "ablate-done.json"]
 
 
 def _spread(values: list[float]) -> dict:
