@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import torch
 
-from alexnet.lrn import _powers, _run_blocks, constants
+from alexnet.lrn import _powers, _run_blocks, constants, register_gradient
 
 NJIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 
@@ -121,18 +121,7 @@ def _(z, grad, size, alpha, beta, k, groups, pool_size, pool_stride):
     return z.new_empty(z.shape)
 
 
-def _setup_context(ctx, inputs, output):
-    z, *params = inputs
-    ctx.params = params
-    ctx.save_for_backward(z)
-
-
-def _gradient(ctx, grad):
-    (z,) = ctx.saved_tensors
-    return torch.ops.alexnet.relu_lrn_pool_backward(z, grad, *ctx.params), *[None] * 7
-
-
-_forward.register_autograd(_gradient, setup_context=_setup_context)
+register_gradient(_forward, torch.ops.alexnet.relu_lrn_pool_backward)
 
 
 #: Dtypes the kernels read and write directly; others (fp16) are computed in float32.

@@ -143,18 +143,23 @@ def _(x, grad, size, alpha, beta, k, groups, backend):
     return _output_like(x, backend)
 
 
-def _lrn_setup_context(ctx, inputs, output):
-    x, *params = inputs
-    ctx.params = params
-    ctx.save_for_backward(x)
+def register_gradient(op, backward_op) -> None:
+    """Make backward_op(x, grad, *params) the gradient of op(x, *params) with respect to x,
+    keeping only x for the backward pass (the other arguments are numbers and names)."""
+
+    def setup_context(ctx, inputs, output):
+        x, *params = inputs
+        ctx.params = params
+        ctx.save_for_backward(x)
+
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return backward_op(x, grad, *ctx.params), *[None] * len(ctx.params)
+
+    op.register_autograd(backward, setup_context=setup_context)
 
 
-def _lrn_backward(ctx, grad):
-    (x,) = ctx.saved_tensors
-    return torch.ops.alexnet.lrn_backward(x, grad, *ctx.params), *[None] * len(ctx.params)
-
-
-_lrn_op.register_autograd(_lrn_backward, setup_context=_lrn_setup_context)
+register_gradient(_lrn_op, torch.ops.alexnet.lrn_backward)
 
 
 def _auto_backend(device: torch.device) -> str:
