@@ -217,22 +217,19 @@ def copy_run(source: Path, target: Path) -> None:
     two runs stay independent. The logs, which a continued run appends to, are copied."""
 
     def link_or_copy(src: str, dst: str) -> None:
-        try:
-            if src.endswith(".pt"):
+        if src.endswith(".pt"):
+            try:
                 os.link(src, dst)
                 return
-        except OSError:
-            pass
+            except OSError:  # another file system, or one without hard links
+                pass
         shutil.copy2(src, dst)
 
     partial = target.with_name(target.name + ".copying")
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial, copy_function=link_or_copy, ignore=_not_copied)
+    ignore = shutil.ignore_patterns("ablate-done.json")  # the copy writes its own
+    shutil.copytree(source, partial, copy_function=link_or_copy, ignore=ignore)
     partial.rename(target)
-
-
-def _not_copied(folder: str, names: list[str]) -> list[str]:
-    return [n for n in names if n == "ablate-done.json"]
 
 
 def _spread(values: list[float]) -> dict:

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 import torch
 
+from alexnet.layers import pool_output_size
 from alexnet.lrn import _powers, _run_blocks, constants, register_gradient
 
 NJIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
@@ -107,7 +108,7 @@ def _backward(
 
 
 def _pooled(side: int, pool_size: int, pool_stride: int) -> int:
-    return (side - pool_size) // pool_stride + 1
+    return pool_output_size(side, pool_size, pool_stride, padding=0, ceil_mode=False)
 
 
 @_forward.register_fake
