@@ -1,14 +1,20 @@
-"""Image files and dataset layouts made on the fly for the data tests."""
+"""Image files and dataset layouts made on the fly for the data tests, and the command line
+run in the test's process."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import os
 import pickle
 import struct
+import subprocess
+import sys
 import tarfile
 import zlib
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -228,3 +234,32 @@ def tiny_imagenet_zip(path: Path, wnids=("n02000002", "n01000001"), per_class=3)
             lines.append(f"val_{k}.JPEG\t{wnids[k % 2]}\t0\t0\t10\t10\n")
         archive.writestr(top + "val/val_annotations.txt", "".join(lines))
     return path
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """`alexnet ARGS` run as the command line runs it, with progress bars off, but in this
+    process: its exit code and what it printed.
+
+    A new interpreter costs 4-6 s per command on a 2-core CI machine (importing torch, and
+    torch._dynamo on the first custom operator call). `python -m alexnet` itself is tested
+    in test_summary; tests about processes (killed, several ranks) start their own."""
+    import torch
+
+    from alexnet.cli import main
+
+    argv = ["alexnet", *map(str, args)]  # the commands record sys.argv as their command line
+    threads = torch.get_num_threads()  # `--threads` must not outlive its command
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, {"ALEXNET_PROGRESS": "0"}),
+        mock.patch.object(sys, "argv", argv),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = main(argv[1:])
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        finally:
+            torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())

@@ -18,7 +18,8 @@ from alexnet.ablate import (
 from alexnet.config import load_config
 from alexnet.model import AlexNetConfig
 
-from test_train import DEBUG, cli
+from fixtures import cli
+from test_train import DEBUG
 
 
 def test_epochs_to_threshold_against_a_hand_made_curve():

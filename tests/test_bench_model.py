@@ -6,9 +6,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import alexnet.bench_model
 import alexnet.runtime as runtime
 from alexnet.bench_model import bench_model, matmul_limit
 from alexnet.cli import main
+
+
+@pytest.fixture(autouse=True)
+def small_limit(monkeypatch):
+    # The limit's 2048^3 products take seconds each on a 2-core CPU; these tests check what
+    # is reported, not the machine
+    monkeypatch.setattr(alexnet.bench_model, "LIMIT_SIZE", {"cpu": 256, "cuda": 256})
 
 
 def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):

@@ -303,15 +303,16 @@ def test_the_real_tiny_imagenet(tmp_path):
 
     from PIL import Image
 
-    gray = []  # the files stored as mode "L" must come out as RGB with equal channels
+    # The grayscale files (mode "L") must come out as RGB with equal channels: checked on the
+    # validation split's 168 (of 1,989 in all; opening all 110,000 took 26 s on a 2-core
+    # machine, half as long as preparing them)
+    gray = []
     with zipfile.ZipFile(SHARED_TINY) as archive:
-        for split in ("train", "val"):
-            files = store.split(split).files
-            for k, name in enumerate(files):
-                with archive.open(f"tiny-imagenet-200/{name}") as f:
-                    if Image.open(f).mode == "L":
-                        gray.append(store.split(split).images[k])
-    assert len(gray) == 1_989
+        for k, name in enumerate(val.files):
+            with archive.open(f"tiny-imagenet-200/{name}") as f:
+                if Image.open(f).mode == "L":
+                    gray.append(val.images[k])
+    assert len(gray) == 168
     gray = np.stack(gray)
     assert gray.shape[-1] == 3 and np.ptp(gray, axis=-1).max() == 0
     # SPEC 2 quotes 13,166 / 1,251 / 283 for a 2,000-image sample; all 100,000 are close

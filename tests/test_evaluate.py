@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +18,8 @@ from alexnet.evaluate import softmax_batches, summarize, topk_correct
 from alexnet.predict import predict
 from alexnet.train import train
 
-from test_train import DEBUG, ENV, ROOT
+from fixtures import cli
+from test_train import DEBUG
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +98,6 @@ def test_predict_prepares_a_photo_as_the_store_prepared_it(store, run, tmp_path)
         assert list(probs.values()) == sorted(probs.values(), reverse=True)
         for c, p in probs.items():
             assert p == pytest.approx(float(expected[c]), rel=1e-5, abs=1e-7)
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "alexnet", *map(str, args)], env=ENV,
-                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
 
 
 def test_eval_writes_json_and_a_picture_and_an_ensemble_averages(store, run, tmp_path):

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,7 +25,8 @@ from alexnet.neighbors import (
 from alexnet.report import TRAIN_COLOR, write_report
 from alexnet.train import train
 
-from test_train import DEBUG, ENV, ROOT
+from fixtures import cli
+from test_train import DEBUG
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,6 @@ def run(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("figrun") / "run"
     train(load_config(DEBUG, [f"data.store={store}", "run.epochs=2"]), out)
     return out
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "alexnet", *map(str, args)], env=ENV,
-                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
 
 
 # Figure 3.

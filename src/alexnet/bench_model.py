@@ -42,13 +42,17 @@ class Case:
     dtype: str
 
 
+# The limit's matrix size per device type: large enough to reach full speed.
+LIMIT_SIZE = {"cpu": 2048, "cuda": 8192}
+
+
 def matmul_limit(dtype: str, device: torch.device, repeats: int, n: int = 0) -> dict:
     """FLOP/s of n x n x n matrix products (2 n^3 flops each), the most this torch gets.
 
     Measured two ways, and the faster counts: torch.mm (BLAS), and the same product as a
     1x1 convolution (on CPU, oneDNN, the library that runs the networks' convolutions;
     torch.mm on AMD CPUs may take a slower BLAS path)."""
-    n = n or (8192 if device.type == "cuda" else 2048)
+    n = n or LIMIT_SIZE.get(device.type, LIMIT_SIZE["cpu"])
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
     a = torch.randn(n, n, device=device, dtype=kind)
     b = torch.randn(n, n, device=device, dtype=kind)

@@ -404,7 +404,7 @@ def _query_files(paths, record, model, dev, precision, base, pixels_base, k) -> 
         pictures.append(picture)
         names.append(Path(path).name)
         fc7.append(fc7_features(model, views_of(picture, record, "center"), dev, precision))
-        pixels.append(torch.from_numpy(picture).flatten()[None])
+        pixels.append(torch.tensor(picture).flatten()[None])  # decode's array is read-only
     return {
         "pictures": pictures,
         "names": names,
