@@ -36,8 +36,12 @@ chromium:
 	    $$SUDO apt-get install -y -q chromium >/dev/null || \
 	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
+# Tests run in parallel workers, one per core up to 4 (pytest-xdist); TEST_WORKERS=0 runs
+# them in this process, one after another.
+TEST_WORKERS ?= auto --maxprocesses 4
+
 test: lint chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 summary: $(VENV)/.installed
 	$(BIN)/alexnet summary alexnet2012

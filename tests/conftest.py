@@ -9,11 +9,21 @@ from pathlib import Path
 # kernels are defined, so before anything imports alexnet.lrn_triton.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# `make test` runs the tests in several pytest-xdist workers. Each takes its share of the
+# cores for torch's threads, and so do the processes its tests start (torch reads
+# OMP_NUM_THREADS when it starts): more threads than cores would make them wait on each other.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+
 import pytest
+import torch
 
 from alexnet.data.prepare import NoProgress, Settings, prepare
 
 from fixtures import fashion_mnist
+
+if workers:
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")
