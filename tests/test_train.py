@@ -324,3 +324,21 @@ def test_views_rendered_on_the_device_train_to_the_same_weights(store, tmp_path)
     keys = ("train_loss", "val_loss", "val_top1_error")
     first, second = ([json.loads(x)[k] for k in keys] for x in (s.splitlines()[0] for s in lines))
     assert first == second
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_of(store, tmp_path, monkeypatch, capsys):
+    import alexnet.train
+    from alexnet.runtime import cpu_has_bf16
+
+    zen1 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+    zen4 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    graviton3 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    assert cpu_has_bf16(zen1) is False
+    assert cpu_has_bf16(zen4) is True and cpu_has_bf16(graviton3) is True
+    assert cpu_has_bf16("") is None  # cannot tell: no warning
+    monkeypatch.setattr(alexnet.train, "cpu_has_bf16", lambda: False)
+    sets = ["run.epochs=1", "data.train_images=16", "data.val_images=8"]
+    train(config(store, *sets, "run.precision=bf16"), tmp_path / "bf16")
+    assert "no bf16 instructions" in capsys.readouterr().err
+    train(config(store, *sets), tmp_path / "fp32")
+    assert "no bf16 instructions" not in capsys.readouterr().err

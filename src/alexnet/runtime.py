@@ -44,3 +44,25 @@ def keep_freed_memory() -> bool:
     # No mmap for big blocks; never trim the heap's top back to the kernel.
     _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
     return _applied
+
+
+# The CPU flags (as /proc/cpuinfo names them, x86 and Arm) of bf16 matrix instructions.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has bf16 matrix instructions, from /proc/cpuinfo (or the given text);
+    None where it cannot tell. Without them torch's bf16 matrix products run about 30x slower
+    than float32 (docs/benchmarks.md, "On a CPU without AVX-512")."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & BF16_FLAGS) if flags else None
