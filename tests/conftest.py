@@ -13,7 +13,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 # cores for torch's threads, and so do the processes its tests start (torch reads
 # OMP_NUM_THREADS when it starts): more threads than cores would make them wait on each other.
 if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+else:
+    threads = 0  # torch's default
 
 import pytest
 import torch
@@ -22,8 +25,8 @@ from alexnet.data.prepare import NoProgress, Settings, prepare
 
 from fixtures import fashion_mnist
 
-if workers:
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+if threads:
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
