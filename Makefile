@@ -56,7 +56,7 @@ demo: $(VENV)/.installed
 	ALEXNET_PROGRESS=$${ALEXNET_PROGRESS:-1} $(BIN)/alexnet train \
 		--config configs/fashion-mnist.yaml --out $(DEMO_RUN) \
 		--set run.epochs=1 --set run.budget_minutes=$(DEMO_MINUTES) --set data.val_images=1000
-	$(BIN)/alexnet eval --checkpoint $(DEMO_RUN) --data data/fashion-mnist --precision bf16
+	$(BIN)/alexnet eval --checkpoint $(DEMO_RUN) --data data/fashion-mnist --precision auto
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

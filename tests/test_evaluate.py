@@ -116,6 +116,17 @@ def test_eval_writes_json_and_a_picture_and_an_ensemble_averages(store, run, tmp
     assert json.loads(single.stdout)["top1_error"] == printed["top1_error"]
 
 
+def test_eval_precision_auto_records_what_it_chose(store, run, tmp_path, monkeypatch):
+    import alexnet.runtime
+
+    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: False)
+    result = cli("eval", "--checkpoint", run, "--data", store, "--precision", "auto",
+                 "--out", tmp_path / "e")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "center views, fp32," in result.stdout
+    assert json.loads((tmp_path / "e" / "eval.json").read_text())["precision"] == "fp32"
+
+
 def test_eval_refuses_a_store_with_other_classes(run, tmp_path):
     from alexnet.data.prepare import NoProgress, Settings, prepare
 

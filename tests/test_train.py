@@ -327,7 +327,7 @@ def test_views_rendered_on_the_device_train_to_the_same_weights(store, tmp_path)
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_of(store, tmp_path, monkeypatch, capsys):
-    import alexnet.train
+    import alexnet.runtime
     from alexnet.runtime import cpu_has_bf16
 
     zen1 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
@@ -336,9 +336,31 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_of(store, tmp_path, m
     assert cpu_has_bf16(zen1) is False
     assert cpu_has_bf16(zen4) is True and cpu_has_bf16(graviton3) is True
     assert cpu_has_bf16("") is None  # cannot tell: no warning
-    monkeypatch.setattr(alexnet.train, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: False)
     sets = ["run.epochs=1", "data.train_images=16", "data.val_images=8"]
     train(config(store, *sets, "run.precision=bf16"), tmp_path / "bf16")
     assert "no bf16 instructions" in capsys.readouterr().err
     train(config(store, *sets), tmp_path / "fp32")
     assert "no bf16 instructions" not in capsys.readouterr().err
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_has_it(
+    store, tmp_path, monkeypatch, capsys
+):
+    import alexnet.runtime
+    from alexnet.runtime import auto_precision
+
+    cpu = torch.device("cpu")
+    for has, chosen in ((True, "bf16"), (False, "fp32"), (None, "fp32")):  # None: cannot tell
+        monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda has=has: has)
+        assert auto_precision(cpu)[0] == chosen
+    assert auto_precision(torch.device("meta"))[0] == "fp32"
+    # A run records the precision auto chose, so that resuming it elsewhere keeps it.
+    sets = ["run.epochs=1", "data.train_images=16", "data.val_images=8", "run.precision=auto"]
+    for has, chosen in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda has=has: has)
+        train(config(store, *sets), tmp_path / chosen)
+        err = capsys.readouterr().err
+        assert f"precision auto: {chosen}" in err and "no bf16 instructions: bf16 runs" not in err
+        saved = yaml.safe_load((tmp_path / chosen / "config.yaml").read_text())
+        assert saved["run"]["precision"] == chosen

@@ -370,7 +370,7 @@ def _eval(args: argparse.Namespace) -> None:
     what = f"ensemble of {count} networks" if count > 1 else result["checkpoints"][0]
     print(
         f"{what}\n  {result['split']} split of {result['data']}, {result['views']} views, "
-        f"{result['images']:,} images\n"
+        f"{result['precision']}, {result['images']:,} images\n"
         f"  top-1 error {100 * result['top1_error']:.2f}%   top-5 error "
         f"{100 * result['top5_error']:.2f}%"
     )
@@ -664,7 +664,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ten-crop: average the softmax over 5 patches and reflections",
     )
     evaluate.add_argument("--batch", type=int, default=128, help="images per batch")
-    evaluate.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    evaluate.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16", "auto"),
+        default="fp32",
+        help="auto: bf16 where the hardware has bf16 instructions, else fp32",
+    )
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--workers", type=int, default=1)
     evaluate.add_argument("--limit", type=int, help="only the first N images")

@@ -26,7 +26,7 @@ from alexnet.optim import OPTIMIZERS
 from alexnet.registry import DEFAULT_MODEL, VARIANTS, list_models
 from alexnet.schedule import SCHEDULES
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 EVAL_VIEWS = ("center", "ten-crop")
 RENDER = ("cpu", "device")
 
@@ -88,7 +88,10 @@ class RunConfig:
     budget_minutes: float | None = None  # stop training after this much time, then evaluate
     seed: int = 0  # initialization, shuffling, augmentation and dropout
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1, ...
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or GPU) | fp16 (GPU, loss scaling)
+    # fp32 | bf16 (autocast, CPU or GPU) | fp16 (GPU, loss scaling) | auto: bf16 where the
+    # hardware has bf16 instructions, else fp32 (runtime.auto_precision); the run's saved
+    # recipe holds the precision auto chose
+    precision: str = "fp32"
     channels_last: bool = False
     # torch.compile the training step's network (not validation's). Worth it on GPUs (bf16
     # training 1.2x on an H100, docs/benchmarks.md); costs a minute or so of compiling first.

@@ -9,6 +9,7 @@ ensemble (the paper's 5-CNN entry) averages the softmax of several networks.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -155,11 +156,12 @@ def evaluate_checkpoints(
     from alexnet import checkpoint as ckpt
     from alexnet.data.dataset import StoreDataset
     from alexnet.data.store import Store
-    from alexnet.runtime import keep_freed_memory
+    from alexnet.runtime import keep_freed_memory, resolve_precision
     from alexnet.train import loader_for, resolve_device
 
     keep_freed_memory()
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev, logging.getLogger("alexnet"))
     loaded = [ckpt.load(c) for c in checkpoints]
     store = Store(data)
     first = loaded[0]["data"]

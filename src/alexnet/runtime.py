@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import sys
 
@@ -66,3 +67,38 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
         if name.strip() in ("flags", "Features"):
             flags.update(value.split())
     return bool(flags & BF16_FLAGS) if flags else None
+
+
+def auto_precision(device) -> tuple[str, str]:
+    """What `precision: auto` runs on `device` (a torch.device), and why: bf16 autocast
+    where the hardware computes bf16 products natively (GPUs that support it; CPUs with
+    AVX-512-BF16, AMX or Arm's bf16), fp32 everywhere else, including where it cannot tell."""
+    import torch
+
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bf16", "this GPU computes in bf16"
+        return "fp32", "this GPU has no native bf16"
+    if device.type == "cpu":
+        has = cpu_has_bf16()
+        if has:
+            return "bf16", "this CPU has bf16 instructions"
+        if has is False:
+            return "fp32", "this CPU has no bf16 instructions: bf16 would be about 30x slower"
+        return "fp32", "cannot tell whether this CPU has bf16 instructions"
+    return "fp32", f"no bf16 rule for {device.type} devices"
+
+
+def resolve_precision(precision: str, device, log: logging.Logger) -> str:
+    """`precision` itself, or for "auto" the precision `auto_precision` picks; logs the
+    choice, and warns of bf16 asked for by name on a CPU without bf16 instructions."""
+    if precision == "auto":
+        chosen, why = auto_precision(device)
+        log.info("precision auto: %s (%s)", chosen, why)
+        return chosen
+    if precision == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
+        log.warning(
+            "this CPU has no bf16 instructions: bf16 runs about 30x slower than fp32 here; "
+            "fp32 (or auto) is faster"
+        )
+    return precision

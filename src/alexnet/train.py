@@ -57,7 +57,7 @@ from alexnet.evaluate import autocast, softmax_batches, topk_correct
 from alexnet.fileio import atomic_write, fsync_dir
 from alexnet.optim import make_optimizer, set_lr
 from alexnet.registry import VARIANTS, create_model
-from alexnet.runtime import cpu_has_bf16, keep_freed_memory
+from alexnet.runtime import keep_freed_memory, resolve_precision
 from alexnet.schedule import make_schedule
 
 log = logging.getLogger("alexnet.train")
@@ -245,13 +245,9 @@ class Trainer:
     def __init__(self, config, run_dir, procs, device, resume, command):
         self.config, self.run_dir, self.procs, self.device = config, run_dir, procs, device
         run, data = config.run, config.data
+        run.precision = resolve_precision(run.precision, device, log)  # saved as chosen
         if run.precision == "fp16" and device.type != "cuda":
             raise ConfigError("run.precision fp16 needs a GPU (loss scaling); on CPU use bf16")
-        if run.precision == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
-            log.warning(
-                "this CPU has no bf16 instructions: bf16 runs about 30x slower than fp32 "
-                "here; --set run.precision=fp32 is faster"
-            )
         checkpoint = None
         if resume:
             checkpoint = ckpt.load(ckpt.find(run_dir), map_location="cpu")
