@@ -257,6 +257,42 @@ def test_fused_operator_passes_opcheck(dtype):
     torch.library.opcheck(torch.ops.alexnet.relu_lrn_pool.default, args, raise_exception=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_eager_calls_equal_the_operators_forward_and_backward(dtype):
+    # In eager mode the kernels are called directly (lrn.call); the operators are what
+    # torch.compile sees. Both must give the same bits.
+    lrn = lambda t: local_response_norm(t, 5, 1e-4, 0.75, 2.0, 2, backend="kernel")  # noqa: E731
+    lrn_op = lambda t: torch.ops.alexnet.lrn(t, 5, 1e-4, 0.75, 2.0, 2, "kernel")  # noqa: E731
+    fused = lambda t: relu_lrn_pool(t, 5, 1e-4, 0.75, 2.0, 2, 3, 2)  # noqa: E731
+    fused_op = lambda t: torch.ops.alexnet.relu_lrn_pool(t, 5, 1e-4, 0.75, 2.0, 2, 3, 2)  # noqa: E731
+    for direct, op in ((lrn, lrn_op), (fused, fused_op)):
+        z = conv_outputs(2, 8, 9, 7, seed=5).to(dtype)
+        results = []
+        for fn in (direct, op):
+            x = z.clone().requires_grad_()
+            out = fn(x)
+            out.backward(torch.ones_like(out).cumsum(1))
+            results.append((out, x.grad))
+        for ours, theirs in zip(*results, strict=True):
+            assert torch.equal(ours, theirs)
+
+
+def test_an_eager_network_does_not_import_the_compiler():
+    # An operator's first call imports torch._dynamo (1-2.5 s), which `alexnet eval` and
+    # `predict` need not pay: the eager path calls the kernels directly.
+    code = (
+        "import sys, torch\n"
+        "from alexnet import create_model\n"
+        "model = create_model('alexnet2012', num_classes=10)\n"
+        "model.train()(torch.randn(2, 3, 224, 224)).sum().backward()\n"
+        "model.eval()(torch.randn(1, 3, 224, 224))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "lrn-kernel"])
 def test_model_compiles_on_cpu_as_one_graph_with_our_kernels(fuse):
     # fullgraph=True fails on any graph break; before the kernels were operators, dynamo

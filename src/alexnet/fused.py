@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from alexnet.layers import pool_output_size
-from alexnet.lrn import _powers, _run_blocks, constants, register_gradient
+from alexnet.lrn import _powers, _run_blocks, call, constants, register_gradient
 
 NJIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 
@@ -52,16 +52,14 @@ def relu_lrn_pool(
     h, w = z.shape[-2:]
     if h < pool_size or w < pool_size:
         raise ValueError(f"maps of {h}x{w} are smaller than the {pool_size}x{pool_size} pool")
-    return torch.ops.alexnet.relu_lrn_pool(
-        z, size, float(alpha), float(beta), float(k), groups, pool_size, pool_stride
-    )
+    params = (size, float(alpha), float(beta), float(k), groups, pool_size, pool_stride)
+    return call(torch.ops.alexnet.relu_lrn_pool, _forward, _backward, z, *params)
 
 
 # The kernels as custom operators (`torch.ops.alexnet.relu_lrn_pool` and its backward), so
 # that torch.compile and export keep them as single operations instead of tracing into numba.
 
 
-@torch.library.custom_op("alexnet::relu_lrn_pool", mutates_args=(), device_types="cpu")
 def _forward(
     z: torch.Tensor,
     size: int,
@@ -84,7 +82,6 @@ def _forward(
     return out.reshape(n, c, ho, wo).to(z.dtype)
 
 
-@torch.library.custom_op("alexnet::relu_lrn_pool_backward", mutates_args=(), device_types="cpu")
 def _backward(
     z: torch.Tensor,
     grad: torch.Tensor,
@@ -111,18 +108,26 @@ def _pooled(side: int, pool_size: int, pool_stride: int) -> int:
     return pool_output_size(side, pool_size, pool_stride, padding=0, ceil_mode=False)
 
 
-@_forward.register_fake
+_forward_op = torch.library.custom_op(
+    "alexnet::relu_lrn_pool", _forward, mutates_args=(), device_types="cpu"
+)
+_backward_op = torch.library.custom_op(
+    "alexnet::relu_lrn_pool_backward", _backward, mutates_args=(), device_types="cpu"
+)
+
+
+@_forward_op.register_fake
 def _(z, size, alpha, beta, k, groups, pool_size, pool_stride):
     n, c, h, w = z.shape
     return z.new_empty(n, c, _pooled(h, pool_size, pool_stride), _pooled(w, pool_size, pool_stride))
 
 
-@_backward.register_fake
+@_backward_op.register_fake
 def _(z, grad, size, alpha, beta, k, groups, pool_size, pool_stride):
     return z.new_empty(z.shape)
 
 
-register_gradient(_forward, torch.ops.alexnet.relu_lrn_pool_backward)
+register_gradient(_forward_op, torch.ops.alexnet.relu_lrn_pool_backward)
 
 
 #: Dtypes the kernels read and write directly; others (fp16) are computed in float32.

@@ -66,9 +66,10 @@ def local_response_norm(
                 f"the Triton LRN runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1), "
                 f"got one on {x.device}"
             )
+    params = (size, float(alpha), float(beta), float(k), groups)
     if backend == "torch":
-        return _LRN.apply(x, size, float(alpha), float(beta), float(k), groups)
-    return torch.ops.alexnet.lrn(x, size, float(alpha), float(beta), float(k), groups, backend)
+        return _LRN.apply(x, *params)
+    return call(torch.ops.alexnet.lrn, _lrn_forward, _lrn_backward, x, *params, backend)
 
 
 class _LRN(torch.autograd.Function):
@@ -98,8 +99,7 @@ class _LRN(torch.autograd.Function):
 # otherwise try to trace into numba or Triton and fail.
 
 
-@torch.library.custom_op("alexnet::lrn", mutates_args=())
-def _lrn_op(
+def _lrn_forward(
     x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int, backend: str
 ) -> torch.Tensor:
     if backend == "triton":
@@ -108,8 +108,7 @@ def _lrn_op(
     return _unblock(out, x)
 
 
-@torch.library.custom_op("alexnet::lrn_backward", mutates_args=())
-def _lrn_backward_op(
+def _lrn_backward(
     x: torch.Tensor,
     grad: torch.Tensor,
     size: int,
@@ -123,6 +122,10 @@ def _lrn_backward_op(
         return _triton().backward(_dense(x), grad, size, alpha, beta, k, groups)
     out = _run(_backward_kernel, _blocks(x, groups), size, alpha, beta, k, _blocks(grad, groups))
     return _unblock(out, x)
+
+
+_lrn_op = torch.library.custom_op("alexnet::lrn", _lrn_forward, mutates_args=())
+_lrn_backward_op = torch.library.custom_op("alexnet::lrn_backward", _lrn_backward, mutates_args=())
 
 
 def _output_like(x: torch.Tensor, backend: str) -> torch.Tensor:
@@ -160,6 +163,36 @@ def register_gradient(op, backward_op) -> None:
 
 
 register_gradient(_lrn_op, torch.ops.alexnet.lrn_backward)
+
+
+class _Direct(torch.autograd.Function):
+    """A kernel pair called directly: forward(x, *params), and backward(x, grad, *params) its
+    gradient with respect to x, keeping only x, as `register_gradient` does for operators."""
+
+    @staticmethod
+    def forward(ctx, forward, backward, x, *params):
+        ctx.backward, ctx.params = backward, params
+        ctx.save_for_backward(x)
+        return forward(x, *params)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return None, None, ctx.backward(x, grad, *ctx.params), *[None] * len(ctx.params)
+
+
+def call(op, forward, backward, x: torch.Tensor, *params) -> torch.Tensor:
+    """op(x, *params), where op is the custom operator of the kernels forward and backward.
+
+    In plain eager mode the kernels are called directly: an operator's first call imports
+    torch._dynamo (custom_op guards its implementation against being traced), 1-2.5 s that
+    `alexnet eval` and `predict` would otherwise pay for nothing, and each call costs some
+    20 us of dispatch. Under torch.compile, export or jit tracing, and for tensor subclasses
+    (fake tensors), the operator is what they must see."""
+    traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    if type(x) is torch.Tensor and not traced:
+        return _Direct.apply(forward, backward, x, *params)
+    return op(x, *params)
 
 
 def _auto_backend(device: torch.device) -> str:
