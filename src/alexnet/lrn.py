@@ -23,6 +23,7 @@ input's dtype.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -167,18 +168,29 @@ register_gradient(_lrn_op, torch.ops.alexnet.lrn_backward)
 
 class _Direct(torch.autograd.Function):
     """A kernel pair called directly: forward(x, *params), and backward(x, grad, *params) its
-    gradient with respect to x, keeping only x, as `register_gradient` does for operators."""
+    gradient with respect to x, keeping only x, as `register_gradient` does for operators.
+    Profiles name them as they name the operators (`name` and `name`_backward)."""
 
     @staticmethod
-    def forward(ctx, forward, backward, x, *params):
-        ctx.backward, ctx.params = backward, params
+    def forward(ctx, name, forward, backward, x, *params):
+        ctx.name, ctx.backward, ctx.params = name, backward, params
         ctx.save_for_backward(x)
-        return forward(x, *params)
+        with _profiled(name):
+            return forward(x, *params)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return None, None, ctx.backward(x, grad, *ctx.params), *[None] * len(ctx.params)
+        with _profiled(ctx.name + "_backward"):
+            grad_x = ctx.backward(x, grad, *ctx.params)
+        return None, None, None, grad_x, *[None] * len(ctx.params)
+
+
+def _profiled(name: str):
+    # record_function costs some 40 us a call, so only while a profiler listens
+    if torch.autograd._profiler_enabled():
+        return torch.profiler.record_function(name)
+    return contextlib.nullcontext()
 
 
 def call(op, forward, backward, x: torch.Tensor, *params) -> torch.Tensor:
@@ -191,7 +203,7 @@ def call(op, forward, backward, x: torch.Tensor, *params) -> torch.Tensor:
     (fake tensors), the operator is what they must see."""
     traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
     if type(x) is torch.Tensor and not traced:
-        return _Direct.apply(forward, backward, x, *params)
+        return _Direct.apply(op._qualified_op_name, forward, backward, x, *params)
     return op(x, *params)
 
 
