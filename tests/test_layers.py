@@ -178,7 +178,8 @@ def test_cuda_convnet_output_count_formula():
 def test_conv1_weight_gradient_through_space_to_depth_equals_direct(size, kernel, stride, bias):
     gen = torch.Generator().manual_seed(sum(size) + kernel)
     x = torch.randn(2, 3, *size, generator=gen, dtype=torch.float64)
-    conv = CeilConv2d(3, 6, kernel, stride=stride, bias=bias).double()
+    conv = CeilConv2d(3, 6, kernel, stride=stride, bias=bias, weight_grad="space-to-depth")
+    conv = conv.double()
     direct = nn.Conv2d(3, 6, kernel, stride=stride, bias=bias).double()
     direct.load_state_dict(conv.state_dict())
     ours = conv(x)
@@ -197,8 +198,14 @@ def test_conv1_weight_gradient_through_space_to_depth_equals_direct(size, kernel
 
 
 def test_conv1_takes_the_direct_path_where_space_to_depth_does_not_pay():
-    conv = CeilConv2d(3, 4, 11, stride=4)
     x = torch.randn(1, 3, 35, 35)
+    # auto: space-to-depth only where torch runs AVX-512 kernels (slower on AVX2, measured)
+    avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    for mode, taken in (("auto", avx512), ("direct", False), ("space-to-depth", True)):
+        conv = CeilConv2d(3, 4, 11, stride=4, weight_grad=mode)
+        assert (conv(x).grad_fn.name() == "_ImageConvBackward") == taken, mode
+    with pytest.raises(ValueError, match="weight_grad must be one of"):
+        CeilConv2d(3, 4, 11, stride=4, weight_grad="blocked")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv(x).grad_fn.name() != "_ImageConvBackward"
     assert conv(x.requires_grad_()).grad_fn.name() != "_ImageConvBackward"  # input gradient
@@ -243,3 +250,4 @@ def test_cli_spells_out_the_lrn_backends_and_tower_conv_modes():
     from alexnet import cli, layers, lrn
 
     assert cli.LRN_BACKENDS == lrn.BACKENDS and cli.TOWER_CONV_MODES == layers.TOWER_CONV_MODES
+    assert cli.IMAGE_GRAD_MODES == layers.IMAGE_GRAD_MODES

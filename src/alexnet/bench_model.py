@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.bench import machine
-from alexnet.layers import LocalResponseNorm, TowerConv2d
+from alexnet.layers import CeilConv2d, LocalResponseNorm, TowerConv2d
 from alexnet.optim import make_optimizer
 from alexnet.registry import VARIANTS, create_model
 from alexnet.runtime import keep_freed_memory
@@ -101,6 +101,8 @@ def _runner(case: Case, batch: int, device: torch.device, options: dict):
             module.backend = options["lrn_backend"]
         if isinstance(module, TowerConv2d):
             module.mode = options.get("tower_conv", "auto")
+        if isinstance(module, CeilConv2d):
+            module.weight_grad = options.get("conv1_grad", "auto")
     channels_last, compile = (case.model in options[key] for key in ("channels_last", "compile"))
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 1000, (batch,), device=device)
@@ -147,6 +149,7 @@ def bench_model(
     fuse: bool = True,
     lrn_backend: str = "auto",
     tower_conv: str = "auto",
+    conv1_grad: str = "auto",
     malloc: str = "keep",
     warmup: int = 2,
     progress=None,
@@ -154,9 +157,10 @@ def bench_model(
 ) -> dict:
     """Images/s of every (model, mode, dtype), median over `repeats` rounds of `steps` steps.
 
-    `fuse`, `lrn_backend`, `tower_conv` and `malloc` switch off this package's speed-ups one
-    at a time (the fused ReLU-LRN-pool, the LRN kernels, the per-device choice of grouped or
-    per-tower convolutions, `alexnet.runtime.keep_freed_memory`), to measure what each buys;
+    `fuse`, `lrn_backend`, `tower_conv`, `conv1_grad` and `malloc` switch off this package's
+    speed-ups one at a time (the fused ReLU-LRN-pool, the LRN kernels, the per-device choice
+    of grouped or per-tower convolutions, of conv1's weight gradient,
+    `alexnet.runtime.keep_freed_memory`), to measure what each buys;
     the defaults are what `alexnet train` runs. `channels_last` and `compile`: True for every
     model, or the names of the models to run in channels_last memory or torch.compile.
 
@@ -182,6 +186,7 @@ def bench_model(
         "fuse": fuse,
         "lrn_backend": lrn_backend,
         "tower_conv": tower_conv,
+        "conv1_grad": conv1_grad,
     }
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
     limit = {d: matmul_limit(d, dev, repeats) for d in dtypes}
@@ -368,6 +373,7 @@ def table(result: dict) -> str:
         + ("" if s["fuse"] else ", unfused")
         + ("" if s["lrn_backend"] == "auto" else f", LRN backend {s['lrn_backend']}")
         + ("" if s.get("tower_conv", "auto") == "auto" else f", tower convs {s['tower_conv']}")
+        + ("" if s.get("conv1_grad", "auto") == "auto" else f", conv1 grad {s['conv1_grad']}")
         + ("" if s["malloc_keeps_freed_memory"] else ", glibc malloc defaults"),
         "",
     ]

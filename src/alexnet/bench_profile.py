@@ -83,6 +83,7 @@ def bench_profile(
     fuse: bool = True,
     lrn_backend: str = "auto",
     tower_conv: str = "auto",
+    conv1_grad: str = "auto",
     top: int = 15,
     trace_dir: str | None = None,
     by_shape: bool = False,
@@ -96,6 +97,7 @@ def bench_profile(
         "fuse": fuse,
         "lrn_backend": lrn_backend,
         "tower_conv": tower_conv,
+        "conv1_grad": conv1_grad,
     }
     result = {
         "machine": (host := machine()),

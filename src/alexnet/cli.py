@@ -15,6 +15,8 @@ from alexnet.registry import DEFAULT_MODEL, VARIANTS, list_models
 LRN_BACKENDS = ("auto", "kernel", "torch", "triton")
 #: alexnet.layers.TOWER_CONV_MODES, likewise.
 TOWER_CONV_MODES = ("auto", "grouped", "split")
+#: alexnet.layers.IMAGE_GRAD_MODES, likewise.
+IMAGE_GRAD_MODES = ("auto", "direct", "space-to-depth")
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -262,6 +264,7 @@ def _bench_model(args: argparse.Namespace) -> None:
         fuse=not args.no_fuse,
         lrn_backend=args.lrn_backend,
         tower_conv=args.tower_conv,
+        conv1_grad=args.conv1_grad,
         malloc=args.malloc,
         in_process=args.in_process,
     )
@@ -301,6 +304,7 @@ def _bench_profile(args: argparse.Namespace) -> None:
         fuse=not args.no_fuse,
         lrn_backend=args.lrn_backend,
         tower_conv=args.tower_conv,
+        conv1_grad=args.conv1_grad,
         top=args.top,
         trace_dir=args.trace,
         by_shape=args.by_shape,
@@ -554,6 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
         "on CPU, split on CUDA)",
     )
     bench_model.add_argument(
+        "--conv1-grad",
+        default="auto",
+        choices=IMAGE_GRAD_MODES,
+        help="conv1's weight gradient on CPU in fp32 (auto: space-to-depth with AVX-512, "
+        "direct elsewhere)",
+    )
+    bench_model.add_argument(
         "--malloc",
         default="keep",
         choices=("keep", "system"),
@@ -599,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_profile.add_argument("--no-fuse", action="store_true")
     bench_profile.add_argument("--lrn-backend", default="auto", choices=LRN_BACKENDS)
     bench_profile.add_argument("--tower-conv", default="auto", choices=TOWER_CONV_MODES)
+    bench_profile.add_argument("--conv1-grad", default="auto", choices=IMAGE_GRAD_MODES)
     bench_profile.add_argument("--top", type=int, default=15, help="operations listed per model")
     bench_profile.add_argument("--trace", metavar="DIR", help="also write Chrome traces here")
     bench_profile.add_argument(

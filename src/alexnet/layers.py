@@ -157,6 +157,15 @@ class TowerConv2d(nn.Conv2d):
         return super().extra_repr() + ("" if self.mode == "auto" else f", mode={self.mode}")
 
 
+#: How CeilConv2d (conv1) computes its weight gradient on CPU in float32 and float64, when
+#: its input needs none (the image): "direct" (oneDNN's kernel for the 11x11 stride-4
+#: shape), "space-to-depth" (`image_conv2d`), or "auto": space-to-depth where torch runs
+#: AVX-512 kernels, direct elsewhere. Measured (docs/benchmarks.md): space-to-depth took
+#: conv1's forward and backward from 223 to 188 ms on the project's AVX-512 EPYC, and was
+#: slower than direct on an AVX2-only one.
+IMAGE_GRAD_MODES = ("auto", "direct", "space-to-depth")
+
+
 class CeilConv2d(nn.Conv2d):
     """A convolution that counts outputs as the released 2012 code does.
 
@@ -164,8 +173,17 @@ class CeilConv2d(nn.Conv2d):
     (SPEC section 1). For conv1 on a 224x224 crop that is 1 + ceil(213 / 4) = 55; the last
     window runs 3 pixels past the bottom and right edges, over zeros. On 227x227 input
     (Caffe's crop) nothing is added and it is an ordinary convolution. The weights are an
-    ordinary Conv2d's, so state dicts are interchangeable with nn.Conv2d.
+    ordinary Conv2d's, so state dicts are interchangeable with nn.Conv2d. `weight_grad`: see
+    IMAGE_GRAD_MODES.
     """
+
+    def __init__(self, *args, weight_grad: str = "auto", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if weight_grad not in IMAGE_GRAD_MODES:
+            raise ValueError(
+                f"weight_grad must be one of {', '.join(IMAGE_GRAD_MODES)}, got {weight_grad!r}"
+            )
+        self.weight_grad = weight_grad
 
     def output_size(self, size: int) -> int:
         return conv_output_size(
@@ -181,6 +199,10 @@ class CeilConv2d(nn.Conv2d):
         if _space_to_depth_pays(self, x):
             return image_conv2d(x, self.weight, self.bias, self.stride[0])
         return super().forward(x)
+
+    def extra_repr(self) -> str:
+        extra = "" if self.weight_grad == "auto" else f", weight_grad={self.weight_grad}"
+        return super().extra_repr() + extra
 
     def _extra(self, size: int, axis: int) -> int:
         """Zeros to add past the far edge so that floor arithmetic gives the ceil count."""
@@ -200,14 +222,20 @@ def image_conv2d(
     multiple of s. Its weight gradient is the same sum of products as the direct one, in
     another order, and oneDNN computes it faster in that shape: conv1's forward and backward
     in float32, 223 -> 188 ms at batch 128 on the project's 2-core CPU. In bf16 it is slower
-    (110 -> 118 ms), so `CeilConv2d` uses it only in float32 and float64.
+    (110 -> 118 ms), so `CeilConv2d` uses it only in float32 and float64, and on an AVX2-only
+    CPU it is slower in float32 too (IMAGE_GRAD_MODES).
     """
     return _ImageConv.apply(x, weight, bias, stride)
 
 
-def _space_to_depth_pays(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+def _space_to_depth_pays(conv: CeilConv2d, x: torch.Tensor) -> bool:
+    if conv.weight_grad == "auto":
+        chosen = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    else:
+        chosen = conv.weight_grad == "space-to-depth"
     return (
-        x.device.type == "cpu"
+        chosen
+        and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and not x.requires_grad
         and conv.weight.requires_grad
