@@ -164,6 +164,8 @@ class TowerConv2d(nn.Conv2d):
 #: conv1's forward and backward from 223 to 188 ms on the project's AVX-512 EPYC, and was
 #: slower than direct on an AVX2-only one.
 IMAGE_GRAD_MODES = ("auto", "direct", "space-to-depth")
+# read once: torch.compile cannot trace the call, which returns a string
+_AVX512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 class CeilConv2d(nn.Conv2d):
@@ -229,10 +231,7 @@ def image_conv2d(
 
 
 def _space_to_depth_pays(conv: CeilConv2d, x: torch.Tensor) -> bool:
-    if conv.weight_grad == "auto":
-        chosen = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-    else:
-        chosen = conv.weight_grad == "space-to-depth"
+    chosen = _AVX512 if conv.weight_grad == "auto" else conv.weight_grad == "space-to-depth"
     return (
         chosen
         and x.device.type == "cpu"
