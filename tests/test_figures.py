@@ -129,7 +129,7 @@ def test_autoencoder_codes_keep_clusters_apart():
 # The commands, end to end on the debug network and store.
 
 
-def test_figures_and_neighbors_write_pictures_and_numbers(store, run, tmp_path):
+def test_figures_and_neighbors_write_pictures_and_numbers(store, run, tmp_path, monkeypatch):
     checkpoint = run / "checkpoints" / "last.pt"
     done = cli("figures", "filters", "--checkpoint", checkpoint, "--out", tmp_path / "f")
     assert done.returncode == 0, done.stderr
@@ -158,12 +158,17 @@ def test_figures_and_neighbors_write_pictures_and_numbers(store, run, tmp_path):
     assert (tmp_path / "n" / "neighbors.png").stat().st_size > 10_000
     index = list((tmp_path / "n").glob("fc7-train-*.pt"))
     assert len(index) == 1
-    # the index is reused: a second run leaves it as it was
+    # the index is reused: a second run leaves it as it was, also when it asks for the
+    # precision auto, which on a CPU without bf16 instructions is the same fp32
+    import alexnet.runtime
+
+    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: False)
     before = index[0].stat().st_mtime_ns
     done = cli("neighbors", "--checkpoint", checkpoint, "--data", store, "--k", "4",
-               "--queries", "20", "--out", tmp_path / "n")  # fmt: skip
+               "--queries", "20", "--precision", "auto", "--out", tmp_path / "n")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert index[0].stat().st_mtime_ns == before
+    assert json.loads((tmp_path / "n" / "neighbors.json").read_text())["precision"] == "fp32"
     assert "fc7, Euclidean" in done.stdout
 
 

@@ -750,7 +750,12 @@ def build_parser() -> argparse.ArgumentParser:
     near.add_argument("--batch", type=int, default=128)
     near.add_argument("--workers", type=int, default=1)
     near.add_argument("--device", default="auto")
-    near.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    near.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="auto: bf16 where the hardware has bf16 instructions, else fp32",
+    )
     near.add_argument("--seed", type=int, default=0)
     near.add_argument("--out", help="folder (default: RUN_DIR/neighbors)")
     near.add_argument("--json", action="store_true")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -298,9 +299,12 @@ def run(
     from alexnet import checkpoint as ckpt
     from alexnet.data.store import Store
     from alexnet.predict import views_of
+    from alexnet.runtime import resolve_precision
     from alexnet.train import resolve_device
 
     out = Path(out)
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev, logging.getLogger("alexnet"))
     store = Store(data)
     index = fc7_index(
         checkpoint, data, "train", out, batch, workers, limit, device, precision, progress
@@ -312,7 +316,6 @@ def run(
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(val), size=min(queries, len(val)), replace=False))
     loaded = ckpt.load(checkpoint)
-    dev = resolve_device(device)
     model = ckpt.load_model(loaded).to(dev)
     record = loaded["data"]
     q_images = torch.cat([views_of(np.asarray(val.images[i]), record, "center") for i in picked])
@@ -372,6 +375,7 @@ def run(
         "base": f"train split, {len(base):,} images",
         "queries": f"{len(picked):,} images of the val split, drawn with seed {seed}",
         "k": k,
+        "precision": precision,
         "table": table,
         "autoencoders": autoencoders,
         "shown": [
