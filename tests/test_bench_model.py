@@ -47,6 +47,20 @@ def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
     assert result["settings"]["processes"] == "one per model and dtype"
 
 
+def test_bf16_is_measured_only_where_the_hardware_has_it(tmp_path, capsys, monkeypatch):
+    import alexnet.runtime
+    from alexnet.bench_model import auto_dtypes
+
+    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: True)
+    assert auto_dtypes("cpu") == (("fp32", "bf16"), None)
+    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: False)
+    out = tmp_path / "bench.json"
+    args = ["bench", "model", "--batch", "2", "--repeats", "1", "--modes", "infer"]
+    assert main([*args, "--in-process", "--output", str(out)]) == 0
+    assert "bf16 left out: this CPU has no bf16 instructions" in capsys.readouterr().err
+    assert {e["dtype"] for e in json.loads(out.read_text())["results"]} == {"fp32"}
+
+
 def test_channels_last_can_be_chosen_per_model(capsys):
     args = ["bench", "model", "--batch", "1", "--repeats", "1", "--dtypes", "fp32", "--json"]
     assert main([*args, "--modes", "infer", "--channels-last", "alexnet2012", "--in-process"]) == 0
