@@ -17,6 +17,7 @@ LRN_BACKENDS = ("auto", "kernel", "torch", "triton")
 TOWER_CONV_MODES = ("auto", "grouped", "split")
 #: alexnet.layers.IMAGE_GRAD_MODES, likewise.
 IMAGE_GRAD_MODES = ("auto", "direct", "space-to-depth")
+AUTO_PRECISION_HELP = "auto: bf16 where the hardware has bf16 instructions, else fp32"
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -243,16 +244,17 @@ def _models_or_all(value: str | None) -> bool | tuple[str, ...]:
     return True if value == "all" else tuple(value.split(","))
 
 
-def _bench_dtypes(value: str, device: str) -> tuple[str, ...]:
+def _bench_dtypes(value: str, device: str, anyway: str = "--dtypes fp32,bf16") -> tuple[str, ...]:
     """The dtypes of `--dtypes`: as listed, or for "auto" fp32 and bf16 where the hardware
-    computes in bf16 (saying so on stderr when bf16 is left out)."""
+    computes in bf16 (saying so on stderr when bf16 is left out, and that `anyway` asks for
+    it)."""
     from alexnet.bench_model import auto_dtypes
 
     if value != "auto":
         return tuple(value.split(","))
     dtypes, why = auto_dtypes(device)
     if why:
-        print(f"bf16 left out: {why}; --dtypes fp32,bf16 measures it anyway", file=sys.stderr)
+        print(f"bf16 left out: {why}; {anyway} measures it anyway", file=sys.stderr)
     return dtypes
 
 
@@ -307,7 +309,7 @@ def _bench_profile(args: argparse.Namespace) -> None:
     result = bench_profile(
         models=tuple(args.models.split(",")),
         mode=args.mode,
-        dtype=_bench_dtypes("auto", args.device)[-1] if args.dtype == "auto" else args.dtype,
+        dtype=_bench_dtypes(args.dtype, args.device, anyway="--dtype bf16")[-1],
         batch=args.batch,
         steps=args.steps,
         warmup=args.warmup,
@@ -621,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         choices=("auto", *DTYPES),
-        help="auto (default): bf16 where the hardware has bf16 instructions, else fp32",
+        help=AUTO_PRECISION_HELP + " (the default)",
     )
     bench_profile.add_argument("--batch", type=int, default=128)
     bench_profile.add_argument("--steps", type=int, default=5, help="steps recorded")
@@ -703,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("fp32", "bf16", "fp16", "auto"),
         default="fp32",
-        help="auto: bf16 where the hardware has bf16 instructions, else fp32",
+        help=AUTO_PRECISION_HELP,
     )
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--workers", type=int, default=1)
@@ -777,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("fp32", "bf16", "auto"),
         default="fp32",
-        help="auto: bf16 where the hardware has bf16 instructions, else fp32",
+        help=AUTO_PRECISION_HELP,
     )
     near.add_argument("--seed", type=int, default=0)
     near.add_argument("--out", help="folder (default: RUN_DIR/neighbors)")
