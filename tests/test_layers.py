@@ -1,5 +1,8 @@
 """LRN and the released code's conv1 edges, against naive loops and torch's own layers."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -251,3 +254,30 @@ def test_cli_spells_out_the_lrn_backends_and_tower_conv_modes():
 
     assert cli.LRN_BACKENDS == lrn.BACKENDS and cli.TOWER_CONV_MODES == layers.TOWER_CONV_MODES
     assert cli.IMAGE_GRAD_MODES == layers.IMAGE_GRAD_MODES
+
+
+def _bench_conv1():
+    """tools/bench_conv1.py, which measures ways of computing conv1 not yet in the network."""
+    path = Path(__file__).parents[1] / "tools" / "bench_conv1.py"
+    spec = importlib.util.spec_from_file_location("bench_conv1", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_way_of_computing_conv1_in_the_benchmark_equals_the_layer():
+    errors = _bench_conv1().check(torch.device("cpu"))
+    assert set(errors) == {"direct", "space-to-depth-grad", "space-to-depth", "pad4", "pad8"}
+    assert max(errors.values()) < 1e-12, errors
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride", [((30, 23), 5, 2), ((17, 21), 4, 4), ((19, 19), 3, 5)]
+)
+def test_space_to_depth_convolution_equals_the_strided_one(size, kernel, stride):
+    gen = torch.Generator().manual_seed(kernel)
+    x = torch.randn(2, 3, *size, generator=gen, dtype=torch.float64)
+    weight = torch.randn(4, 3, kernel, kernel, generator=gen, dtype=torch.float64)
+    bias = torch.randn(4, generator=gen, dtype=torch.float64)
+    ours = _bench_conv1().space_to_depth_conv2d(x, weight, bias, stride)
+    assert torch.allclose(ours, F.conv2d(x, weight, bias, stride), rtol=1e-12, atol=1e-12)
