@@ -91,6 +91,42 @@ def test_a_failing_benchmark_process_is_reported():
         bench_model(batch=0)
 
 
+def test_a_network_can_be_measured_with_config_options(capsys):
+    # the paper's network without its LRN layers, beside it and the reference: what the LRN
+    # costs (docs/benchmarks.md)
+    models = "alexnet2012,alexnet2012:lrn=False,alexnet_owt"
+    args = ["bench", "model", "--batch", "1", "--repeats", "1", "--dtypes", "fp32", "--json"]
+    assert main([*args, "--modes", "infer", "--models", models, "--in-process"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    entries = {e["model"]: e for e in result["results"]}
+    assert list(entries) == models.split(",")
+    # the same multiply-adds: LRN is not counted as multiply-adds by the layer table
+    assert entries["alexnet2012:lrn=False"]["forward_macs_per_image"] == 724_406_816
+    assert "alexnet2012:lrn=False infer" in result["table"]  # the column widens to fit
+    with pytest.raises(ValueError, match="unknown option 'lrm'"):
+        bench_model(models=("alexnet2012:lrm=False",))
+    with pytest.raises(ValueError, match="lrn must be bool"):
+        bench_model(models=("alexnet2012:lrn=maybe",))
+
+
+def test_model_specs_split_on_commas_outside_brackets():
+    from alexnet.registry import parse_spec, split_specs
+
+    text = "alexnet2012, alexnet2012:widths=(48, 128, 192, 192, 256):towers=1"
+    assert split_specs(text) == (
+        "alexnet2012",
+        "alexnet2012:widths=(48, 128, 192, 192, 256):towers=1",
+    )
+    assert parse_spec(split_specs(text)[1]) == (
+        "alexnet2012",
+        {"widths": (48, 128, 192, 192, 256), "towers": 1},
+    )
+    with pytest.raises(ValueError, match="expected NAME:KEY=VALUE"):
+        parse_spec("alexnet2012:lrn")
+    with pytest.raises(ValueError, match="unknown model"):
+        parse_spec("alexnet3000:lrn=False")
+
+
 def test_matmul_limit_takes_the_faster_way():
     import torch
 

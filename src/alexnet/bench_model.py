@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from alexnet.bench import machine
 from alexnet.layers import CeilConv2d, LocalResponseNorm, TowerConv2d
 from alexnet.optim import make_optimizer
-from alexnet.registry import VARIANTS, create_model
+from alexnet.registry import VARIANTS, create_model, parse_spec
 from alexnet.runtime import keep_freed_memory
 from alexnet.summary import summarize
 
@@ -93,8 +93,9 @@ def _sync(device: torch.device) -> None:
 def _runner(case: Case, batch: int, device: torch.device, options: dict):
     """A function that runs one step of `case`, with its model and inputs made once."""
     torch.manual_seed(0)
-    size = VARIANTS[case.model].input_size
-    model = create_model(case.model).to(device)
+    name, model_options = parse_spec(case.model)
+    size = VARIANTS[name].input_size
+    model = create_model(name, **model_options).to(device)
     model.fuse = options["fuse"]
     for module in model.modules():
         if isinstance(module, LocalResponseNorm):
@@ -189,6 +190,8 @@ def bench_model(
         "conv1_grad": conv1_grad,
     }
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
+    # forward, per image; made first, so that a bad option fails before the measurements
+    macs_of = {spec: _forward_macs(spec) for spec in models}
     limit = {d: matmul_limit(d, dev, repeats) for d in dtypes}
     setup = (batch, str(dev), options, warmup, malloc, torch.get_num_threads())
     with _Workers(cases, setup, in_process) as workers:
@@ -217,7 +220,6 @@ def bench_model(
         "matmul_flops_per_s": limit,
         "results": [],
     }
-    macs_of = {name: summarize(name).macs for name in models}  # forward, per image
     for case, times, faulted in zip(cases, seconds, faults, strict=True):
         rates = [batch * steps / t for t in times]
         macs = macs_of[case.model]
@@ -350,10 +352,10 @@ def auto_dtypes(device: str) -> tuple[tuple[str, ...], str | None]:
 
 
 def check_cases(models: tuple[str, ...], dtypes: tuple[str, ...], device: str) -> torch.device:
-    """The device to run on, after checking the names a user gave."""
-    for name in models:
-        if name not in VARIANTS:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+    """The device to run on, after checking the names a user gave (models: names of
+    `alexnet.registry` with any options, "alexnet2012:lrn=False"; see `parse_spec`)."""
+    for spec in models:
+        parse_spec(spec)
     for dtype in dtypes:
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
@@ -361,6 +363,12 @@ def check_cases(models: tuple[str, ...], dtypes: tuple[str, ...], device: str) -
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda, but this torch sees no CUDA device")
     return dev
+
+
+def _forward_macs(spec: str) -> int:
+    """Multiply-adds of one image's forward pass through the network `spec` names."""
+    name, options = parse_spec(spec)
+    return summarize(name, **options).macs
 
 
 def _find(results: list[dict], model: str, mode: str, dtype: str) -> dict | None:
@@ -397,16 +405,17 @@ def table(result: dict) -> str:
             f"{limit['mm']['median'] / 1e9:,.0f}, as a 1x1 convolution "
             f"{limit['conv1x1']['median'] / 1e9:,.0f})"
         )
+    width = max([14, *(len(e["model"]) for e in result["results"])])
     lines += [
         "",
-        f"{'model':14} {'mode':6} {'dtype':5} {'images/s':>9} {'min':>8} {'max':>8} "
+        f"{'model':{width}} {'mode':6} {'dtype':5} {'images/s':>9} {'min':>8} {'max':>8} "
         f"{'vs ' + REFERENCE:>15} {'of limit':>9} {'faults/step':>12}",
     ]
     for e in result["results"]:
         rate = e["images_per_s"]
         ratio = e["ratio_to_reference"]
         lines.append(
-            f"{e['model']:14} {e['mode']:6} {e['dtype']:5} {rate['median']:9,.1f} "
+            f"{e['model']:{width}} {e['mode']:6} {e['dtype']:5} {rate['median']:9,.1f} "
             f"{rate['min']:8,.1f} {rate['max']:8,.1f} "
             f"{(f'{ratio:.2f}x' if ratio else '-'):>15} {e['fraction_of_limit']:9.0%} "
             f"{e['page_faults_per_step']:12,.0f}"

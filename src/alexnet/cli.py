@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
 from pathlib import Path
 
-from alexnet.registry import DEFAULT_MODEL, VARIANTS, list_models
+from alexnet.registry import DEFAULT_MODEL, VARIANTS, list_models, option_value, split_specs
 
 #: alexnet.lrn.BACKENDS, spelled out so that `--help` does not import numba.
 LRN_BACKENDS = ("auto", "kernel", "torch", "triton")
@@ -17,20 +16,19 @@ LRN_BACKENDS = ("auto", "kernel", "torch", "triton")
 TOWER_CONV_MODES = ("auto", "grouped", "split")
 #: alexnet.layers.IMAGE_GRAD_MODES, likewise.
 IMAGE_GRAD_MODES = ("auto", "direct", "space-to-depth")
+MODELS_HELP = (
+    "comma-separated networks, each a name from `alexnet models` with any config options as "
+    ":KEY=VALUE, e.g. alexnet2012:lrn=False (default: %(default)s)"
+)
 AUTO_PRECISION_HELP = "auto: bf16 where the hardware has bf16 instructions, else fp32"
 
 
 def parse_option(text: str) -> tuple[str, object]:
-    """KEY=VALUE, the value read as a Python literal where it is one (2, 0.5, False,
-    (48, 128, 192, 192, 256), None) and as a string otherwise (tanh)."""
+    """KEY=VALUE, the value read by `alexnet.registry.option_value`."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return key.strip(), value
+    return key.strip(), option_value(raw)
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -270,7 +268,7 @@ def _bench_model(args: argparse.Namespace) -> None:
         repeats=args.repeats,
         steps=args.steps,
         warmup=args.warmup,
-        models=tuple(args.models.split(",")),
+        models=split_specs(args.models),
         dtypes=_bench_dtypes(args.dtypes, args.device),
         modes=tuple(args.modes.split(",")),
         device=args.device,
@@ -307,7 +305,7 @@ def _bench_profile(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = bench_profile(
-        models=tuple(args.models.split(",")),
+        models=split_specs(args.models),
         mode=args.mode,
         dtype=_bench_dtypes(args.dtype, args.device, anyway="--dtype bf16")[-1],
         batch=args.batch,
@@ -536,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_model.add_argument(
         "--warmup", type=int, default=2, help="untimed steps per configuration first (default: 2)"
     )
-    bench_model.add_argument("--models", default=",".join(MODELS))
+    bench_model.add_argument("--models", default=",".join(MODELS), help=MODELS_HELP)
     bench_model.add_argument(
         "--dtypes",
         default="auto",
@@ -617,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
         "each network the operations that take the most time per step (device time on a "
         "GPU, each operation's own CPU time on the CPU).",
     )
-    bench_profile.add_argument("--models", default=",".join(MODELS))
+    bench_profile.add_argument("--models", default=",".join(MODELS), help=MODELS_HELP)
     bench_profile.add_argument("--mode", default="train", choices=MODES)
     bench_profile.add_argument(
         "--dtype",

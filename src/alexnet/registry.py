@@ -8,6 +8,7 @@ top, for the paper's ablations.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 from alexnet.cifar import CifarLocalConfig, CifarLocalNet, CifarNet, CifarNetConfig
@@ -120,3 +121,45 @@ def create_model(
     settings = {**variant.options, **options}
     config = variant.config_class(num_classes=num_classes, in_chans=in_chans, **settings)
     return variant.model_class(config, name=name)
+
+
+def option_value(raw: str) -> object:
+    """A command line's option value: a Python literal where it is one (2, 0.5, False,
+    (48, 128, 192, 192, 256), None), else the string itself (tanh)."""
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def split_specs(text: str) -> tuple[str, ...]:
+    """A comma-separated list of model specs, commas inside brackets kept:
+    "alexnet2012,alexnet2012:widths=(48,128,192,192,256)" is two specs."""
+    specs, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        if char == "," and depth == 0:
+            specs.append(text[start:i])
+            start = i + 1
+    specs.append(text[start:])
+    return tuple(s.strip() for s in specs if s.strip())
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """A network as the benchmarks name it: a registered name, then any config options as
+    :KEY=VALUE. "alexnet2012:lrn=False" is the paper's network without its LRN layers.
+    Raises ValueError for an unknown name or option."""
+    name, *parts = spec.split(":")
+    options = {}
+    for part in parts:
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"model {spec!r}: expected NAME:KEY=VALUE, got {part!r}")
+        options[key.strip()] = option_value(raw.strip())
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    known = VARIANTS[name].option_names()
+    for key in options:
+        if key not in known:
+            raise ValueError(f"unknown option {key!r} for {name}; options are: {', '.join(known)}")
+    return name, options
