@@ -31,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from alexnet.layers import CeilConv2d, image_conv2d
+from alexnet.layers import CeilConv2d, image_conv2d, space_to_depth
 
 WAYS = ("direct", "space-to-depth-grad", "space-to-depth", "pad4", "pad8")
 STRIDE = 4
@@ -41,19 +41,13 @@ def space_to_depth_conv2d(x, weight, bias, stride: int):
     """F.conv2d(x, weight, bias, stride) as a stride-1 convolution over x cut into
     stride x stride blocks, each block's pixels as maps, the kernel zero-padded to whole
     blocks. x must already give whole outputs (CeilConv2d's padding)."""
-    out_maps, maps, k, _ = weight.shape
-    n, _, h, w = x.shape
+    k = weight.shape[-1]
     blocks = -(-k // stride)
-    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
-    hs, ws = (ho - 1 + blocks) * stride, (wo - 1 + blocks) * stride
-    x = F.pad(x[:, :, :hs, :ws], (0, max(0, ws - w), 0, max(0, hs - h)))
-    x = x.reshape(n, maps, hs // stride, stride, ws // stride, stride).permute(0, 1, 3, 5, 2, 4)
-    x = x.reshape(n, maps * stride * stride, hs // stride, ws // stride)
-    pad = blocks * stride - k
-    blocked = F.pad(weight, (0, pad, 0, pad)).reshape(
-        out_maps, maps, blocks, stride, blocks, stride
-    )
-    blocked = blocked.permute(0, 1, 3, 5, 2, 4).reshape(out_maps, -1, blocks, blocks)
+    ho, wo = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
+    x = space_to_depth(x, stride, ho - 1 + blocks, wo - 1 + blocks)
+    # the kernel cut the same way: tap (dy, dx) of block (by, bx) meets pixel (dy, dx) of
+    # the input block the window's (by, bx)-th block covers
+    blocked = space_to_depth(weight, stride, blocks, blocks)
     return F.conv2d(x, blocked, bias)
 
 
@@ -69,7 +63,7 @@ def conv1(way: str, conv: CeilConv2d, x: torch.Tensor) -> torch.Tensor:
     """conv1's output computed `way` (WAYS) with conv's weights, x the 224x224 images."""
     if way == "direct":
         return conv(x)
-    x = F.pad(x, (0, conv._extra(x.shape[3], 1), 0, conv._extra(x.shape[2], 0)))
+    x = conv.pad(x)
     w, b = conv.weight, conv.bias
     if way == "space-to-depth-grad":
         return image_conv2d(x, w, b, STRIDE)

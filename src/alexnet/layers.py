@@ -192,12 +192,17 @@ class CeilConv2d(nn.Conv2d):
             size, self.kernel_size[0], self.stride[0], self.padding[0], ceil=True
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        pad_bottom = self._extra(h, 0)
-        pad_right = self._extra(w, 1)
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """x with the zeros past its bottom and right edges that give the ceil count of
+        outputs to an ordinary (floor) convolution."""
+        pad_bottom = self._extra(x.shape[-2], 0)
+        pad_right = self._extra(x.shape[-1], 1)
         if pad_bottom or pad_right:
             x = F.pad(x, (0, pad_right, 0, pad_bottom))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pad(x)
         if _space_to_depth_pays(self, x):
             return image_conv2d(x, self.weight, self.bias, self.stride[0])
         return super().forward(x)
@@ -248,6 +253,18 @@ def _space_to_depth_pays(conv: CeilConv2d, x: torch.Tensor) -> bool:
     )
 
 
+def space_to_depth(x: torch.Tensor, s: int, rows: int, cols: int) -> torch.Tensor:
+    """(N, C, H, W) cut into s x s blocks, rows x cols of them, each block's pixels as maps:
+    (N, C * s * s, rows, cols), map c * s * s + dy * s + dx holding pixel (dy, dx) of each
+    block of map c. x is cut, or zero-padded past its far edges, to rows * s x cols * s."""
+    n, maps = x.shape[:2]
+    hs, ws = rows * s, cols * s
+    x = x[:, :, :hs, :ws]
+    x = F.pad(x, (0, ws - x.shape[3], 0, hs - x.shape[2]))
+    x = x.reshape(n, maps, rows, s, cols, s).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(n, maps * s * s, rows, cols)
+
+
 class _ImageConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride):
@@ -260,14 +277,9 @@ class _ImageConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         s = ctx.stride
         out_maps, maps, k, _ = weight.shape
-        n, _, ho, wo = grad.shape
+        ho, wo = grad.shape[2:]
         blocks = -(-k // s)  # the kernel's side in s x s blocks
-        # the rows and columns the blocked kernel reaches: cut, or zero-padded, to whole blocks
-        hs, ws = (ho - 1 + blocks) * s, (wo - 1 + blocks) * s
-        x = x[:, :, :hs, :ws]
-        x = F.pad(x, (0, ws - x.shape[3], 0, hs - x.shape[2]))
-        x = x.reshape(n, maps, hs // s, s, ws // s, s).permute(0, 1, 3, 5, 2, 4)
-        x = x.reshape(n, maps * s * s, hs // s, ws // s)
+        x = space_to_depth(x, s, ho - 1 + blocks, wo - 1 + blocks)
         blocked = weight.new_empty(out_maps, maps * s * s, blocks, blocks)  # only its shape
         _, grad_blocked, grad_bias = torch.ops.aten.convolution_backward(
             grad.contiguous(), x, blocked, [out_maps], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,

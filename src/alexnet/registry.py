@@ -111,13 +111,8 @@ def create_model(
 
     >>> model = create_model("alexnet2012", num_classes=10, lrn=False, pool_size=2)
     """
-    if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    _check(name, options)
     variant = VARIANTS[name]
-    known = variant.option_names()
-    for key in options:
-        if key not in known:
-            raise ValueError(f"unknown option {key!r} for {name}; options are: {', '.join(known)}")
     settings = {**variant.options, **options}
     config = variant.config_class(num_classes=num_classes, in_chans=in_chans, **settings)
     return variant.model_class(config, name=name)
@@ -156,10 +151,15 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         if not sep or not key.strip():
             raise ValueError(f"model {spec!r}: expected NAME:KEY=VALUE, got {part!r}")
         options[key.strip()] = option_value(raw.strip())
+    _check(name, options)
+    return name, options
+
+
+def _check(name: str, options: dict) -> None:
+    """Raises ValueError for a name not registered or an option its config does not have."""
     if name not in VARIANTS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     known = VARIANTS[name].option_names()
     for key in options:
         if key not in known:
             raise ValueError(f"unknown option {key!r} for {name}; options are: {', '.join(known)}")
-    return name, options
