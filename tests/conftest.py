@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 # Triton's CPU interpreter, so the Triton LRN kernels run on CPU tensors here; read when the
-# kernels are defined, so before anything imports alexnet.lrn_triton.
+# kernels are defined, so before anything imports alexnet.kernels.lrn_triton.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # `make test` runs the tests in several pytest-xdist workers. Each takes its share of the

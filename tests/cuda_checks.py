@@ -2,10 +2,11 @@
 
     python tests/cuda_checks.py
 
-`alexnet.lrn_triton` compiled for the GPU against the torch path of `alexnet.lrn` on the
-same GPU (the torch path equals the paper's formula in the CPU tests), and TowerConv2d one
-call per tower against one grouped call. test_kernels.py runs this in a process without
-TRITON_INTERPRET when CUDA is available. Prints one line per check; exits 1 on a failure.
+`alexnet.kernels.lrn_triton` compiled for the GPU against the torch path of
+`alexnet.kernels.lrn` on the same GPU (the torch path equals the paper's formula in the CPU
+tests), and TowerConv2d one call per tower against one grouped call. test_kernels.py runs
+this in a process without TRITON_INTERPRET when CUDA is available. Prints one line per
+check; exits 1 on a failure.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import sys
 
 import torch
 
-from alexnet.layers import TowerConv2d
-from alexnet.lrn import local_response_norm
+from alexnet.nn.conv import TowerConv2d
+from alexnet.nn.lrn import local_response_norm
 
 FAILURES: list[str] = []
 

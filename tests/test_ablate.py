@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from alexnet.ablate import (
+from alexnet.models.alexnet import AlexNetConfig
+from alexnet.studies.ablate import (
     STUDIES,
     epochs_to_threshold,
     run_study,
@@ -15,8 +16,7 @@ from alexnet.ablate import (
     training_curve,
     variant_config,
 )
-from alexnet.config import load_config
-from alexnet.model import AlexNetConfig
+from alexnet.train.config import load_config
 
 from fixtures import cli
 from test_train import DEBUG
@@ -185,8 +185,8 @@ def test_relu_tanh_runs_the_four_layer_net_and_counts_epochs_to_the_threshold(st
 
 
 def test_a_class_subset_trains_and_evaluates_on_its_classes_only(store, tmp_path):
-    from alexnet import checkpoint as ckpt
     from alexnet.data.store import Store
+    from alexnet.models import checkpoint as ckpt
 
     run = tmp_path / "three"
     done = cli("train", "--config", DEBUG, "--set", f"data.store={store}", "--set", "run.epochs=1",

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import alexnet.bench_model
-import alexnet.runtime as runtime
-from alexnet.bench_model import bench_model, matmul_limit
+import alexnet.bench.model
+import alexnet.core.runtime as runtime
+from alexnet.bench.model import bench_model, matmul_limit
 from alexnet.cli import main
 
 
@@ -16,7 +16,7 @@ from alexnet.cli import main
 def small_limit(monkeypatch):
     # The limit's 2048^3 products take seconds each on a 2-core CPU; these tests check what
     # is reported, not the machine
-    monkeypatch.setattr(alexnet.bench_model, "LIMIT_SIZE", {"cpu": 256, "cuda": 256})
+    monkeypatch.setattr(alexnet.bench.model, "LIMIT_SIZE", {"cpu": 256, "cuda": 256})
 
 
 def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
@@ -48,12 +48,12 @@ def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
 
 
 def test_bf16_is_measured_only_where_the_hardware_has_it(tmp_path, capsys, monkeypatch):
-    import alexnet.runtime
-    from alexnet.bench_model import auto_dtypes
+    import alexnet.core.runtime
+    from alexnet.bench.model import auto_dtypes
 
-    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(alexnet.core.runtime, "cpu_has_bf16", lambda: True)
     assert auto_dtypes("cpu") == (("fp32", "bf16"), None)
-    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(alexnet.core.runtime, "cpu_has_bf16", lambda: False)
     out = tmp_path / "bench.json"
     args = ["bench", "model", "--batch", "2", "--repeats", "1", "--modes", "infer"]
     assert main([*args, "--in-process", "--output", str(out)]) == 0
@@ -110,7 +110,7 @@ def test_a_network_can_be_measured_with_config_options(capsys):
 
 
 def test_model_specs_split_on_commas_outside_brackets():
-    from alexnet.registry import parse_spec, split_specs
+    from alexnet.models.registry import parse_spec, split_specs
 
     text = "alexnet2012, alexnet2012:widths=(48, 128, 192, 192, 256):towers=1"
     assert split_specs(text) == (
@@ -154,8 +154,8 @@ def test_keep_freed_memory_can_be_turned_off(monkeypatch):
 
 
 def test_bench_train_times_the_store_against_synthetic_input(store):
-    from alexnet.bench_train import bench_train
-    from alexnet.config import load_config
+    from alexnet.bench.train import bench_train
+    from alexnet.train.config import load_config
 
     config = load_config(
         Path(__file__).resolve().parents[1] / "configs" / "debug.yaml", [f"data.store={store}"]
@@ -171,7 +171,7 @@ def test_bench_train_times_the_store_against_synthetic_input(store):
 def test_page_faults_count_fresh_memory():
     import mmap
 
-    from alexnet.bench_model import _page_faults
+    from alexnet.bench.model import _page_faults
 
     size = 64 * 2**20
     with mmap.mmap(-1, size) as fresh:  # new anonymous pages, not malloc's reused ones
@@ -219,7 +219,7 @@ def test_bench_profile_lists_each_networks_operations(tmp_path, capsys):
 
 
 def test_bench_profile_by_shape_tells_the_layers_apart():
-    from alexnet.bench_profile import bench_profile
+    from alexnet.bench.profile import bench_profile
 
     result = bench_profile(("alexnet2012",), "infer", "fp32", batch=2, steps=1, warmup=1,
                            top=100, by_shape=True)  # fmt: skip

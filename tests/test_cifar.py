@@ -1,4 +1,4 @@
-"""The paper's CIFAR-10 nets (`alexnet.cifar`) against cuda-convnet's layer definitions,
+"""The paper's CIFAR-10 nets (`alexnet.models.cifar`) against cuda-convnet's layer definitions,
 each checked by a naive loop of the released code's formula."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from alexnet.cifar import CifarLocalConfig, CifarNet, CifarNetConfig, WithinMapNorm
-from alexnet.layers import LocallyConnected2d
-from alexnet.registry import create_model
+from alexnet.models.cifar import CifarLocalConfig, CifarNet, CifarNetConfig, WithinMapNorm
+from alexnet.models.registry import create_model
+from alexnet.nn.local import LocallyConnected2d
 
 
 def naive_rnorm(u: torch.Tensor, size: int, scale: float, power: float) -> torch.Tensor:
@@ -143,9 +143,9 @@ def test_bad_settings_and_inputs_are_refused_with_a_reason():
 
 
 def test_cifar4_trains_on_a_32_pixel_store_and_keeps_training_error_per_fifth(store32, tmp_path):
-    from alexnet.config import load_config
-    from alexnet.report import read_metrics
-    from alexnet.train import train
+    from alexnet.train.config import load_config
+    from alexnet.train.rundir import read_metrics
+    from alexnet.train.trainer import train
 
     config = load_config(
         "configs/cifar4.yaml",
@@ -272,10 +272,10 @@ def test_conv_local_released_initialization_and_inputs():
 
 
 def test_cifar_local_trains_with_its_recipe_and_per_layer_weight_decay(store32, tmp_path):
-    from alexnet.config import load_config
-    from alexnet.optim import make_optimizer
-    from alexnet.report import read_metrics
-    from alexnet.train import train
+    from alexnet.train.config import load_config
+    from alexnet.train.optim import make_optimizer
+    from alexnet.train.rundir import read_metrics
+    from alexnet.train.trainer import train
 
     overrides = [f"data.store={store32}", "run.epochs=1", "optim.batch_size=10",
                  "run.device=cpu"]  # fmt: skip

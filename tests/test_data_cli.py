@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from alexnet.bench import bench_views, table
+from alexnet.bench.data import bench_views, table
 from alexnet.cli import main
 
 from fixtures import image_folder

@@ -315,6 +315,6 @@ def test_the_real_tiny_imagenet(tmp_path):
     assert len(gray) == 168
     gray = np.stack(gray)
     assert gray.shape[-1] == 3 and np.ptp(gray, axis=-1).max() == 0
-    # SPEC 2 quotes 13,166 / 1,251 / 283 for a 2,000-image sample; all 100,000 are close
+    # a 2,000-image sample gave 13,166 / 1,251 / 283; all 100,000 are close
     assert np.allclose(store.stats.eigenvalues, [13_166, 1_251, 283], rtol=0.1)
     assert json.loads((tmp_path / "tiny/manifest.json").read_text())["native"] is True

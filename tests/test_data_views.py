@@ -16,9 +16,9 @@ from alexnet.data.augment import (
     ten_crops,
 )
 from alexnet.data.dataset import StoreDataset, make_loader
-from alexnet.data.device_views import DeviceViews, ViewBatch
 from alexnet.data.prepare import NoProgress, Settings, prepare_listing
-from alexnet.data.sources import Listing, _array_split
+from alexnet.data.render import DeviceRenderer, ViewBatch
+from alexnet.data.sources import Listing, array_split
 from alexnet.data.store import Store
 
 Silent = NoProgress
@@ -32,7 +32,7 @@ def make_store(path, count=24, side=256, channels=3, seed=0):
         "test",
         ["a", "b", "c"],
         ["a", "b", "c"],
-        {"train": _array_split(labels, "t"), "val": _array_split(labels[:6], "v")},
+        {"train": array_split(labels, "t"), "val": array_split(labels[:6], "v")},
         channels=channels,
         native_size=side,
         arrays={"train": images, "val": images[:6]},
@@ -290,10 +290,10 @@ def test_views_rendered_by_torch_on_the_device_equal_the_loaders(tmp_path, side,
         for normalize in ("none", "std"):
             options = dict(views=views, normalize=normalize, channels_last=channels_last, seed=3)
             expected, labels = StoreDataset(store, **options).__getitems__(range(12))
-            deferred = StoreDataset(store, deferred=True, **options)
+            deferred = StoreDataset(store, render="device", **options)
             batch, same_labels = deferred.__getitems__(range(12))
             assert isinstance(batch, ViewBatch) and batch.pixels.dtype == torch.uint8
-            got = DeviceViews.of(deferred, torch.device("cpu"))(batch)
+            got = DeviceRenderer.of(deferred, torch.device("cpu"))(batch)
             assert torch.equal(got, expected) and torch.equal(labels, same_labels)
             assert got.stride() == expected.stride()  # one channel: strides still canonical
 
@@ -301,4 +301,4 @@ def test_views_rendered_by_torch_on_the_device_equal_the_loaders(tmp_path, side,
 def test_ten_crops_are_not_deferred(tmp_path):
     store, _ = make_store(tmp_path / "s")
     with pytest.raises(ValueError, match="ten-crop"):
-        StoreDataset(store, "val", views="ten-crop", deferred=True)
+        StoreDataset(store, "val", views="ten-crop", render="device")

@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alexnet import checkpoint as ckpt
-from alexnet.config import load_config
 from alexnet.data.dataset import StoreDataset
 from alexnet.data.store import Store
-from alexnet.evaluate import softmax_batches, summarize, topk_correct
-from alexnet.predict import predict
-from alexnet.train import train
+from alexnet.evaluate.metrics import softmax_batches, summarize, topk_correct
+from alexnet.evaluate.predict import predict
+from alexnet.models import checkpoint as ckpt
+from alexnet.train.config import load_config
+from alexnet.train.trainer import train
 
 from fixtures import cli
 from test_train import DEBUG
@@ -117,9 +117,9 @@ def test_eval_writes_json_and_a_picture_and_an_ensemble_averages(store, run, tmp
 
 
 def test_eval_precision_auto_records_what_it_chose(store, run, tmp_path, monkeypatch):
-    import alexnet.runtime
+    import alexnet.core.runtime
 
-    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(alexnet.core.runtime, "cpu_has_bf16", lambda: False)
     result = cli("eval", "--checkpoint", run, "--data", store, "--precision", "auto",
                  "--out", tmp_path / "e")  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -12,9 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet.config import load_config
-from alexnet.figures import color_specificity, filter_grid, kernel_position
-from alexnet.neighbors import (
+from alexnet.evaluate.figures import color_specificity, filter_grid, kernel_position
+from alexnet.evaluate.neighbors import (
     binary_codes,
     hamming_nearest,
     nearest,
@@ -22,8 +21,9 @@ from alexnet.neighbors import (
     precision_at_k,
     train_autoencoder,
 )
-from alexnet.report import TRAIN_COLOR, write_report
-from alexnet.train import train
+from alexnet.studies.report import TRAIN_COLOR, write_report
+from alexnet.train.config import load_config
+from alexnet.train.trainer import train
 
 from fixtures import cli
 from test_train import DEBUG
@@ -160,9 +160,9 @@ def test_figures_and_neighbors_write_pictures_and_numbers(store, run, tmp_path, 
     assert len(index) == 1
     # the index is reused: a second run leaves it as it was, also when it asks for the
     # precision auto, which on a CPU without bf16 instructions is the same fp32
-    import alexnet.runtime
+    import alexnet.core.runtime
 
-    monkeypatch.setattr(alexnet.runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(alexnet.core.runtime, "cpu_has_bf16", lambda: False)
     before = index[0].stat().st_mtime_ns
     done = cli("neighbors", "--checkpoint", checkpoint, "--data", store, "--k", "4",
                "--queries", "20", "--precision", "auto", "--out", tmp_path / "n")  # fmt: skip

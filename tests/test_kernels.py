@@ -1,7 +1,7 @@
 """The fast paths (#5) against the paper's formula and torch's own layers.
 
-`alexnet.lrn` (the LRN with its closed-form gradient, as a CPU kernel, as Triton kernels
-run here by Triton's CPU interpreter, and as torch operations) and `alexnet.fused` (ReLU,
+`alexnet.kernels.lrn` (the LRN with its closed-form gradient, as a CPU kernel, as Triton kernels
+run here by Triton's CPU interpreter, and as torch operations) and `alexnet.kernels.fused` (ReLU,
 LRN and max-pooling in one kernel) must compute what the naive loop of the paper's formula
 and torch's relu and max_pool2d compute, forward and backward, at tower edges and channel
 edges, in float64 exactly and in bf16 within rounding.
@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from alexnet import create_model
-from alexnet.fused import relu_lrn_pool
-from alexnet.lrn import local_response_norm
+from alexnet.kernels.fused import relu_lrn_pool
+from alexnet.nn.block import fusable
+from alexnet.nn.lrn import local_response_norm
 
 from test_layers import activations, naive_lrn
 
@@ -102,11 +103,15 @@ def sequential(z, groups=2, pool=(3, 2), alpha=1e-4):
     return F.max_pool2d(naive_lrn(F.relu(z), 5, alpha, 0.75, 2.0, groups), *pool)
 
 
+#: The fused block's arguments for the paper's conv1 and conv2 (the kernels take no defaults).
+PAPER_BLOCK = dict(size=5, coefficient=1e-4, beta=0.75, k=2.0, groups=1, pool_size=3, pool_stride=2)
+
+
 def fused(z, nhwc, **options):
     """relu_lrn_pool of z as laid out in memory: NCHW, or channels_last (converted inside)."""
     if nhwc:
         z = z.contiguous(memory_format=torch.channels_last)
-    return relu_lrn_pool(z, **options)
+    return relu_lrn_pool(z, **{**PAPER_BLOCK, **options})
 
 
 LAYOUTS = pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "channels_last"])
@@ -214,7 +219,7 @@ def test_model_fused_path_equals_unfused_forward_and_backward(name):
     model = create_model(name, num_classes=10, init="kaiming").double()
     x = torch.randn(2, 3, 227, 227, dtype=torch.float64)
     for block in ((model.act1, model.norm1, model.pool1), (model.act2, model.norm2, model.pool2)):
-        assert model._fusable(x, *block)  # the comparison below is not vacuous
+        assert fusable(x, *block)  # the comparison below is not vacuous
     outputs, grads = [], []
     for fuse in (True, False):
         model.fuse = fuse
@@ -233,8 +238,8 @@ def test_model_uses_the_layers_in_turn_while_one_has_a_hook():
     model.norm1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     model.eval()(torch.randn(1, 3, 224, 224))
     assert seen == [torch.Size([1, 96, 55, 55])]
-    assert model._fusable(torch.ones(1), model.act2, model.norm2, model.pool2)
-    assert not model._fusable(torch.ones(1), model.act1, model.norm1, model.pool1)
+    assert fusable(torch.ones(1), model.act2, model.norm2, model.pool2)
+    assert not fusable(torch.ones(1), model.act1, model.norm1, model.pool1)
 
 
 # The kernels are custom operators, so torch.compile and export keep each as one operation.

@@ -8,13 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.layers import (
-    CeilConv2d,
-    LocalResponseNorm,
-    TowerConv2d,
-    conv_output_size,
-    pool_output_size,
-)
+from alexnet.nn.conv import CeilConv2d, TowerConv2d, conv_output_size, pool_output_size
+from alexnet.nn.lrn import LocalResponseNorm
 
 
 def naive_lrn(a, n=5, alpha=1e-4, beta=0.75, k=2.0, groups=1):
@@ -162,7 +157,7 @@ def test_output_size_arithmetic_matches_torch_layers():
 
 
 def test_cuda_convnet_output_count_formula():
-    # SPEC 1: 1 + ceil((2 * pad + size - filter) / stride)
+    # the released cuda-convnet: 1 + ceil((2 * pad + size - filter) / stride)
     assert conv_output_size(224, 11, 4, 0, ceil=True) == 55
     assert conv_output_size(224, 11, 4, 0, ceil=False) == 54
     assert conv_output_size(227, 11, 4, 0, ceil=False) == 55
@@ -250,7 +245,9 @@ def test_tower_conv_auto_is_grouped_on_cpu_and_rejects_unknown_modes():
 
 
 def test_cli_spells_out_the_lrn_backends_and_tower_conv_modes():
-    from alexnet import cli, layers, lrn
+    from alexnet.cli import common as cli
+    from alexnet.kernels import lrn
+    from alexnet.nn import conv as layers
 
     assert cli.LRN_BACKENDS == lrn.BACKENDS and cli.TOWER_CONV_MODES == layers.TOWER_CONV_MODES
     assert cli.IMAGE_GRAD_MODES == layers.IMAGE_GRAD_MODES

@@ -1,4 +1,5 @@
-"""The networks against SPEC section 1's table and a reference written with torch primitives."""
+"""The networks against the paper's layer table (section 3.5, Figure 2, counted by hand) and a
+reference written with torch primitives."""
 
 import math
 import re
@@ -9,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet import AlexNetConfig, create_model, list_models
-from alexnet.model import LAYER_NAMES
-from alexnet.registry import VARIANTS
+from alexnet.models.alexnet import LAYER_NAMES
+from alexnet.models.registry import VARIANTS
 
-# SPEC section 1, parameters per layer.
-SPEC_PARAMS = {
+# Section 3.5 and Figure 2, parameters per layer, counted by hand.
+PAPER_PARAMS = {
     "conv1": 34_944,
     "conv2": 307_456,
     "conv3": 885_120,
@@ -24,8 +25,8 @@ SPEC_PARAMS = {
     "fc8": 4_097_000,
 }
 
-# SPEC section 1, maps per layer: (C, H, W) after each named module.
-SPEC_SHAPES = {
+# Figure 2, maps per layer: (C, H, W) after each named module.
+PAPER_SHAPES = {
     "conv1": (96, 55, 55),
     "norm1": (96, 55, 55),
     "pool1": (96, 27, 27),
@@ -62,7 +63,7 @@ def layer_params(model, name):
     return sum(p.numel() for p in getattr(model, name).parameters())
 
 
-# --- A reference written from SPEC section 1 with torch's functional primitives. ---
+# --- A reference written from Figure 2 with torch's functional primitives. ---
 # Towers are explicit halves here (chunk and cat), where the model uses groups=2.
 
 
@@ -127,7 +128,7 @@ def scaled_inputs(model, size, batch=2):
 
 
 @pytest.mark.parametrize("size", [224, 227])
-def test_alexnet2012_equals_reference_built_from_spec(size):
+def test_alexnet2012_equals_reference_built_from_the_paper(size):
     model = create_model("alexnet2012").eval()
     x = scaled_inputs(model, size).double()
     model.double()  # float64 on both sides, so only a real difference can exceed 1e-9
@@ -144,17 +145,17 @@ def test_caffenet_equals_reference_in_caffe_layer_order():
         assert torch.allclose(model(x), reference_caffenet(model, x), rtol=1e-9, atol=1e-9)
 
 
-def test_parameters_per_layer_equal_spec_table():
+def test_parameters_per_layer_equal_the_papers_table():
     model = create_model("alexnet2012")
-    assert {n: layer_params(model, n) for n in LAYER_NAMES} == SPEC_PARAMS
+    assert {n: layer_params(model, n) for n in LAYER_NAMES} == PAPER_PARAMS
     assert sum(p.numel() for p in model.parameters()) == 60_965_224
 
 
 @pytest.mark.parametrize("size", [224, 227])
-def test_shapes_per_layer_equal_spec_table(size):
+def test_shapes_per_layer_equal_the_papers_table(size):
     model = create_model("alexnet2012").eval()
-    seen = record(model, torch.randn(1, 3, size, size), SPEC_SHAPES)
-    assert {n: tuple(t.shape[1:]) for n, t in seen.items()} == SPEC_SHAPES
+    seen = record(model, torch.randn(1, 3, size, size), PAPER_SHAPES)
+    assert {n: tuple(t.shape[1:]) for n, t in seen.items()} == PAPER_SHAPES
 
 
 def test_towers_stay_independent_until_conv3():
@@ -184,7 +185,7 @@ def test_one_lrn_across_towers_would_break_their_independence():
     assert not torch.allclose(before[:, 46:48], after[:, 46:48])
 
 
-# SPEC section 3: N(0, 0.01^2) weights; biases 1 in conv2, conv4, conv5, fc6, fc7, else 0.
+# Section 5: N(0, 0.01^2) weights; biases 1 in conv2, conv4, conv5, fc6, fc7, else 0.
 PAPER_BIASES = {"conv1": 0, "conv2": 1, "conv3": 0, "conv4": 1, "conv5": 1, "fc6": 1, "fc7": 1}
 PAPER_BIASES["fc8"] = 0
 
@@ -267,13 +268,13 @@ def test_ablation_parameter_counts_by_hand():
     assert no_conv3.conv3 is None and "conv3.weight" not in no_conv3.state_dict()
     assert layer_params(no_conv3, "conv4") == conv_params(3, 256, 384, groups=2)
     no_conv4 = create_model("alexnet2012", remove_layer="conv4")
-    assert layer_params(no_conv4, "conv5") == SPEC_PARAMS["conv5"]  # conv3's 384 maps, own tower
+    assert layer_params(no_conv4, "conv5") == PAPER_PARAMS["conv5"]  # conv3's 384 maps, own tower
     gpu1 = create_model("alexnet2012_1gpu")
     widths = (3, 48, 128, 192, 192, 256)
     kernels = (11, 5, 3, 3, 3)
     for i, name in enumerate(("conv1", "conv2", "conv3", "conv4", "conv5")):
         assert layer_params(gpu1, name) == conv_params(kernels[i], widths[i], widths[i + 1])
-    assert layer_params(gpu1, "fc6") == SPEC_PARAMS["fc6"]
+    assert layer_params(gpu1, "fc6") == PAPER_PARAMS["fc6"]
 
 
 def test_non_overlapping_pooling_gives_the_same_map_sizes():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.optim import PaperSGD, make_optimizer, parameter_groups, set_lr
-from alexnet.registry import create_model
-from alexnet.schedule import Milestones, Plateau, make_schedule
+from alexnet.models.registry import create_model
+from alexnet.train.optim import PaperSGD, make_optimizer, parameter_groups, set_lr
+from alexnet.train.schedule import Milestones, Plateau, make_schedule
 
 
 def _steps(optimizer, w, lrs):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alexnet.config import load_config
-from alexnet.parallel import TowerParallel
-from alexnet.registry import create_model
-from alexnet.train import train
+from alexnet.models.registry import create_model
+from alexnet.train.config import load_config
+from alexnet.train.towers import TowerParallel
+from alexnet.train.trainer import train
 
 from test_train import DEBUG
 
@@ -56,7 +56,7 @@ def test_other_layouts_are_refused():
 
 
 def test_training_with_split_towers_writes_grouped_checkpoints(store, tmp_path):
-    from alexnet import checkpoint as ckpt
+    from alexnet.models import checkpoint as ckpt
 
     base = [f"data.store={store}", "run.epochs=1", "model.dropout=0.0"]
     train(load_config(DEBUG, base), tmp_path / "grouped")

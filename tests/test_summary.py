@@ -1,4 +1,4 @@
-"""`alexnet summary` and the command line, against SPEC section 1's numbers by hand."""
+"""`alexnet summary` and the command line, against the paper's numbers (section 3.5) by hand."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from alexnet.cli import main
-from alexnet.summary import PAPER_NEURONS, summarize
+from alexnet.models.summary import PAPER_NEURONS, summarize
 
 
 def test_summary_of_the_paper_network():
@@ -36,7 +36,7 @@ def test_summary_follows_the_variant():
     caffenet = summarize("caffenet")
     assert caffenet.input_shape == (3, 227, 227)
     assert [r.name for r in caffenet.rows][2:4] == ["pool1", "norm1"]  # pool, then LRN
-    assert summarize("alexnet_owt").params == 61_100_840  # SPEC section 7
+    assert summarize("alexnet_owt").params == 61_100_840  # torchvision's alexnet
     assert summarize("alexnet2012", input_size=227).rows[1].shape == (96, 55, 55)
     no_conv3 = summarize("alexnet2012", remove_layer="conv3")
     assert "conv3" not in [r.name for r in no_conv3.rows]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from alexnet import from_torchvision
-from alexnet.weights import TORCHVISION_LAYERS
+from alexnet.models.weights import TORCHVISION_LAYERS
 
 
 class TorchvisionAlexNet(nn.Module):

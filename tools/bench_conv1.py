@@ -10,7 +10,7 @@ picks differ. Forward and backward (the weight gradient; the image needs none), 
 
 - direct: the layer as it is, one 11x11 stride-4 convolution.
 - space-to-depth-grad: the forward direct, the weight gradient as a 3x3 convolution over
-  the image cut into 4x4 blocks (`alexnet.layers.image_conv2d`, which `CeilConv2d` uses
+  the image cut into 4x4 blocks (`alexnet.nn.conv.image_conv2d`, which `CeilConv2d` uses
   on AVX-512 CPUs in float32).
 - space-to-depth: forward and backward both as that 3x3 stride-1 convolution over 48 maps,
   the kernel zero-padded to 12x12. On a GPU, 48 maps reach tensor-core kernels that 3 do
@@ -31,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from alexnet.layers import CeilConv2d, image_conv2d, space_to_depth
+from alexnet.nn.conv import CeilConv2d, image_conv2d, space_to_depth
 
 WAYS = ("direct", "space-to-depth-grad", "space-to-depth", "pad4", "pad8")
 STRIDE = 4

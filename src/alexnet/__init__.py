@@ -1,16 +1,16 @@
 """AlexNet as Krizhevsky, Sutskever and Hinton (2012) describe it, on PyTorch."""
 
-from alexnet.layers import LocalResponseNorm
-from alexnet.model import AlexNet, AlexNetConfig
-from alexnet.registry import create_model, list_models
-from alexnet.weights import from_torchvision
-
-__version__ = "0.1.0"
+from alexnet.core.version import __version__
+from alexnet.models.alexnet import AlexNet, AlexNetConfig
+from alexnet.models.registry import create_model, list_models
+from alexnet.models.weights import from_torchvision
+from alexnet.nn.lrn import LocalResponseNorm
 
 __all__ = [
     "AlexNet",
     "AlexNetConfig",
     "LocalResponseNorm",
+    "__version__",
     "create_model",
     "from_torchvision",
     "list_models",

@@ -1,4 +1,4 @@
-"""Datasets as the paper prepares them (SPEC 2): stores, statistics, augmentations.
+"""Datasets as the paper prepares them (sections 2 and 4.1): stores, statistics, augmentations.
 
 `alexnet.data.prepare.prepare` makes a store; `Store` reads one; `StoreDataset` gives the
 paper's training and test views of it.

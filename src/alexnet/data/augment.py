@@ -1,4 +1,4 @@
-"""The paper's augmentations and test views (SPEC 2), each split into drawing its random
+"""The paper's augmentations and test views (section 4.1), each split into drawing its random
 numbers and applying them, so a test can fix the numbers and check the pixels.
 
 - Random 224x224 patches of the 256x256 image and their horizontal reflections.

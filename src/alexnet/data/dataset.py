@@ -8,6 +8,7 @@ Call `set_epoch` each epoch, as with DistributedSampler.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from alexnet.data.augment import (
     ten_crops,
     upscale,
 )
-from alexnet.data.device_views import ViewBatch
+from alexnet.data.render import RENDER, View, ViewBatch
 from alexnet.data.store import Store
 
 VIEWS = ("random", "center", "ten-crop")
@@ -43,9 +44,10 @@ class StoreDataset(torch.utils.data.Dataset):
     "std" then divides each channel by its standard deviation over the training pixels, as
     torchvision's Normalize does (unit-variance inputs, which He initialization assumes).
     Small stored images (Fashion-MNIST, CIFAR-10, Tiny ImageNet) are upscaled
-    bilinearly to the store's view size (256) before cropping. deferred: return each batch
-    as a `ViewBatch` (stored pixels and drawn numbers) for `DeviceViews` to render on the
-    training device, instead of rendering it here ("random" and "center" views).
+    bilinearly to the store's view size (256) before cropping. render: "cpu" renders the
+    views here; "device" returns each batch as a `ViewBatch` (stored pixels and drawn
+    numbers) for a `DeviceRenderer` to render on the training device ("random" and "center"
+    views). `view` describes the views to both.
     flip: whether random views are reflected left to right half the time (the paper's).
     """
 
@@ -61,7 +63,7 @@ class StoreDataset(torch.utils.data.Dataset):
         normalize: str = "none",
         seed: int = 0,
         channels_last: bool = False,
-        deferred: bool = False,
+        render: str = "cpu",
         flip: bool = True,
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
@@ -73,11 +75,12 @@ class StoreDataset(torch.utils.data.Dataset):
         if not 0 < crop_size <= view_size:
             raise ValueError(f"crop size {crop_size} must be at most the view size {view_size}")
         self.split = self.store.split(split)
-        self.views, self.crop_size, self.seed, self.epoch = views, crop_size, seed, 0
-        self.channels_last = channels_last
-        if deferred and views == "ten-crop":
-            raise ValueError("ten-crop views are rendered by the loader, not deferred")
-        self.deferred = deferred
+        self.views, self.seed, self.epoch = views, seed, 0
+        if render not in RENDER:
+            raise ValueError(f"render must be one of {', '.join(RENDER)}, got {render!r}")
+        if render == "device" and views == "ten-crop":
+            raise ValueError("ten-crop views are rendered by the loader, not on the device")
+        self.render = render
         self.random_crop = RandomCrop(crop_size, view_size, flip=flip)
         stats = self.store.stats
         self.lighting = (
@@ -88,14 +91,25 @@ class StoreDataset(torch.utils.data.Dataset):
         # the mean image at the view size: upscaling is linear, so the upscaled mean is the
         # mean of the upscaled images
         mean = upscale(stats.mean_image[None], view_size)[0].astype(np.float32)
-        self.mean = mean if subtract_mean else np.zeros_like(mean)
+        if not subtract_mean:
+            mean = np.zeros_like(mean)
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
         self.normalize = normalize
-        self.scale = None
+        scale = None
         if normalize == "std":
             std = np.sqrt(np.diag(stats.covariance)).astype(np.float32)
-            self.scale = torch.from_numpy(1.0 / np.maximum(std, 1e-6))
+            scale = torch.from_numpy(1.0 / np.maximum(std, 1e-6))
+        self.view = View(crop_size, view_size, mean, scale, channels_last)
+
+    @property
+    def crop_size(self) -> int:
+        return self.view.crop_size
+
+    def normalized_as(self, mean: np.ndarray, scale: torch.Tensor | None) -> None:
+        """Subtract `mean` and multiply by `scale` instead of this store's own statistics:
+        a checkpoint's, so that evaluation prepares inputs exactly as its training did."""
+        self.view = replace(self.view, mean=mean, scale=scale)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -130,18 +144,19 @@ class StoreDataset(torch.utils.data.Dataset):
                 np.repeat(rows, 10), ten_crops(self.crop_size, view_size) * len(rows)
             )
             out = out.reshape(len(indices), 10, *out.shape[1:])
-        if self.deferred:
+        if self.render == "device":
             return out, labels
         images = torch.from_numpy(out)
-        if self.scale is not None:  # per channel; the channel axis is last in memory or third
-            images.mul_(self.scale if self.channels_last else self.scale[:, None, None])
-        if self.channels_last:
+        view = self.view
+        if view.scale is not None:  # per channel; the channel axis is last in memory or third
+            images.mul_(view.scale if view.channels_last else view.scale[:, None, None])
+        if view.channels_last:
             # (n, h, w, C) in memory, presented as the NCHW tensor it is
             images = images.movedim(-1, -3)
         return images, labels
 
     def _render(self, rows, crops, shift=None) -> np.ndarray | ViewBatch:
-        if self.deferred:
+        if self.render == "device":
             channels = self.split.images.shape[3]
             return ViewBatch(
                 torch.from_numpy(np.ascontiguousarray(self.split.images[rows])),
@@ -156,11 +171,11 @@ class StoreDataset(torch.utils.data.Dataset):
             self.split.images,
             rows,
             crops,
-            self.crop_size,
-            self.mean,
+            self.view.crop_size,
+            self.view.mean,
             shift,
-            self.channels_last,
-            self.store.view_size,
+            self.view.channels_last,
+            self.view.view_size,
         )
 
 

@@ -1,6 +1,6 @@
 """Decoding one image file into the paper's input: RGB, shorter side rescaled, central square.
 
-SPEC 2: "rescale so the shorter side is 256, take the central 256x256 patch". The paper does
+Section 2: "rescale so the shorter side is 256, take the central 256x256 patch". The paper does
 not name a resampling filter; we use Pillow's antialiased bilinear, torchvision's default,
 and name the others as options. ILSVRC-2012 holds CMYK JPEGs and a PNG saved as .JPEG, so
 the format is read from the bytes, never from the file name.

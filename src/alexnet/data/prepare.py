@@ -21,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet import __version__
+from alexnet.core.files import atomic_write, atomic_write_json
+from alexnet.core.version import __version__
 from alexnet.data import images as image_codec
 from alexnet.data.sources import Listing, Reader, list_source
 from alexnet.data.stats import PixelStats, PixelSums
 from alexnet.data.store import FORMAT, FORMAT_VERSION, MANIFEST, WORK, Store
-from alexnet.fileio import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-VIEW_SIZE = 256  # SPEC 2: the shorter side is rescaled to 256
+VIEW_SIZE = 256  # section 2: the shorter side is rescaled to 256
 CHUNK = 128  # images per task: large enough to amortise pickling, small enough to resume
 CHECKPOINT_SECONDS = 10.0
 

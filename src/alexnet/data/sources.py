@@ -279,7 +279,7 @@ def read_devkit(root: Path) -> tuple[list[str], list[str], dict[int, str], list[
 
     Returns (wnids sorted, their names, ILSVRC2012_ID -> wnid, ground-truth IDs in image
     order). The ground truth holds ILSVRC2012_IDs, which must go through meta.mat to become
-    WordNet ids (SPEC 2): they are not positions in the sorted wnid list.
+    WordNet ids (the devkit's meta.mat): they are not positions in the sorted wnid list.
     """
     import scipy.io
 
@@ -486,7 +486,7 @@ def list_fashion_mnist(src: Path | None, download_to: Path | None = None) -> Lis
                 f"but {len(labels)} labels"
             )
         arrays[split] = images[..., None]
-        splits[split] = _array_split(labels, f"{stem}-images-idx3-ubyte")
+        splits[split] = array_split(labels, f"{stem}-images-idx3-ubyte")
     return Listing(
         "fashion-mnist",
         [str(i) for i in range(10)],
@@ -499,7 +499,7 @@ def list_fashion_mnist(src: Path | None, download_to: Path | None = None) -> Lis
     )
 
 
-def _array_split(labels: np.ndarray, prefix: str) -> Split:
+def array_split(labels: np.ndarray, prefix: str) -> Split:
     split = Split()
     split.labels = [int(x) for x in labels]
     split.locators = [("array", i) for i in range(len(labels))]
@@ -539,7 +539,7 @@ def list_cifar10(src: Path) -> Listing:
             images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(batch["labels"])
         arrays[split] = np.concatenate(images).transpose(0, 2, 3, 1)
-        splits[split] = _array_split(np.asarray(labels), split)
+        splits[split] = array_split(np.asarray(labels), split)
     names = list(meta["label_names"])
     return Listing(
         "cifar10", names, names, splits, native_size=32, arrays=arrays, provenance={"src": str(src)}

@@ -1,6 +1,6 @@
 """Training-set statistics the paper uses: the mean image and the PCA of RGB values.
 
-SPEC 2: subtract "the mean over the training set of each pixel" (a 256x256x3 image), and
+Section 2: subtract "the mean over the training set of each pixel" (a 256x256x3 image), and
 "PCA on the set of RGB values of all training pixels". Both are computed exactly while the
 store is written: uint8 pixels summed in int64 cannot overflow below 3.6e13 images, and the
 covariance is formed from integer sums in Python's exact integers, so the result does not

@@ -1,0 +1,57 @@
+"""What every benchmark shares: timing rounds into a median and spread, and describing the
+machine measured.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from alexnet.core.version import __version__
+
+
+def measure(run, count: int, repeats: int) -> dict:
+    """Per-second rates of `run()` (which handles `count` items), one warm-up excluded."""
+    run()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        rates.append(count / (time.perf_counter() - start))
+    return {
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "repeats": repeats,
+    }
+
+
+def machine() -> dict:
+    return {
+        "cpu": _cpu_name(),
+        "cores_given": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "alexnet": __version__,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device, cpu: str) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu}, {torch.get_num_threads()} threads"

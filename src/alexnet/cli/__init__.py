@@ -1,0 +1,40 @@
+"""The `alexnet` command: a parser skeleton; each command group's options and handlers
+live beside each other in this package's modules (models, data, bench, train, evaluate,
+studies), and `common` holds what several of them share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from alexnet.cli import bench, data, evaluate, models, studies, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alexnet",
+        description="AlexNet as Krizhevsky, Sutskever and Hinton (2012) describe it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models.add_commands(commands)
+    data.add_commands(commands)
+    bench.add_commands(commands)
+    train.add_commands(commands)
+    evaluate.add_commands(commands)
+    studies.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except ValueError as err:  # a user's mistake: one line, no traceback
+        print(f"alexnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

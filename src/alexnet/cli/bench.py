@@ -1,0 +1,281 @@
+"""`alexnet bench data|model|fused|profile|train`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from alexnet.cli.common import (
+    AUTO_PRECISION_HELP,
+    IMAGE_GRAD_MODES,
+    LRN_BACKENDS,
+    MODELS_HELP,
+    TOWER_CONV_MODES,
+    add_report_options,
+    argv_is_cli,
+    write_result,
+)
+from alexnet.models.registry import split_specs
+
+
+def _bench_data(args: argparse.Namespace) -> None:
+    from alexnet.bench.data import bench_data
+
+    result = bench_data(photos=args.photos, images=args.images, repeats=args.repeats)
+    write_result(args, result)
+
+
+def _models_or_all(value: str | None) -> bool | tuple[str, ...]:
+    """A flag's value: "all" (the flag alone), a comma-separated list of models, or absent."""
+    if value is None:
+        return False
+    return True if value == "all" else tuple(value.split(","))
+
+
+def _bench_dtypes(value: str, device: str, anyway: str = "--dtypes fp32,bf16") -> tuple[str, ...]:
+    """The dtypes of `--dtypes`: as listed, or for "auto" fp32 and bf16 where the hardware
+    computes in bf16 (saying so on stderr when bf16 is left out, and that `anyway` asks for
+    it)."""
+    from alexnet.bench.model import auto_dtypes
+
+    if value != "auto":
+        return tuple(value.split(","))
+    dtypes, why = auto_dtypes(device)
+    if why:
+        print(f"bf16 left out: {why}; {anyway} measures it anyway", file=sys.stderr)
+    return dtypes
+
+
+def _bench_model(args: argparse.Namespace) -> None:
+    from alexnet.bench.model import bench_model
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = bench_model(
+        batch=args.batch,
+        repeats=args.repeats,
+        steps=args.steps,
+        warmup=args.warmup,
+        models=split_specs(args.models),
+        dtypes=_bench_dtypes(args.dtypes, args.device),
+        modes=tuple(args.modes.split(",")),
+        device=args.device,
+        channels_last=_models_or_all(args.channels_last),
+        compile=_models_or_all(args.compile),
+        fuse=not args.no_fuse,
+        lrn_backend=args.lrn_backend,
+        tower_conv=args.tower_conv,
+        conv1_grad=args.conv1_grad,
+        malloc=args.malloc,
+        in_process=args.in_process,
+    )
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    write_result(args, result)
+
+
+def _bench_fused(args: argparse.Namespace) -> None:
+    import torch
+
+    from alexnet.bench.kernels import bench_fused
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_fused(repeats=args.repeats, batch=args.batch)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    write_result(args, result)
+
+
+def _bench_profile(args: argparse.Namespace) -> None:
+    import torch
+
+    from alexnet.bench.profile import bench_profile
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_profile(
+        models=split_specs(args.models),
+        mode=args.mode,
+        dtype=_bench_dtypes(args.dtype, args.device, anyway="--dtype bf16")[-1],
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        device=args.device,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        fuse=not args.no_fuse,
+        lrn_backend=args.lrn_backend,
+        tower_conv=args.tower_conv,
+        conv1_grad=args.conv1_grad,
+        top=args.top,
+        trace_dir=args.trace,
+        by_shape=args.by_shape,
+    )
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    write_result(args, result)
+
+
+def _bench_train(args: argparse.Namespace) -> None:
+    from alexnet.bench.train import bench_train
+    from alexnet.train.config import load_config
+
+    config = load_config(args.config, args.set)
+    result = bench_train(config, steps=args.steps, rounds=args.rounds)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    write_result(args, result)
+
+
+def add_commands(commands) -> None:
+    bench = commands.add_parser("bench", help="measure speed on this machine")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    bench_data = bench_commands.add_parser(
+        "data", help="views from a store, and prepare's decoding, per core"
+    )
+    bench_data.add_argument(
+        "--photos",
+        help="a folder of ImageNet-sized JPEGs for the decoding benchmark (default: made from "
+        "scikit-image's sample photographs when it is installed)",
+    )
+    bench_data.add_argument("--images", type=int, default=2048, help="views per measurement")
+    bench_data.add_argument("--repeats", type=int, default=5)
+    add_report_options(bench_data)
+    bench_data.set_defaults(run=_bench_data)
+
+    from alexnet.bench.model import DTYPES, MODELS, MODES
+
+    bench_model = bench_commands.add_parser(
+        "model",
+        help="training and inference images/s of the networks, against the matmul limit",
+        description="Images/s of training steps and inference for each network and precision, "
+        "as a ratio to alexnet_owt (torchvision's architecture, plain eager PyTorch) and as a "
+        "fraction of this machine's measured matrix-multiply throughput.",
+    )
+    bench_model.add_argument("--batch", type=int, default=128)
+    bench_model.add_argument("--repeats", type=int, default=5, help="rounds (default: 5)")
+    bench_model.add_argument("--steps", type=int, default=1, help="steps timed per round")
+    bench_model.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps per configuration first (default: 2)"
+    )
+    bench_model.add_argument("--models", default=",".join(MODELS), help=MODELS_HELP)
+    bench_model.add_argument(
+        "--dtypes",
+        default="auto",
+        help="fp32,bf16; auto (default): fp32, and bf16 where the hardware has bf16 "
+        "instructions (without them bf16 runs about 30x slower)",
+    )
+    bench_model.add_argument("--modes", default=",".join(MODES), help="train,infer")
+    bench_model.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench_model.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    bench_model.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="all",
+        metavar="MODELS",
+        help="channels_last memory for every model, or for these (comma-separated)",
+    )
+    bench_model.add_argument(
+        "--compile",
+        nargs="?",
+        const="all",
+        metavar="MODELS",
+        help="torch.compile every model, or these (comma-separated)",
+    )
+    bench_model.add_argument(
+        "--no-fuse", action="store_true", help="run ReLU, LRN and pooling as separate layers"
+    )
+    bench_model.add_argument(
+        "--lrn-backend",
+        default="auto",
+        choices=LRN_BACKENDS,
+        help="torch: LRN as torch operations, also on CPU; triton: the GPU kernels "
+        "(torch and triton imply --no-fuse)",
+    )
+    bench_model.add_argument(
+        "--tower-conv",
+        default="auto",
+        choices=TOWER_CONV_MODES,
+        help="conv2, conv4, conv5 as one grouped call or one call per tower (auto: grouped "
+        "on CPU, split on CUDA)",
+    )
+    bench_model.add_argument(
+        "--conv1-grad",
+        default="auto",
+        choices=IMAGE_GRAD_MODES,
+        help="conv1's weight gradient on CPU in fp32 (auto: space-to-depth with AVX-512, "
+        "direct elsewhere)",
+    )
+    bench_model.add_argument(
+        "--malloc",
+        default="keep",
+        choices=("keep", "system"),
+        help="system: glibc's defaults, which page-fault every step's activations afresh",
+    )
+    bench_model.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every configuration in this process (default: a process per model and "
+        "dtype, as training runs one; their allocations then do not interleave)",
+    )
+    add_report_options(bench_model)
+    bench_model.set_defaults(run=_bench_model)
+
+    bench_fused = bench_commands.add_parser(
+        "fused",
+        help="the fused ReLU-LRN-pool kernel alone, forward and backward, on conv1's and "
+        "conv2's blocks",
+    )
+    bench_fused.add_argument("--batch", type=int, default=128)
+    bench_fused.add_argument("--repeats", type=int, default=7)
+    bench_fused.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    add_report_options(bench_fused)
+    bench_fused.set_defaults(run=_bench_fused)
+
+    bench_profile = bench_commands.add_parser(
+        "profile",
+        help="where a step's time goes, operation by operation (torch.profiler)",
+        description="The steps of `alexnet bench model`, recorded with torch.profiler: for "
+        "each network the operations that take the most time per step (device time on a "
+        "GPU, each operation's own CPU time on the CPU).",
+    )
+    bench_profile.add_argument("--models", default=",".join(MODELS), help=MODELS_HELP)
+    bench_profile.add_argument("--mode", default="train", choices=MODES)
+    bench_profile.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", *DTYPES),
+        help=AUTO_PRECISION_HELP + " (the default)",
+    )
+    bench_profile.add_argument("--batch", type=int, default=128)
+    bench_profile.add_argument("--steps", type=int, default=5, help="steps recorded")
+    bench_profile.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    bench_profile.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench_profile.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    bench_profile.add_argument("--channels-last", action="store_true")
+    bench_profile.add_argument("--compile", action="store_true", help="torch.compile the models")
+    bench_profile.add_argument("--no-fuse", action="store_true")
+    bench_profile.add_argument("--lrn-backend", default="auto", choices=LRN_BACKENDS)
+    bench_profile.add_argument("--tower-conv", default="auto", choices=TOWER_CONV_MODES)
+    bench_profile.add_argument("--conv1-grad", default="auto", choices=IMAGE_GRAD_MODES)
+    bench_profile.add_argument("--top", type=int, default=15, help="operations listed per model")
+    bench_profile.add_argument("--trace", metavar="DIR", help="also write Chrome traces here")
+    bench_profile.add_argument(
+        "--by-shape", action="store_true", help="a row per operation and input shapes"
+    )
+    add_report_options(bench_profile)
+    bench_profile.set_defaults(run=_bench_profile)
+
+    bench_train = bench_commands.add_parser(
+        "train",
+        help="training from the store against the same steps on synthetic input",
+        description="Alternating rounds of a recipe's training step fed by the real loader "
+        "and by one batch held in memory; their ratio is what the data path costs.",
+    )
+    bench_train.add_argument(
+        "--config", required=True, help="a recipe, e.g. configs/fashion-mnist.yaml"
+    )
+    bench_train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    bench_train.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    bench_train.add_argument("--rounds", type=int, default=3)
+    add_report_options(bench_train)
+    bench_train.set_defaults(run=_bench_train)

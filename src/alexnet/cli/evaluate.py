@@ -1,0 +1,238 @@
+"""`alexnet eval`, `predict`, `figures` and `neighbors`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from alexnet.cli.common import AUTO_PRECISION_HELP, argv_is_cli, run_folder
+
+
+def _figures_filters(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.figures import filters
+
+    out = run_folder(args.checkpoint, "figures", args.out)
+    result = filters(args.checkpoint, out)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "filters.json").write_text(json.dumps(result, indent=2))
+    scores = result["color_specificity"]
+    if scores:
+        print("color specificity (mean over kernels): "
+              + ", ".join(f"{k} {v['mean']:.3f}" for k, v in scores.items()))  # fmt: skip
+    else:
+        print(result["note"])
+    print(f"wrote {out / 'filters.png'} and {out / 'filters.json'}")
+
+
+def _figures_predictions(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.figures import predictions
+
+    out = run_folder(args.checkpoint, "figures", args.out)
+    result = predictions(args.checkpoint, args.data, out, count=args.count, split=args.split,
+                         seed=args.seed, device=args.device)  # fmt: skip
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "predictions.json").write_text(json.dumps(result, indent=2))
+    right = sum(item["correct"] for item in result["images"])
+    print(f"{right} of {len(result['images'])} images right at top-1")
+    print(f"wrote {out / 'predictions.png'} and {out / 'predictions.json'}")
+
+
+def _neighbors(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.neighbors import run
+
+    out = run_folder(args.checkpoint, "neighbors", args.out)
+    bits = [int(b) for b in args.codes.split(",")] if args.codes else []
+    result = run(args.checkpoint, args.data, out, k=args.k, queries=args.queries,
+                 shown=args.shown, query_images=args.query, bits=bits, limit=args.limit,
+                 epochs=args.epochs, batch=args.batch, workers=args.workers,
+                 device=args.device, precision=args.precision, seed=args.seed,
+                 progress=not args.json)  # fmt: skip
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "neighbors.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    k = result["k"]
+    print(f"base: {result['base']}; queries: {result['queries']}")
+    print(f"  {'search':34} {'bytes/image':>11} {f'precision@{k}':>12} {'queries/s':>10}")
+    for row in result["table"]:
+        print(f"  {row['search']:34} {row['bytes_per_image']:>11,} "
+              f"{row[f'precision_at_{k}']:>12.3f} {row['queries_per_s']:>10,.1f}")  # fmt: skip
+    print(f"wrote {out / 'neighbors.png'} and {out / 'neighbors.json'}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.eval import evaluate_checkpoints, plot
+
+    result = evaluate_checkpoints(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        views=args.views,
+        batch_size=args.batch,
+        precision=args.precision,
+        device=args.device,
+        workers=args.workers,
+        limit=args.limit,
+        progress=not args.json,
+    )
+    first = Path(result["checkpoints"][0])
+    out = Path(args.out) if args.out else first.parent.parent / f"eval-{args.split}-{args.views}"
+    out.mkdir(parents=True, exist_ok=True)
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["confusion"] = result["confusion"].tolist()
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "eval.png")
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=2))
+        return
+    count = len(result["checkpoints"])
+    what = f"ensemble of {count} networks" if count > 1 else result["checkpoints"][0]
+    print(
+        f"{what}\n  {result['split']} split of {result['data']}, {result['views']} views, "
+        f"{result['precision']}, {result['images']:,} images\n"
+        f"  top-1 error {100 * result['top1_error']:.2f}%   top-5 error "
+        f"{100 * result['top5_error']:.2f}%"
+    )
+    worst = sorted(
+        (c for c in result["per_class"] if c["top1_error"] is not None),
+        key=lambda c: -c["top1_error"],
+    )[:5]
+    print(
+        "  hardest classes: "
+        + ", ".join(f"{c['name']} {100 * c['top1_error']:.1f}%" for c in worst)
+    )
+    if result["most_confused"]:
+        pair = result["most_confused"][0]
+        print(
+            f"  most confused: {pair['true']} taken for {pair['predicted']} "
+            f"({pair['images']} images)"
+        )
+    print(f"  wrote {out / 'eval.json'} and {out / 'eval.png'}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.predict import predict
+
+    results = predict(
+        args.image, args.checkpoint, views=args.views, top=args.top, device=args.device
+    )
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for result in results:
+        print(f"{result['image']} ({result['views']})")
+        for rank, entry in enumerate(result["top"], 1):
+            print(f"  {rank}. {100 * entry['probability']:6.2f}%  {entry['name']}")
+
+
+def add_commands(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="top-1/top-5 error of a checkpoint (or an ensemble) on a store",
+        description="Top-1 and top-5 error, per-class error and the most confused classes, "
+        "as JSON and a PNG. Several checkpoints are an ensemble: their softmax outputs are "
+        "averaged, as in the paper's 5-CNN entry.",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        metavar="C",
+        help="checkpoint files or run directories (their last.pt)",
+    )
+    evaluate.add_argument("--data", required=True, help="a prepared store")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument(
+        "--views",
+        choices=("center", "ten-crop"),
+        default="center",
+        help="ten-crop: average the softmax over 5 patches and reflections",
+    )
+    evaluate.add_argument("--batch", type=int, default=128, help="images per batch")
+    evaluate.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16", "auto"),
+        default="fp32",
+        help=AUTO_PRECISION_HELP,
+    )
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.add_argument("--limit", type=int, help="only the first N images")
+    evaluate.add_argument(
+        "--out",
+        help="folder for eval.json and eval.png (default: beside the first checkpoint's run)",
+    )
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=_eval)
+
+    pred = commands.add_parser(
+        "predict",
+        help="the five most probable classes of images",
+        description="Each image is prepared as the training data was and classified.",
+    )
+    pred.add_argument("image", nargs="+")
+    pred.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    pred.add_argument("--views", choices=("center", "ten-crop"), default="center")
+    pred.add_argument("--top", type=int, default=5)
+    pred.add_argument("--device", default="auto")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(run=_predict)
+
+    figures = commands.add_parser("figures", help="the paper's pictures for a checkpoint")
+    figure_commands = figures.add_subparsers(dest="figure", required=True)
+    filt = figure_commands.add_parser(
+        "filters",
+        help="conv1's kernels as a grid, tower A above tower B (Figure 3)",
+        description="The conv1 kernels, each stretched to its own range, tower A's above "
+        "tower B's, and per tower the mean color specificity: the share of a kernel's "
+        "variance that lies between its color channels (0: gray).",
+    )
+    filt.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    filt.add_argument("--out", help="folder (default: RUN_DIR/figures)")
+    filt.set_defaults(run=_figures_filters)
+    preds = figure_commands.add_parser(
+        "predictions",
+        help="images with their five most probable labels (Figure 4, left)",
+    )
+    preds.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    preds.add_argument("--data", required=True, help="a prepared store")
+    preds.add_argument("--split", default="val")
+    preds.add_argument("--count", type=int, default=8, help="images shown")
+    preds.add_argument("--seed", type=int, default=0, help="which images: drawn with this seed")
+    preds.add_argument("--device", default="auto")
+    preds.add_argument("--out", help="folder (default: RUN_DIR/figures)")
+    preds.set_defaults(run=_figures_predictions)
+
+    near = commands.add_parser(
+        "neighbors",
+        help="nearest training images by fc7, by pixels, and by binary codes (Figure 4)",
+        description="Builds (once) an index of the training images' fc7 vectors, then finds "
+        "each query's nearest training images by fc7 and by raw pixels, and with --codes "
+        "by Hamming distance between binary codes an autoencoder learns from fc7. Reports "
+        "precision at k (neighbors with the query's label) and queries per second.",
+    )
+    near.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    near.add_argument("--data", required=True, help="a prepared store")
+    near.add_argument("--query", nargs="+", metavar="IMAGE", help="image files to look up too")
+    near.add_argument("--codes", metavar="BITS", help="code lengths, e.g. 16,64,256")
+    near.add_argument("--k", type=int, default=8, help="neighbors per query")
+    near.add_argument("--queries", type=int, default=1000, help="val images scored")
+    near.add_argument("--shown", type=int, default=6, help="val queries in the figure")
+    near.add_argument("--limit", type=int, help="index only the first N training images")
+    near.add_argument("--epochs", type=int, default=10, help="autoencoder epochs")
+    near.add_argument("--batch", type=int, default=128)
+    near.add_argument("--workers", type=int, default=1)
+    near.add_argument("--device", default="auto")
+    near.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help=AUTO_PRECISION_HELP,
+    )
+    near.add_argument("--seed", type=int, default=0)
+    near.add_argument("--out", help="folder (default: RUN_DIR/neighbors)")
+    near.add_argument("--json", action="store_true")
+    near.set_defaults(run=_neighbors)

@@ -1,0 +1,95 @@
+"""`alexnet ablate` and `alexnet report`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from alexnet.cli.common import argv_is_cli
+
+
+def _ablate(args: argparse.Namespace) -> None:
+    from alexnet.studies.ablate import STUDIES, plot, run_study, table
+    from alexnet.train.config import load_config
+
+    if args.study == "list":
+        for name, study in STUDIES.items():
+            print(f"{name:14} {study.claim}\n{'':14} variants: {', '.join(study.variants)}"
+                  f"\n{'':14} recipe: {study.recipe}")  # fmt: skip
+        return
+    if not args.data:
+        raise ValueError("--data is required: the store the variants train on")
+    if args.study not in STUDIES:
+        raise ValueError(f"no study {args.study!r}; the studies are {', '.join(STUDIES)}")
+    recipe_path = args.recipe or STUDIES[args.study].recipe
+    recipe = load_config(recipe_path, [f"data.store={args.data}", *args.set])
+    out = Path(args.out or f"runs/ablate-{args.study}")
+    budget = None if args.budget in ("none", "null") else float(args.budget)
+    result = run_study(args.study, recipe, out, seeds=args.seeds, budget_minutes=budget,
+                       threshold=args.threshold,
+                       log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    (out / "ablate.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "ablate.png")
+    print(table(result))
+    print(f"wrote {out / 'ablate.json'} and {out / 'ablate.png'}")
+
+
+def _report_run(args: argparse.Namespace) -> None:
+    from alexnet.studies.report import write_report
+
+    path = write_report(args.run_dir, data=args.data, out=args.out, device=args.device)
+    print(f"wrote {path}")
+
+
+def add_commands(commands) -> None:
+    abl = commands.add_parser(
+        "ablate",
+        help="train the variants a claim of the paper compares, and tabulate them",
+        description="Trains each variant of a study (the paper's network with one thing "
+        "changed) for each seed, with the same recipe, data and budget, then writes a "
+        "table (mean and standard deviation over seeds), a plot and JSON. Runs that "
+        "finished are kept and killed ones resumed when the same command runs again. "
+        "`alexnet ablate list` names the studies.",
+    )
+    abl.add_argument("study", help="a study, or list")
+    abl.add_argument("--data", help="the store the variants train and validate on")
+    abl.add_argument("--seeds", type=int, default=2, help="runs per variant (seeds 0..N-1)")
+    abl.add_argument(
+        "--budget",
+        default="60",
+        help="minutes of training for the whole study, split evenly between its runs "
+        "(none: each run trains to the recipe's last epoch)",
+    )
+    abl.add_argument(
+        "--recipe",
+        help="the base recipe (default: the study's: "
+        "configs/cifar4.yaml for relu-tanh, configs/ablate-tiny-imagenet.yaml for the "
+        "others; configs/cifar4.yaml runs lrn and pooling on the four-layer net, "
+        "configs/cifar-local.yaml on the net of the paper's CIFAR-10 LRN claim)",
+    )
+    abl.add_argument(
+        "--threshold",
+        type=float,
+        default=0.25,
+        help="the training error whose epochs are counted (Figure 1: 0.25)",
+    )
+    abl.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a key of the recipe, for every variant")  # fmt: skip
+    abl.add_argument("--out", help="folder of the study's runs (default: runs/ablate-STUDY)")
+    abl.set_defaults(run=_ablate)
+
+    rep = commands.add_parser(
+        "report",
+        help="one self-contained HTML page for a run",
+        description="Config, learning curves, throughput, final errors, the worst classes, "
+        "the filter grid, predictions and neighbors of a run, in one HTML file with its "
+        "pictures inside: it opens from disk with no server and no network.",
+    )
+    rep.add_argument("run_dir", help="a run directory (alexnet train --out)")
+    rep.add_argument("--data", help="the store, for predictions (default: the run's config)")
+    rep.add_argument("--device", default="auto")
+    rep.add_argument("--out", help="HTML file (default: RUN_DIR/report.html)")
+    rep.set_defaults(run=_report_run)

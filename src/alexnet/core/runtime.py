@@ -1,0 +1,141 @@
+"""Process settings that make CPU training fast, applied by the commands that run a network.
+
+glibc's malloc hands every block over 32 MiB (and, by default, anything over 128 KiB) to
+the kernel with mmap and returns it with munmap when freed. A training step of this network
+allocates and frees gigabytes of activations, so every step page-faults them in afresh: on
+the project's 2-core machine that is 0.5-0.7 million page faults and over a second of kernel
+time per step, a quarter of the step. `keep_freed_memory` tells glibc to serve all blocks
+from its heap and keep what is freed for the next step, as the allocators PyTorch's
+performance guides recommend (jemalloc, tcmalloc) do. Memory then stays at the peak of a step
+instead of being returned between steps.
+
+Set ALEXNET_MALLOC=system to leave glibc's defaults alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+
+import torch
+
+from alexnet.core.checks import ConfigError
+
+# mallopt parameters, from glibc's malloc.h.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+
+_applied: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse; True if it did (False elsewhere, or when
+    ALEXNET_MALLOC=system). Idempotent; affects the whole process."""
+    global _applied
+    if _applied is not None:
+        return _applied
+    _applied = False
+    if os.environ.get("ALEXNET_MALLOC", "keep") == "system" or not sys.platform.startswith("linux"):
+        return _applied
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return _applied
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    # No mmap for big blocks; never trim the heap's top back to the kernel.
+    _applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _applied
+
+
+# The CPU flags (as /proc/cpuinfo names them, x86 and Arm) of bf16 matrix instructions.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has bf16 matrix instructions, from /proc/cpuinfo (or the given text);
+    None where it cannot tell. Without them torch's bf16 matrix products run about 30x slower
+    than float32 (docs/benchmarks.md, "On a CPU without AVX-512")."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & BF16_FLAGS) if flags else None
+
+
+def auto_precision(device) -> tuple[str, str]:
+    """What `precision: auto` runs on `device` (a torch.device), and why: bf16 autocast
+    where the hardware computes bf16 products natively (GPUs that support it; CPUs with
+    AVX-512-BF16, AMX or Arm's bf16), fp32 everywhere else, including where it cannot tell."""
+    import torch
+
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return "bf16", "this GPU computes in bf16"
+        return "fp32", "this GPU has no native bf16"
+    if device.type == "cpu":
+        has = cpu_has_bf16()
+        if has:
+            return "bf16", "this CPU has bf16 instructions"
+        if has is False:
+            return "fp32", "this CPU has no bf16 instructions: bf16 would be about 30x slower"
+        return "fp32", "cannot tell whether this CPU has bf16 instructions"
+    return "fp32", f"no bf16 rule for {device.type} devices"
+
+
+def resolve_precision(precision: str, device, log: logging.Logger) -> str:
+    """`precision` itself, or for "auto" the precision `auto_precision` picks; logs the
+    choice, and warns of bf16 asked for by name on a CPU without bf16 instructions."""
+    if precision == "auto":
+        chosen, why = auto_precision(device)
+        log.info("precision auto: %s (%s)", chosen, why)
+        return chosen
+    if precision == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
+        log.warning(
+            "this CPU has no bf16 instructions: bf16 runs about 30x slower than fp32 here; "
+            "fp32 (or auto) is faster"
+        )
+    return precision
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"run.device is {name} but this torch has no CUDA device")
+        if device.index is None:
+            device = torch.device("cuda", local_rank or 0)
+        torch.cuda.set_device(device)
+    return device
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a precision setting (fp32, fp64: none)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def input_dtype(precision: str) -> torch.dtype | None:
+    """The dtype a precision setting feeds the network (None: as the loader made it)."""
+    return torch.float64 if precision == "fp64" else None
+
+
+def widened(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in float32 at least, for the softmax and the loss."""
+    return logits if logits.dtype == torch.float64 else logits.float()

@@ -1,0 +1,8 @@
+"""Section 6: what the trained network gets right and what it learned.
+
+metrics.py    top-1 and top-5 (section 2), crop and ensemble averaging (sections 4.1, 6)
+eval.py       `alexnet eval`: a checkpoint or an ensemble on a store
+predict.py    `alexnet predict`: a photograph's most probable classes
+figures.py    Figure 3 (conv1's kernels) and Figure 4 left (five guesses)
+neighbors.py  Figure 4 right: nearest training images in fc7 space, binary codes
+"""

@@ -1,0 +1,118 @@
+"""Local response normalization, section 3.3 of the paper.
+
+    b[i] = a[i] / (k + alpha * sum_{j = max(0, i - n/2)}^{min(N - 1, i + n/2)} a[j]^2) ** beta
+
+"The constants k, n, alpha and beta are hyper-parameters whose values are determined using a
+validation set; we used k = 2, n = 5, alpha = 10^-4, and beta = 0.75." Those four values are
+written here once (`PAPER_SIZE` ...); `AlexNetConfig` and this module's defaults read them.
+
+The paper's alpha multiplies the sum as written. The released code, Caffe and
+torch.nn.LocalResponseNorm divide their alpha by n first, so their alpha = 1e-4 is 2e-5 in
+the paper's formula: `convention="divided_by_n"` reads alpha their way. Either way, what
+reaches the kernels (`alexnet.kernels.lrn`) is the coefficient in front of the sum.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from alexnet.kernels.lrn import check_backend, lrn
+
+#: The paper's constants (section 3.3): n, alpha, beta and k.
+PAPER_SIZE = 5
+PAPER_ALPHA = 1e-4
+PAPER_BETA = 0.75
+PAPER_K = 2.0
+
+#: How alpha enters the denominator. "paper": k + alpha * sum (the paper's formula);
+#: "divided_by_n": k + alpha / n * sum (the released code, Caffe, torch.nn.LocalResponseNorm).
+LRN_CONVENTIONS = ("paper", "divided_by_n")
+
+
+def coefficient(alpha: float, size: int, convention: str) -> float:
+    """The factor in front of the sum of squares, as the paper's formula writes it."""
+    return alpha if convention == "paper" else alpha / size
+
+
+def check_settings(size: int, groups: int, convention: str, backend: str) -> None:
+    if size < 1 or size % 2 == 0:
+        # The paper's window i - n/2 .. i + n/2 is n maps wide only for odd n; Caffe and
+        # torch even disagree with each other about where an even window sits.
+        raise ValueError(f"LRN size must be a positive odd number, got {size}")
+    if groups < 1:
+        raise ValueError(f"LRN groups must be at least 1, got {groups}")
+    if convention not in LRN_CONVENTIONS:
+        raise ValueError(
+            f"LRN convention must be one of {', '.join(LRN_CONVENTIONS)}, got {convention!r}"
+        )
+    check_backend(backend)
+
+
+def local_response_norm(
+    x: torch.Tensor,
+    size: int = PAPER_SIZE,
+    alpha: float = PAPER_ALPHA,
+    beta: float = PAPER_BETA,
+    k: float = PAPER_K,
+    groups: int = 1,
+    convention: str = "paper",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """The paper's LRN of (N, C, ...) maps, each of `groups` towers normalized separately, so
+    no sum crosses from tower A into tower B."""
+    check_settings(size, groups, convention, backend)
+    if x.dim() < 3:
+        raise ValueError(f"LocalResponseNorm expects (N, C, ...) input, got shape {tuple(x.shape)}")
+    if x.shape[1] % groups:
+        raise ValueError(
+            f"LocalResponseNorm with groups={groups} needs a channel count divisible "
+            f"by {groups}, got {x.shape[1]}"
+        )
+    return lrn(x, size, coefficient(alpha, size, convention), beta, k, groups, backend)
+
+
+class LocalResponseNorm(nn.Module):
+    """Local response normalization across adjacent maps (section 3.3), as a module.
+
+    Defaults are the paper's: n = 5, alpha = 1e-4, beta = 0.75, k = 2, alpha as written in
+    the formula (`convention`). `groups` splits the maps into that many towers that are
+    normalized separately. The arithmetic is `alexnet.kernels.lrn`'s: a fused kernel with the
+    closed-form gradient on CPU, Triton or torch operations elsewhere (`backend` chooses).
+    """
+
+    def __init__(
+        self,
+        size: int = PAPER_SIZE,
+        alpha: float = PAPER_ALPHA,
+        beta: float = PAPER_BETA,
+        k: float = PAPER_K,
+        groups: int = 1,
+        convention: str = "paper",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        check_settings(size, groups, convention, backend)
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+        self.groups = groups
+        self.convention = convention
+        self.backend = backend
+
+    @property
+    def coefficient(self) -> float:
+        """The factor in front of the sum of squares, as the paper's formula writes it."""
+        return coefficient(self.alpha, self.size, self.convention)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return local_response_norm(
+            x, self.size, self.alpha, self.beta, self.k, self.groups, self.convention, self.backend
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
+            f"groups={self.groups}, convention={self.convention!r}"
+        )

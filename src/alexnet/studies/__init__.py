@@ -1,0 +1,3 @@
+"""Testing the paper's claims: `ablate.py` trains the variants a claim compares (sections
+3.1-3.4, 4.1-4.2, 6) and tabulates them; `report.py` writes one HTML page for a run.
+"""

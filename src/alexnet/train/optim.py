@@ -1,0 +1,136 @@
+"""The paper's update rule (section 5) and the parameter groups the released code uses.
+
+Section 5 of the paper, with epsilon the learning rate:
+
+    v <- 0.9 v - 0.0005 epsilon w - epsilon dL/dw
+    w <- w + v
+
+The learning rate sits inside the velocity. torch.optim.SGD keeps the velocity in gradient
+units and multiplies by the *current* rate when it steps, b <- m b + (g + lambda w);
+w <- w - epsilon b. While epsilon is constant the two are the same sequence of weights; after
+the rate is divided by 10 the paper's velocity still carries steps taken at the old rate and
+decays them away, while torch's shrinks them tenfold at once. `make_optimizer("torch_sgd")`
+keeps torch's rule available for comparison.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from alexnet.nn.local import LocallyConnected2d
+
+OPTIMIZERS = ("paper", "torch_sgd")
+#: the layers whose `weight` and `bias` are the weights and biases of parameter_groups
+LEARNED_LAYERS = (nn.Conv2d, nn.Linear, LocallyConnected2d)
+
+
+class PaperSGD(torch.optim.Optimizer):
+    """Momentum SGD with the paper's update: the velocity holds the learning rate."""
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(
+                f"lr, momentum and weight_decay must be 0 or more, got {lr}, {momentum}, "
+                f"{weight_decay}"
+            )
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            velocities = []
+            for p in params:
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                velocities.append(state["velocity"])
+            grads = [p.grad for p in params]
+            # v <- momentum v - decay lr w - lr g, in three passes over each tensor
+            torch._foreach_mul_(velocities, momentum)
+            if decay:
+                torch._foreach_add_(velocities, params, alpha=-decay * lr)
+            torch._foreach_add_(velocities, grads, alpha=-lr)
+            torch._foreach_add_(params, velocities)  # w <- w + v
+        return loss
+
+
+def parameter_groups(
+    model: nn.Module,
+    bias_lr_mult: float = 1.0,
+    bias_weight_decay: bool = True,
+    layer_weight_decay: dict[str, float] | None = None,
+) -> list[dict]:
+    """Weights and biases of the learned layers, chosen by module type, not by name.
+
+    The paper treats all parameters alike (the defaults). The released code gives biases
+    twice the weights' rate and no weight decay: bias_lr_mult=2, bias_weight_decay=False.
+    Its CIFAR-10 parameter files also give each layer its own weight decay (`wc`):
+    `layer_weight_decay` maps a layer's name (as in `model.named_modules()`) to the decay of
+    that layer's weights, each such layer a group of its own after the shared groups.
+    Each group carries `lr_mult`, which the training loop multiplies into the schedule's rate.
+    """
+    layer_weight_decay = dict(layer_weight_decay or {})
+    named = dict(model.named_modules())
+    for name in layer_weight_decay:
+        if not isinstance(named.get(name), LEARNED_LAYERS):
+            learned = [n for n, m in named.items() if isinstance(m, LEARNED_LAYERS)]
+            raise ValueError(
+                f"optim.layer_weight_decay names {name!r}, which is not a learned layer of "
+                f"this network; its layers are: {', '.join(learned)}"
+            )
+    weights, biases, own = [], [], {name: [] for name in layer_weight_decay}
+    for name, module in named.items():
+        if isinstance(module, LEARNED_LAYERS):
+            own.get(name, weights).append(module.weight)
+            if module.bias is not None:
+                biases.append(module.bias)
+    chosen = weights + biases + [p for params in own.values() for p in params]
+    seen = {id(p) for p in chosen}
+    others = [p for p in model.parameters() if id(p) not in seen]
+    groups = [{"params": weights, "lr_mult": 1.0, "name": "weights"}]
+    if biases:
+        group = {"params": biases, "lr_mult": bias_lr_mult, "name": "biases"}
+        if not bias_weight_decay:
+            group["weight_decay"] = 0.0
+        groups.append(group)
+    if others:
+        groups.append({"params": others, "lr_mult": 1.0, "name": "other"})
+    for name, params in own.items():
+        decay = float(layer_weight_decay[name])
+        groups.append({"params": params, "lr_mult": 1.0, "name": name, "weight_decay": decay})
+    return groups
+
+
+def make_optimizer(
+    name: str,
+    model: nn.Module,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    bias_lr_mult: float = 1.0,
+    bias_weight_decay: bool = True,
+    layer_weight_decay: dict[str, float] | None = None,
+) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, bias_lr_mult, bias_weight_decay, layer_weight_decay)
+    for group in groups:
+        group["lr"] = lr * group["lr_mult"]
+    if name == "paper":
+        return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "torch_sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the base rate; each group keeps its multiplier (the released code's 2x biases)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
