@@ -1,5 +1,5 @@
 # One command sets up and runs each job; the environment is made on first use.
-#   make test                 ruff (lint, format) and the test suite
+#   make test                 ruff (lint, format), the import contracts and the test suite
 #   make summary              the paper's network, layer by layer
 #   make demo                 Fashion-MNIST: prepare, train 5 minutes, evaluate (under 10 min)
 # GPU users: choose the torch build, e.g.
@@ -25,9 +25,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 	touch $@
 
+# ruff (lint, format) and the house's shape: each room imports only the rooms below it
+# (import-linter's contracts in pyproject.toml; docs/paper.md lists the rooms).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # The report test renders HTML in headless Chromium: Debian's package when it is missing.
 chromium:

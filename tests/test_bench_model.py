@@ -171,14 +171,14 @@ def test_bench_train_times_the_store_against_synthetic_input(store):
 def test_page_faults_count_fresh_memory():
     import mmap
 
-    from alexnet.bench.model import _page_faults
+    from alexnet.bench.model import page_faults
 
     size = 64 * 2**20
     with mmap.mmap(-1, size) as fresh:  # new anonymous pages, not malloc's reused ones
-        before = _page_faults()
+        before = page_faults()
         for offset in range(0, size, 4096):
             fresh[offset] = 1  # the first write to each page faults it in
-        assert _page_faults() - before >= 1000  # 16,384 with 4 KiB pages, fewer if huge
+        assert page_faults() - before >= 1000  # 16,384 with 4 KiB pages, fewer if huge
 
 
 def test_bench_fused_times_both_blocks_and_dtypes(tmp_path, capsys):

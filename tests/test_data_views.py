@@ -15,7 +15,8 @@ from alexnet.data.augment import (
     sample_rng,
     ten_crops,
 )
-from alexnet.data.dataset import StoreDataset, make_loader
+from alexnet.data.dataset import StoreDataset
+from alexnet.data.loader import make_loader
 from alexnet.data.prepare import NoProgress, Settings, prepare_listing
 from alexnet.data.render import DeviceRenderer, ViewBatch
 from alexnet.data.sources import Listing, array_split

@@ -77,7 +77,7 @@ def matmul_limit(dtype: str, device: torch.device, repeats: int, n: int = 0) -> 
     return result
 
 
-def _page_faults() -> int:
+def page_faults() -> int:
     """Minor page faults of this process so far (0 where `resource` is missing: Windows)."""
     try:
         import resource
@@ -263,11 +263,11 @@ def prepare_cases(cases: list[Case], setup: tuple) -> list:
 
 def _timed(run, steps: int) -> tuple[float, int]:
     """Seconds and minor page faults of `steps` calls of `run`."""
-    faulted = _page_faults()
+    faulted = page_faults()
     start = time.perf_counter()
     for _ in range(steps):
         run()
-    return time.perf_counter() - start, _page_faults() - faulted
+    return time.perf_counter() - start, page_faults() - faulted
 
 
 def _serve(conn, cases: list[Case], setup: tuple) -> None:  # pragma: no cover (a child)

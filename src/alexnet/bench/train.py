@@ -18,7 +18,7 @@ import torch
 
 from alexnet.bench.common import machine
 from alexnet.core.runtime import resolve_device
-from alexnet.data.loader import epoch_batches, loader_for
+from alexnet.data.loader import epoch_batches, make_loader
 from alexnet.train.config import TrainConfig
 from alexnet.train.distributed import Processes
 from alexnet.train.trainer import Trainer
@@ -45,7 +45,9 @@ def bench_train(config: TrainConfig, steps: int = 20, rounds: int = 3, warmup: i
         real, synthetic = [], []
         for r in range(rounds):
             part = batches[r * (warmup + steps) : (r + 1) * (warmup + steps)]
-            loader = loader_for(trainer.train_set, part, config.data.workers, device)
+            loader = make_loader(
+                trainer.train_set, batches=part, num_workers=config.data.workers, device=device
+            )
             real.append(_rate(trainer, iter(loader), warmup, steps, batch))
             synthetic.append(_rate(trainer, _repeat(fixed), warmup, steps, batch))
         if trainer.writer is not None:

@@ -1,15 +1,17 @@
-"""Process settings that make CPU training fast, applied by the commands that run a network.
+"""Where a network runs and in what precision, and the process settings that make CPU
+training fast: shared by training, evaluation and the benchmarks.
 
-glibc's malloc hands every block over 32 MiB (and, by default, anything over 128 KiB) to
-the kernel with mmap and returns it with munmap when freed. A training step of this network
-allocates and frees gigabytes of activations, so every step page-faults them in afresh: on
-the project's 2-core machine that is 0.5-0.7 million page faults and over a second of kernel
-time per step, a quarter of the step. `keep_freed_memory` tells glibc to serve all blocks
-from its heap and keep what is freed for the next step, as the allocators PyTorch's
-performance guides recommend (jemalloc, tcmalloc) do. Memory then stays at the peak of a step
-instead of being returned between steps.
-
-Set ALEXNET_MALLOC=system to leave glibc's defaults alone.
+- `resolve_device`: "auto", "cpu", "cuda", "cuda:1" to a torch.device.
+- `resolve_precision`, `auto_precision`, `autocast`, `input_dtype`: fp32, bf16, fp16, fp64,
+  and "auto" (bf16 where the hardware computes in bf16).
+- `keep_freed_memory`: glibc's malloc hands every block over 32 MiB (and, by default,
+  anything over 128 KiB) to the kernel with mmap and returns it with munmap when freed. A
+  training step allocates and frees gigabytes of activations, so every step page-faults them
+  in afresh, a large share of a CPU step in kernel time (docs/benchmarks.md, "Keeping freed
+  memory"). This tells glibc to serve all blocks from its heap and keep what is freed for the
+  next step, as the allocators PyTorch's performance guides recommend (jemalloc, tcmalloc)
+  do. Memory then stays at the peak of a step instead of being returned between steps. Set
+  ALEXNET_MALLOC=system to leave glibc's defaults alone.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
     """Whether this CPU has bf16 matrix instructions, from /proc/cpuinfo (or the given text);
-    None where it cannot tell. Without them torch's bf16 matrix products run about 30x slower
-    than float32 (docs/benchmarks.md, "On a CPU without AVX-512")."""
+    None where it cannot tell. Without them torch's bf16 matrix products run many times
+    slower than float32 (docs/benchmarks.md, "On a CPU without AVX-512")."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo") as f:

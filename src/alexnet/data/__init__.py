@@ -4,7 +4,8 @@
 paper's training and test views of it.
 """
 
-from alexnet.data.dataset import StoreDataset, make_loader
+from alexnet.data.dataset import StoreDataset
+from alexnet.data.loader import make_loader
 from alexnet.data.store import Store, StoreError, open_store
 
 __all__ = ["Store", "StoreDataset", "StoreError", "make_loader", "open_store"]

@@ -11,7 +11,8 @@ numbers and applying them, so a test can fix the numbers and check the pixels.
   reflections (ten in all).
 
 Crop, reflection, lighting and mean subtraction are applied in one pass per image by a small
-compiled loop: uint8 in, float32 out, 5,000+ images/s per core (`alexnet bench data`).
+compiled loop: uint8 in, float32 out (its rate per core: `alexnet bench data`,
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def _render(source, index, top, left, flip, mean, shift, out, channels_last):  #
                         out[i, c, y, x] = value
 
 
-# The same for RGB with the channel loop unrolled and the layout fixed: 1.4x faster than the
-# generic loop (6,700 vs 4,800 images/s on one core here), which the compiler cannot specialise.
+# The same for RGB with the channel loop unrolled and the layout fixed: faster than the
+# generic loop, which the compiler cannot specialise.
 @numba.njit(nogil=True, cache=True)
 def _render_rgb(source, index, top, left, flip, mean, shift, out):  # pragma: no cover
     height, width = out.shape[2], out.shape[3]

@@ -177,33 +177,3 @@ class StoreDataset(torch.utils.data.Dataset):
             self.view.channels_last,
             self.view.view_size,
         )
-
-
-def collate_batch(batch):
-    """For DataLoader(collate_fn=...): `__getitems__` already returns a whole batch."""
-    return batch
-
-
-def make_loader(
-    dataset: StoreDataset,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    sampler: torch.utils.data.Sampler | None = None,
-    num_workers: int = 0,
-    drop_last: bool = False,
-    seed: int = 0,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader of (images, labels) batches; pass a DistributedSampler for several ranks."""
-    generator = torch.Generator().manual_seed(seed + dataset.epoch) if shuffle else None
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        collate_fn=collate_batch,
-        generator=generator,
-        persistent_workers=False,
-    )

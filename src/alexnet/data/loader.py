@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from alexnet.core.checks import ConfigError
-from alexnet.data.dataset import collate_batch
 
 
 def subset(n: int, count: int | None, seed: int) -> np.ndarray:
@@ -46,14 +45,49 @@ def epoch_batches(
     ]
 
 
-def loader_for(dataset, batches, workers: int, device: torch.device):
-    # A generator of its own, so that making a loader draws nothing from torch's global RNG.
+def collate_batch(batch):
+    """For DataLoader(collate_fn=...): `__getitems__` already returns a whole batch."""
+    return batch
+
+
+def make_loader(
+    dataset,
+    batch_size: int | None = None,
+    *,
+    batches: list[list[int]] | None = None,
+    shuffle: bool = False,
+    sampler: torch.utils.data.Sampler | None = None,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of (images, labels) batches of a `StoreDataset`: either of `batch_size`
+    images (shuffled with `seed`, or drawn by a sampler such as DistributedSampler), or
+    exactly the given `batches` of indices (what training and evaluation use, from
+    `epoch_batches`). `device`: pin memory for a CUDA device."""
+    if (batch_size is None) == (batches is None):
+        raise ValueError("make_loader takes batch_size or batches, one of the two")
+    common = {
+        "num_workers": num_workers,
+        "collate_fn": collate_batch,
+        "pin_memory": device is not None and torch.device(device).type == "cuda",
+        "prefetch_factor": 2 if num_workers else None,
+    }
+    if batches is not None:
+        # A generator of its own, so that making a loader draws nothing from torch's global RNG.
+        generator = torch.Generator().manual_seed(0)
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches, generator=generator, **common
+        )
+    generator = torch.Generator().manual_seed(seed + dataset.epoch) if shuffle else None
     return torch.utils.data.DataLoader(
         dataset,
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=collate_batch,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(0),
-        prefetch_factor=2 if workers else None,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        drop_last=drop_last,
+        generator=generator,
+        persistent_workers=False,
+        **common,
     )

@@ -18,7 +18,7 @@ import numpy as np
 @numba.njit(nogil=True, cache=True)
 def _outer_sum(pixels):  # pragma: no cover
     """sum over rows of x x^T for (P, C) uint8 pixels, in int64 scalars the compiler keeps
-    in registers (a numpy float64 matmul needs an 8x larger copy first and is 4x slower)."""
+    in registers (a numpy float64 matmul needs an 8x larger copy first, and is slower)."""
     channels = pixels.shape[1]
     outer = np.zeros((channels, channels), dtype=np.int64)
     if channels == 3:

@@ -49,7 +49,7 @@ def evaluate_checkpoints(
 
     from alexnet.core.runtime import keep_freed_memory, resolve_device, resolve_precision
     from alexnet.data.dataset import StoreDataset
-    from alexnet.data.loader import loader_for
+    from alexnet.data.loader import make_loader
     from alexnet.data.store import Store
     from alexnet.models import checkpoint as ckpt
 
@@ -90,7 +90,7 @@ def evaluate_checkpoints(
     indices = np.flatnonzero(dataset.split.labels < len(first["class_ids"])).tolist()
     indices = indices if limit is None else indices[:limit]
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-    loader = loader_for(dataset, batches, workers, dev)
+    loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
     quiet = not progress or os.environ.get("ALEXNET_PROGRESS") == "0"  # as train's bar
     bar = tqdm(total=len(indices), desc=f"eval {views}", unit="img", disable=quiet)
     probs, labels = [], []

@@ -203,7 +203,7 @@ def fc7_index(
 
     from alexnet.core.runtime import resolve_device
     from alexnet.data.dataset import StoreDataset
-    from alexnet.data.loader import loader_for
+    from alexnet.data.loader import make_loader
     from alexnet.data.store import Store
     from alexnet.evaluate.eval import normalization
     from alexnet.evaluate.figures import check_store
@@ -233,9 +233,8 @@ def fc7_index(
     dataset = StoreDataset(store, split, "center", crop_size=loaded["data"]["crop_size"])
     dataset.normalized_as(*normalization(loaded["data"], store.view_size))
     order = list(range(count))
-    loader = loader_for(
-        dataset, [order[i : i + batch] for i in range(0, count, batch)], workers, dev
-    )
+    batches = [order[i : i + batch] for i in range(0, count, batch)]
+    loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
     quiet = not progress or os.environ.get("ALEXNET_PROGRESS") == "0"
     bar = tqdm(total=count, desc=f"fc7 of {split}", unit="img", disable=quiet)
     features, labels = [], []

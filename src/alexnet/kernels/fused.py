@@ -61,15 +61,9 @@ def relu_lrn_pool(
 
 
 def _forward(
-    z: torch.Tensor,
-    size: int,
-    coefficient: float,
-    beta: float,
-    k: float,
-    groups: int,
-    pool_size: int,
-    pool_stride: int,
-) -> torch.Tensor:
+    z: torch.Tensor, size: int, coefficient: float, beta: float, k: float, groups: int,
+    pool_size: int, pool_stride: int
+) -> torch.Tensor:  # fmt: skip
     n, c, h, w = z.shape
     ho, wo = _pooled(h, pool_size, pool_stride), _pooled(w, pool_size, pool_stride)
     raw = _raw(z, groups)
@@ -83,16 +77,9 @@ def _forward(
 
 
 def _backward(
-    z: torch.Tensor,
-    grad: torch.Tensor,
-    size: int,
-    coefficient: float,
-    beta: float,
-    k: float,
-    groups: int,
-    pool_size: int,
-    pool_stride: int,
-) -> torch.Tensor:
+    z: torch.Tensor, grad: torch.Tensor, size: int, coefficient: float, beta: float, k: float,
+    groups: int, pool_size: int, pool_stride: int
+) -> torch.Tensor:  # fmt: skip
     raw = _raw(z, groups)
     real = torch.float64 if z.dtype == torch.float64 else torch.float32
     g = grad.to(real).contiguous().reshape(raw.shape[0], raw.shape[1], *grad.shape[-2:])
@@ -228,7 +215,7 @@ def _normalized(block, sq, c, half, coefficient, beta, k, one, acc, scale, out):
 
 # The pooling below is written for SIMD. Each step is a select over contiguous memory, and
 # no index is a signed sum: numba checks a signed index for wraparound, and that check alone
-# kept these loops scalar (2x slower for the whole backward pass, measured).
+# kept these loops scalar, and the whole backward pass slower.
 
 
 @numba.njit(**NJIT)

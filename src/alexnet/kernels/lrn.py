@@ -116,15 +116,9 @@ def _lrn_forward(
 
 
 def _lrn_backward(
-    x: torch.Tensor,
-    grad: torch.Tensor,
-    size: int,
-    coefficient: float,
-    beta: float,
-    k: float,
-    groups: int,
-    backend: str,
-) -> torch.Tensor:
+    x: torch.Tensor, grad: torch.Tensor, size: int, coefficient: float, beta: float, k: float,
+    groups: int, backend: str
+) -> torch.Tensor:  # fmt: skip
     if backend == "triton":
         return _triton().backward(_dense(x), grad, size, coefficient, beta, k, groups)
     out = _run(

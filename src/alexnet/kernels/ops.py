@@ -46,7 +46,7 @@ class _Direct(torch.autograd.Function):
 
 
 def _profiled(name: str):
-    # record_function costs some 40 us a call, so only while a profiler listens
+    # record_function costs time on every call, so only while a profiler listens
     if torch.autograd._profiler_enabled():
         return torch.profiler.record_function(name)
     return contextlib.nullcontext()
@@ -56,10 +56,11 @@ def call(op, forward, backward, x: torch.Tensor, *params) -> torch.Tensor:
     """op(x, *params), where op is the custom operator of the kernels forward and backward.
 
     In plain eager mode the kernels are called directly: an operator's first call imports
-    torch._dynamo (custom_op guards its implementation against being traced), 1-2.5 s that
-    `alexnet eval` and `predict` would otherwise pay for nothing, and each call costs some
-    20 us of dispatch. Under torch.compile, export or jit tracing, and for tensor subclasses
-    (fake tensors), the operator is what they must see."""
+    torch._dynamo (custom_op guards its implementation against being traced), seconds that
+    `alexnet eval` and `predict` would otherwise pay for nothing, and each call costs a
+    dispatch (docs/benchmarks.md, "why eager calls bypass the custom operators"). Under
+    torch.compile, export or jit tracing, and for tensor subclasses (fake tensors), the
+    operator is what they must see."""
     traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
     if type(x) is torch.Tensor and not traced:
         return _Direct.apply(op._qualified_op_name, forward, backward, x, *params)

@@ -121,11 +121,11 @@ class AlexNet(nn.Module):
     grouped call on CPU and as one call per tower on CUDA (`TowerConv2d`), whichever the
     backend runs faster.
 
-    On CPU, the ReLU, LRN and pooling after conv1 and conv2 run as one fused operation
-    (`alexnet.kernels.fused`), with the same arithmetic; set `model.fuse = False` to run the three
+    On CPU, the ReLU, LRN and pooling after conv1 and conv2 run as one fused operation with
+    the same arithmetic (`alexnet.nn.block`); set `model.fuse = False` to run the three
     modules in turn. The fused path is skipped while any of them has a forward hook, so hooks
     on act1, norm1 or pool1 always see their layer's output. On CUDA the LRN runs as Triton
-    kernels when Triton is installed (`alexnet.kernels.lrn_triton`).
+    kernels when Triton is installed (`alexnet.nn.lrn` chooses).
     """
 
     def __init__(self, config: AlexNetConfig | None = None, name: str = "AlexNet") -> None:

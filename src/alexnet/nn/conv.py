@@ -41,7 +41,7 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mod
 #: per tower, outputs concatenated), or "auto": grouped on CPU, split on CUDA. Measured
 #: (docs/benchmarks.md): on this project's CPU oneDNN's grouped kernels were as fast as or
 #: faster than two dense calls; on an H100, cuDNN ran the grouped weight gradient with a slow
-#: generic engine, and conv4's backward took 3.3 ms grouped against about 0.2 ms per dense call.
+#: generic engine, many times slower than one dense call per tower.
 TOWER_CONV_MODES = ("auto", "grouped", "split")
 
 
@@ -82,9 +82,9 @@ class TowerConv2d(nn.Conv2d):
 #: How CeilConv2d (conv1) computes its weight gradient on CPU in float32 and float64, when
 #: its input needs none (the image): "direct" (oneDNN's kernel for the 11x11 stride-4
 #: shape), "space-to-depth" (`image_conv2d`), or "auto": space-to-depth where torch runs
-#: AVX-512 kernels, direct elsewhere. Measured (docs/benchmarks.md): space-to-depth took
-#: conv1's forward and backward from 223 to 188 ms on the project's AVX-512 EPYC, and was
-#: slower than direct on an AVX2-only one.
+#: AVX-512 kernels, direct elsewhere. Measured (docs/benchmarks.md): space-to-depth was
+#: faster for conv1's forward and backward on the project's AVX-512 EPYC, and slower than
+#: direct on an AVX2-only one.
 IMAGE_GRAD_MODES = ("auto", "direct", "space-to-depth")
 # read once: torch.compile cannot trace the call, which returns a string
 _AVX512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
@@ -149,10 +149,10 @@ def image_conv2d(
     A k x k kernel at stride s is a ceil(k/s) x ceil(k/s) kernel at stride 1 over the input
     cut into s x s blocks, each block's pixels as channels; the kernel is zero-padded to a
     multiple of s. Its weight gradient is the same sum of products as the direct one, in
-    another order, and oneDNN computes it faster in that shape: conv1's forward and backward
-    in float32, 223 -> 188 ms at batch 128 on the project's 2-core CPU. In bf16 it is slower
-    (110 -> 118 ms), so `CeilConv2d` uses it only in float32 and float64, and on an AVX2-only
-    CPU it is slower in float32 too (IMAGE_GRAD_MODES).
+    another order, and oneDNN computes it faster in that shape on CPUs with AVX-512, in
+    float32. In bf16 it is slower, so `CeilConv2d` uses it only in float32 and float64, and
+    on an AVX2-only CPU it is slower in float32 too (IMAGE_GRAD_MODES; the timings are in
+    docs/benchmarks.md).
     """
     return _ImageConv.apply(x, weight, bias, stride)
 

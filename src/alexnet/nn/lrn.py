@@ -50,15 +50,9 @@ def check_settings(size: int, groups: int, convention: str, backend: str) -> Non
 
 
 def local_response_norm(
-    x: torch.Tensor,
-    size: int = PAPER_SIZE,
-    alpha: float = PAPER_ALPHA,
-    beta: float = PAPER_BETA,
-    k: float = PAPER_K,
-    groups: int = 1,
-    convention: str = "paper",
-    backend: str = "auto",
-) -> torch.Tensor:
+    x: torch.Tensor, size: int = PAPER_SIZE, alpha: float = PAPER_ALPHA, beta: float = PAPER_BETA,
+    k: float = PAPER_K, groups: int = 1, convention: str = "paper", backend: str = "auto"
+) -> torch.Tensor:  # fmt: skip
     """The paper's LRN of (N, C, ...) maps, each of `groups` towers normalized separately, so
     no sum crosses from tower A into tower B."""
     check_settings(size, groups, convention, backend)

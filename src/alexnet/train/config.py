@@ -91,7 +91,7 @@ class RunConfig:
     precision: str = "fp32"
     channels_last: bool = False
     # torch.compile the training step's network (not validation's). Worth it on GPUs (bf16
-    # training 1.2x on an H100, docs/benchmarks.md); costs a minute or so of compiling first.
+    # training on an H100: docs/benchmarks.md); costs a minute or so of compiling first.
     compile: bool = False
     checkpoint_minutes: float = 10.0  # also write `last` this often within an epoch
     checkpoint_steps: int | None = None  # ... or every this many steps

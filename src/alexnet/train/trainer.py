@@ -3,15 +3,8 @@
     train(config, run_dir)            a new run
     train(config, run_dir, resume=True)  continue a killed one from checkpoints/last.pt
 
-A run directory holds:
-
-    config.yaml         the resolved recipe
-    version.json        package, git commit, torch, machine, command
-    metrics.jsonl       one line per epoch: loss, errors, lr, images/s, time
-    train.log           the log
-    tensorboard/        TensorBoard events
-    checkpoints/last.pt the latest state (also written within epochs, see run.checkpoint_*)
-    checkpoints/best.pt the state after the epoch with the lowest validation top-1 error
+A run directory holds the recipe, the version, metrics.jsonl, the log, TensorBoard events and
+the checkpoints (`alexnet.train.rundir`).
 
 Determinism: the order of images in an epoch is a function of (seed, epoch), each image's
 augmentation of (seed, epoch, index) (alexnet.data.augment), and dropout's masks of
@@ -26,6 +19,7 @@ nccl on GPU); metrics are summed over ranks; only rank 0 writes.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import math
 import os
@@ -53,7 +47,7 @@ from alexnet.core.runtime import (
 )
 from alexnet.core.version import __version__
 from alexnet.data.dataset import StoreDataset
-from alexnet.data.loader import among, epoch_batches, loader_for
+from alexnet.data.loader import among, epoch_batches, make_loader
 from alexnet.data.render import DeviceRenderer
 from alexnet.data.store import Store
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
@@ -126,6 +120,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, comman
     try:
         metrics = Trainer(config, run_dir, procs, device, resume, command).run()
         if own_group:
+            # DistributedDataParallel's reducer sits in reference cycles: collected now, while
+            # its process group exists, and not at exit, where destroying it after the group
+            # aborts the process (std::terminate)
+            gc.collect()
             dist.barrier()  # no rank tears down gloo while another still talks to it
         return metrics
     finally:
@@ -495,7 +493,10 @@ class Trainer:
             procs.world,
         )
         self.train_set.set_epoch(p.epoch)
-        loader = loader_for(self.train_set, batches[p.step :], config.data.workers, self.device)
+        loader = make_loader(
+            self.train_set, batches=batches[p.step :], num_workers=config.data.workers,
+            device=self.device,
+        )  # fmt: skip
         self.model.train()
         bar = _bar(len(batches), p.step, f"epoch {p.epoch + 1}/{run.epochs}", procs)
         last_save = started = tick = time.monotonic()
@@ -598,7 +599,9 @@ class Trainer:
             self.val_indices[i : i + config.optim.batch_size].tolist()
             for i in range(0, len(self.val_indices), config.optim.batch_size)
         ][self.procs.rank :: self.procs.world]
-        loader = loader_for(self.val_set, batches, config.data.workers, self.device)
+        loader = make_loader(
+            self.val_set, batches=batches, num_workers=config.data.workers, device=self.device
+        )
         model = self.model.module if self.procs.world > 1 else self.model
         counts = [0.0, 0.0, 0.0, 0.0]  # loss sum, top-1 hits, top-5 hits, images
         for probs, labels in softmax_batches(
