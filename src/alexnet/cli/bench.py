@@ -12,7 +12,7 @@ from alexnet.cli.common import (
     MODELS_HELP,
     TOWER_CONV_MODES,
     add_report_options,
-    argv_is_cli,
+    command_line,
     write_result,
 )
 from alexnet.models.registry import split_specs
@@ -64,14 +64,11 @@ def _bench_model(args: argparse.Namespace) -> None:
         device=args.device,
         channels_last=_models_or_all(args.channels_last),
         compile=_models_or_all(args.compile),
-        fuse=not args.no_fuse,
-        lrn_backend=args.lrn_backend,
-        tower_conv=args.tower_conv,
-        conv1_grad=args.conv1_grad,
+        **_network_options(args),
         malloc=args.malloc,
         in_process=args.in_process,
     )
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     write_result(args, result)
 
 
@@ -83,7 +80,7 @@ def _bench_fused(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = bench_fused(repeats=args.repeats, batch=args.batch)
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     write_result(args, result)
 
 
@@ -104,15 +101,12 @@ def _bench_profile(args: argparse.Namespace) -> None:
         device=args.device,
         channels_last=args.channels_last,
         compile=args.compile,
-        fuse=not args.no_fuse,
-        lrn_backend=args.lrn_backend,
-        tower_conv=args.tower_conv,
-        conv1_grad=args.conv1_grad,
+        **_network_options(args),
         top=args.top,
         trace_dir=args.trace,
         by_shape=args.by_shape,
     )
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     write_result(args, result)
 
 
@@ -122,8 +116,45 @@ def _bench_train(args: argparse.Namespace) -> None:
 
     config = load_config(args.config, args.set)
     result = bench_train(config, steps=args.steps, rounds=args.rounds)
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     write_result(args, result)
+
+
+def _add_network_options(parser: argparse.ArgumentParser) -> None:
+    """How the networks of `bench model` and `bench profile` run their layers."""
+    parser.add_argument(
+        "--no-fuse", action="store_true", help="run ReLU, LRN and pooling as separate layers"
+    )
+    parser.add_argument(
+        "--lrn-backend",
+        default="auto",
+        choices=LRN_BACKENDS,
+        help="torch: LRN as torch operations, also on CPU; triton: the GPU kernels "
+        "(torch and triton imply --no-fuse)",
+    )
+    parser.add_argument(
+        "--tower-conv",
+        default="auto",
+        choices=TOWER_CONV_MODES,
+        help="conv2, conv4, conv5 as one grouped call or one call per tower (auto: grouped "
+        "on CPU, split on CUDA)",
+    )
+    parser.add_argument(
+        "--conv1-grad",
+        default="auto",
+        choices=IMAGE_GRAD_MODES,
+        help="conv1's weight gradient on CPU in fp32 (auto: space-to-depth with AVX-512, "
+        "direct elsewhere)",
+    )
+
+
+def _network_options(args: argparse.Namespace) -> dict:
+    return {
+        "fuse": not args.no_fuse,
+        "lrn_backend": args.lrn_backend,
+        "tower_conv": args.tower_conv,
+        "conv1_grad": args.conv1_grad,
+    }
 
 
 def add_commands(commands) -> None:
@@ -181,30 +212,7 @@ def add_commands(commands) -> None:
         metavar="MODELS",
         help="torch.compile every model, or these (comma-separated)",
     )
-    bench_model.add_argument(
-        "--no-fuse", action="store_true", help="run ReLU, LRN and pooling as separate layers"
-    )
-    bench_model.add_argument(
-        "--lrn-backend",
-        default="auto",
-        choices=LRN_BACKENDS,
-        help="torch: LRN as torch operations, also on CPU; triton: the GPU kernels "
-        "(torch and triton imply --no-fuse)",
-    )
-    bench_model.add_argument(
-        "--tower-conv",
-        default="auto",
-        choices=TOWER_CONV_MODES,
-        help="conv2, conv4, conv5 as one grouped call or one call per tower (auto: grouped "
-        "on CPU, split on CUDA)",
-    )
-    bench_model.add_argument(
-        "--conv1-grad",
-        default="auto",
-        choices=IMAGE_GRAD_MODES,
-        help="conv1's weight gradient on CPU in fp32 (auto: space-to-depth with AVX-512, "
-        "direct elsewhere)",
-    )
+    _add_network_options(bench_model)
     bench_model.add_argument(
         "--malloc",
         default="keep",
@@ -253,10 +261,7 @@ def add_commands(commands) -> None:
     bench_profile.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     bench_profile.add_argument("--channels-last", action="store_true")
     bench_profile.add_argument("--compile", action="store_true", help="torch.compile the models")
-    bench_profile.add_argument("--no-fuse", action="store_true")
-    bench_profile.add_argument("--lrn-backend", default="auto", choices=LRN_BACKENDS)
-    bench_profile.add_argument("--tower-conv", default="auto", choices=TOWER_CONV_MODES)
-    bench_profile.add_argument("--conv1-grad", default="auto", choices=IMAGE_GRAD_MODES)
+    _add_network_options(bench_profile)
     bench_profile.add_argument("--top", type=int, default=15, help="operations listed per model")
     bench_profile.add_argument("--trace", metavar="DIR", help="also write Chrome traces here")
     bench_profile.add_argument(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,3 +64,9 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 
 def argv_is_cli() -> bool:
     return Path(sys.argv[0]).name in ("alexnet", "__main__.py")
+
+
+def command_line() -> str | None:
+    """The command as typed, for a result's record, so that it can be run again (None when
+    the command was called from Python, as the tests do)."""
+    return "alexnet " + shlex.join(sys.argv[1:]) if argv_is_cli() else None

@@ -7,12 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.cli.common import argv_is_cli
+from alexnet.cli.common import command_line
 
 
 def _data_prepare(args: argparse.Namespace) -> None:
     import logging
-    import shlex
 
     from alexnet.data.prepare import Settings, prepare
 
@@ -30,7 +29,7 @@ def _data_prepare(args: argparse.Namespace) -> None:
         max_pixels=args.max_pixels,
     )
     download_to = Path(args.out) / "download" if args.download else None
-    command = "alexnet " + shlex.join(sys.argv[1:]) if argv_is_cli() else None
+    command = command_line()
     try:
         report = prepare(
             settings,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from alexnet.cli.common import AUTO_PRECISION_HELP, argv_is_cli, run_folder
+from alexnet.cli.common import AUTO_PRECISION_HELP, command_line, run_folder
 
 
 def _figures_filters(args: argparse.Namespace) -> None:
@@ -15,7 +14,7 @@ def _figures_filters(args: argparse.Namespace) -> None:
 
     out = run_folder(args.checkpoint, "figures", args.out)
     result = filters(args.checkpoint, out)
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     (out / "filters.json").write_text(json.dumps(result, indent=2))
     scores = result["color_specificity"]
     if scores:
@@ -32,7 +31,7 @@ def _figures_predictions(args: argparse.Namespace) -> None:
     out = run_folder(args.checkpoint, "figures", args.out)
     result = predictions(args.checkpoint, args.data, out, count=args.count, split=args.split,
                          seed=args.seed, device=args.device)  # fmt: skip
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     (out / "predictions.json").write_text(json.dumps(result, indent=2))
     right = sum(item["correct"] for item in result["images"])
     print(f"{right} of {len(result['images'])} images right at top-1")
@@ -49,7 +48,7 @@ def _neighbors(args: argparse.Namespace) -> None:
                  epochs=args.epochs, batch=args.batch, workers=args.workers,
                  device=args.device, precision=args.precision, seed=args.seed,
                  progress=not args.json)  # fmt: skip
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     (out / "neighbors.json").write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))
@@ -81,7 +80,7 @@ def _eval(args: argparse.Namespace) -> None:
     first = Path(result["checkpoints"][0])
     out = Path(args.out) if args.out else first.parent.parent / f"eval-{args.split}-{args.views}"
     out.mkdir(parents=True, exist_ok=True)
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     result["confusion"] = result["confusion"].tolist()
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "eval.png")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.cli.common import argv_is_cli
+from alexnet.cli.common import command_line
 
 
 def _ablate(args: argparse.Namespace) -> None:
@@ -30,7 +30,7 @@ def _ablate(args: argparse.Namespace) -> None:
     result = run_study(args.study, recipe, out, seeds=args.seeds, budget_minutes=budget,
                        threshold=args.threshold,
                        log=lambda line: print(line, file=sys.stderr))  # fmt: skip
-    result["command"] = "alexnet " + " ".join(sys.argv[1:]) if argv_is_cli() else None
+    result["command"] = command_line()
     (out / "ablate.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "ablate.png")
     print(table(result))
