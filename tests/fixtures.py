@@ -1,5 +1,5 @@
-"""Image files and dataset layouts made on the fly for the data tests, and the command line
-run in the test's process."""
+"""Image files, dataset layouts and stores made on the fly for the tests, the command line run
+in the test's process, and the paths they share."""
 
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ from unittest import mock
 
 import numpy as np
 from PIL import Image
+
+from alexnet.data.prepare import NoProgress, Settings, prepare_listing
+from alexnet.data.sources import Listing, array_split
+from alexnet.data.store import Store
+
+#: The repository's root, and the tiny recipe the tests and CI train with.
+ROOT = Path(__file__).resolve().parents[1]
+DEBUG = ROOT / "configs" / "debug.yaml"
 
 
 def photo(seed: int, size=(96, 72)) -> Image.Image:
@@ -263,3 +271,20 @@ def cli(*args) -> subprocess.CompletedProcess:
         finally:
             torch.set_num_threads(threads)
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def make_store(path, count=24, side=256, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, side, side, channels), dtype=np.uint8)
+    labels = np.arange(count) % 3
+    listing = Listing(
+        "test",
+        ["a", "b", "c"],
+        ["a", "b", "c"],
+        {"train": array_split(labels, "t"), "val": array_split(labels[:6], "v")},
+        channels=channels,
+        native_size=side,
+        arrays={"train": images, "val": images[:6]},
+    )
+    prepare_listing(listing, Settings("test", None, None), path, progress=NoProgress)
+    return Store(path), images

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from fixtures import ROOT
+
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 needs_linter = pytest.mark.skipif(
     not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[test]')"
@@ -59,7 +60,7 @@ def imports_of(path: Path) -> list[tuple[str, str]]:
 
 
 def test_no_module_imports_another_modules_private_names():
-    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "tests").glob("*.py"),
+    files = [*(ROOT / "src").rglob("*.py"), *(ROOT / "tests").rglob("*.py"),
              *(ROOT / "tools").glob("*.py")]  # fmt: skip
     private = [
         f"{path.relative_to(ROOT)}: from {module} import {name}"

@@ -18,7 +18,7 @@ bench=("$python" -m alexnet bench model --device cuda --repeats 5 --steps 20)
 case "${1:-}" in
 checks)
     nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$OUT/gpu.txt"
-    "$python" tests/cuda_checks.py | tee "$OUT/cuda-checks.txt"
+    "$python" tests/kernels/cuda_checks.py | tee "$OUT/cuda-checks.txt"
     for layout in "" --channels-last; do
         "$python" tools/bench_conv1.py --device cuda --dtype bf16 $layout | tee -a "$OUT/conv1.txt"
         "$python" tools/bench_conv1.py --device cuda --dtype fp32 $layout | tee -a "$OUT/conv1.txt"

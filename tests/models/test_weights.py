@@ -6,7 +6,6 @@ module tree rebuilt below, layer for layer as torchvision/models/alexnet.py defi
 """
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +13,8 @@ from torch import nn
 
 from alexnet import from_torchvision
 from alexnet.models.weights import TORCHVISION_LAYERS
+
+from fixtures import ROOT
 
 
 class TorchvisionAlexNet(nn.Module):
@@ -101,7 +102,7 @@ def test_from_torchvision_names_a_wrongly_shaped_key(torchvision_net):
 
 
 def test_readme_python_example_runs(monkeypatch, torchvision_net):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     example = readme.split("```python\n", 1)[1].split("```", 1)[0]
     assert "from_torchvision(torch.load(" in example
     # The example loads torchvision's weights file; serve a state dict of that layout.

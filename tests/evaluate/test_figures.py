@@ -25,8 +25,7 @@ from alexnet.studies.report import TRAIN_COLOR, write_report
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train
 
-from fixtures import cli
-from test_train import DEBUG
+from fixtures import DEBUG, cli
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from alexnet.train.config import load_config
 from alexnet.train.towers import TowerParallel
 from alexnet.train.trainer import train
 
-from test_train import DEBUG
+from fixtures import DEBUG
 
 SMALL = dict(widths=(8, 16, 16, 16, 16), fc_width=32, init="kaiming")
 DEVICES = ([["cuda:0", "cuda:1"]] if torch.cuda.device_count() >= 2 else []) + [["cpu", "cpu"]]

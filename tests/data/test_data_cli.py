@@ -7,8 +7,7 @@ import numpy as np
 from alexnet.bench.data import bench_views, table
 from alexnet.cli import main
 
-from fixtures import image_folder
-from test_data_views import make_store
+from fixtures import ROOT, image_folder, make_store
 
 
 def test_prepare_then_show(tmp_path, capsys):
@@ -83,7 +82,7 @@ def test_view_benchmark_reports_rates(tmp_path):
 def test_the_usage_docs_data_example_runs(tmp_path, monkeypatch):
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "docs" / "usage.md").read_text()
+    readme = (ROOT / "docs" / "usage.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     example = next(b for b in blocks if "StoreDataset" in b)
     monkeypatch.chdir(tmp_path)

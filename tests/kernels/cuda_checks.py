@@ -1,6 +1,6 @@
 """The CUDA paths against the paths the CPU tests check: run on a machine with a GPU.
 
-    python tests/cuda_checks.py
+    python tests/kernels/cuda_checks.py
 
 `alexnet.kernels.lrn_triton` compiled for the GPU against the torch path of
 `alexnet.kernels.lrn` on the same GPU (the torch path equals the paper's formula in the CPU

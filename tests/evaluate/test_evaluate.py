@@ -18,8 +18,7 @@ from alexnet.models import checkpoint as ckpt
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train
 
-from fixtures import cli
-from test_train import DEBUG
+from fixtures import DEBUG, cli
 
 
 @pytest.fixture(scope="module")

@@ -17,29 +17,9 @@ from alexnet.data.augment import (
 )
 from alexnet.data.dataset import StoreDataset
 from alexnet.data.loader import make_loader
-from alexnet.data.prepare import NoProgress, Settings, prepare_listing
 from alexnet.data.render import DeviceRenderer, ViewBatch
-from alexnet.data.sources import Listing, array_split
-from alexnet.data.store import Store
 
-Silent = NoProgress
-
-
-def make_store(path, count=24, side=256, channels=3, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(count, side, side, channels), dtype=np.uint8)
-    labels = np.arange(count) % 3
-    listing = Listing(
-        "test",
-        ["a", "b", "c"],
-        ["a", "b", "c"],
-        {"train": array_split(labels, "t"), "val": array_split(labels[:6], "v")},
-        channels=channels,
-        native_size=side,
-        arrays={"train": images, "val": images[:6]},
-    )
-    prepare_listing(listing, Settings("test", None, None), path, progress=Silent)
-    return Store(path), images
+from fixtures import make_store
 
 
 def naive_view(image, mean, crop, size, shift):

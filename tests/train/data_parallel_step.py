@@ -20,7 +20,7 @@ from alexnet.train.config import load_config
 from alexnet.train.distributed import start_processes
 from alexnet.train.trainer import Trainer
 
-DEBUG = Path(__file__).resolve().parents[1] / "configs" / "debug.yaml"
+DEBUG = Path(__file__).resolve().parents[2] / "configs" / "debug.yaml"
 
 
 def first_step_gradient(store: str, precision: str, out: str, *sets: str) -> None:

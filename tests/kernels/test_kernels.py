@@ -21,7 +21,7 @@ from alexnet.kernels.fused import relu_lrn_pool
 from alexnet.nn.block import fusable
 from alexnet.nn.lrn import local_response_norm
 
-from test_layers import activations, naive_lrn
+from references import activations, naive_lrn
 
 BACKENDS = ("kernel", "torch", "triton")
 

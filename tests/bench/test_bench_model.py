@@ -1,7 +1,6 @@
 """`alexnet bench model` and the process settings it applies."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +9,8 @@ import alexnet.bench.model
 import alexnet.core.runtime as runtime
 from alexnet.bench.model import bench_model, matmul_limit
 from alexnet.cli import main
+
+from fixtures import DEBUG
 
 
 @pytest.fixture(autouse=True)
@@ -157,9 +158,7 @@ def test_bench_train_times_the_store_against_synthetic_input(store):
     from alexnet.bench.train import bench_train
     from alexnet.train.config import load_config
 
-    config = load_config(
-        Path(__file__).resolve().parents[1] / "configs" / "debug.yaml", [f"data.store={store}"]
-    )
+    config = load_config(DEBUG, [f"data.store={store}"])
     result = bench_train(config, steps=2, rounds=2, warmup=1)
     assert len(result["real_images_per_s"]) == len(result["synthetic_images_per_s"]) == 2
     assert result["ratio"] == result["real_median"] / result["synthetic_median"]

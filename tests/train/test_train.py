@@ -24,10 +24,8 @@ from alexnet.models import checkpoint as ckpt
 from alexnet.train.config import ConfigError, load_config
 from alexnet.train.trainer import TrainingError, train
 
-from fixtures import cli
+from fixtures import DEBUG, ROOT, cli
 
-ROOT = Path(__file__).resolve().parents[1]
-DEBUG = ROOT / "configs" / "debug.yaml"
 ENV = {**os.environ, "ALEXNET_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
 
 

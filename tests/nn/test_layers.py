@@ -1,7 +1,6 @@
 """LRN and the released code's conv1 edges, against naive loops and torch's own layers."""
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,31 +10,8 @@ from torch import nn
 from alexnet.nn.conv import CeilConv2d, TowerConv2d, conv_output_size, pool_output_size
 from alexnet.nn.lrn import LocalResponseNorm
 
-
-def naive_lrn(a, n=5, alpha=1e-4, beta=0.75, k=2.0, groups=1):
-    """The paper's formula, one neuron at a time, each tower on its own.
-
-    b[i] = a[i] / (k + alpha * sum_{j=max(0, i-n/2)}^{min(N-1, i+n/2)} a[j]^2) ** beta
-    """
-    batch, channels, height, width = a.shape
-    per_group = channels // groups
-    b = torch.empty_like(a)
-    for g in range(groups):
-        first = g * per_group
-        for i in range(per_group):
-            lo, hi = max(0, i - n // 2), min(per_group - 1, i + n // 2)
-            for y in range(height):
-                for x in range(width):
-                    for s in range(batch):
-                        total = sum(a[s, first + j, y, x] ** 2 for j in range(lo, hi + 1))
-                        b[s, first + i, y, x] = a[s, first + i, y, x] / (k + alpha * total) ** beta
-    return b
-
-
-def activations(*shape, seed=0):
-    # Large enough that alpha * sum is comparable with k, so the normalization matters.
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(*shape, generator=gen, dtype=torch.float64) * 60).relu()
+from fixtures import ROOT
+from references import activations, naive_lrn
 
 
 def test_lrn_equals_naive_loop_of_paper_formula():
@@ -255,7 +231,7 @@ def test_cli_spells_out_the_lrn_backends_and_tower_conv_modes():
 
 def _bench_conv1():
     """tools/bench_conv1.py, which measures ways of computing conv1 not yet in the network."""
-    path = Path(__file__).parents[1] / "tools" / "bench_conv1.py"
+    path = ROOT / "tools" / "bench_conv1.py"
     spec = importlib.util.spec_from_file_location("bench_conv1", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -18,8 +18,7 @@ from alexnet.studies.ablate import (
 )
 from alexnet.train.config import load_config
 
-from fixtures import cli
-from test_train import DEBUG
+from fixtures import DEBUG, cli
 
 
 def test_epochs_to_threshold_against_a_hand_made_curve():

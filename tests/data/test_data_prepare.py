@@ -16,9 +16,17 @@ from alexnet.data.prepare import NoProgress, PrepareError, Settings, prepare
 from alexnet.data.sources import SourceError
 from alexnet.data.store import Store, StoreError
 
-from fixtures import bad_files, cifar10, fashion_mnist, image_folder, imagenet, tiny_imagenet_zip
+from fixtures import (
+    ROOT,
+    bad_files,
+    cifar10,
+    fashion_mnist,
+    image_folder,
+    imagenet,
+    tiny_imagenet_zip,
+)
 
-SHARED_TINY = Path(__file__).resolve().parents[2] / "shared/data/tiny-imagenet-200.zip"
+SHARED_TINY = ROOT.parent / "shared/data/tiny-imagenet-200.zip"
 
 
 Silent = NoProgress
