@@ -271,15 +271,15 @@ def test_views_rendered_by_torch_on_the_device_equal_the_loaders(tmp_path, side,
         for normalize in ("none", "std"):
             options = dict(views=views, normalize=normalize, channels_last=channels_last, seed=3)
             expected, labels = StoreDataset(store, **options).__getitems__(range(12))
-            deferred = StoreDataset(store, render="device", **options)
-            batch, same_labels = deferred.__getitems__(range(12))
+            on_device = StoreDataset(store, render="device", **options)
+            batch, same_labels = on_device.__getitems__(range(12))
             assert isinstance(batch, ViewBatch) and batch.pixels.dtype == torch.uint8
-            got = DeviceRenderer.of(deferred, torch.device("cpu"))(batch)
+            got = DeviceRenderer.of(on_device, torch.device("cpu"))(batch)
             assert torch.equal(got, expected) and torch.equal(labels, same_labels)
             assert got.stride() == expected.stride()  # one channel: strides still canonical
 
 
-def test_ten_crops_are_not_deferred(tmp_path):
+def test_ten_crops_are_not_rendered_on_the_device(tmp_path):
     store, _ = make_store(tmp_path / "s")
     with pytest.raises(ValueError, match="ten-crop"):
         StoreDataset(store, "val", views="ten-crop", render="device")
