@@ -15,7 +15,7 @@ from torch import nn
 
 from alexnet.core.checks import check_choice, check_type
 from alexnet.nn.block import activate_norm_pool
-from alexnet.nn.conv import CeilConv2d, TowerConv2d, conv_output_size, pool_output_size
+from alexnet.nn.conv import CeilConv2d, TowerConv2d, conv_output_size, pool_output_size, side
 from alexnet.nn.lrn import (
     PAPER_ALPHA,
     PAPER_BETA,
@@ -337,14 +337,10 @@ def _layer_output_size(layer: nn.Module | None, size: int) -> int:
     if layer is None or size < 1:
         return size
     if isinstance(layer, nn.MaxPool2d):
-        k, s, p = (_first(v) for v in (layer.kernel_size, layer.stride, layer.padding))
+        k, s, p = (side(v) for v in (layer.kernel_size, layer.stride, layer.padding))
         return pool_output_size(size, k, s, p, layer.ceil_mode)
     ceil = isinstance(layer, CeilConv2d)
     return conv_output_size(size, layer.kernel_size[0], layer.stride[0], layer.padding[0], ceil)
-
-
-def _first(value: int | tuple[int, ...]) -> int:
-    return value if isinstance(value, int) else value[0]
 
 
 def init_weights(model: AlexNet, scheme: str) -> None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from alexnet.kernels.fused import relu_lrn_pool
+from alexnet.nn.conv import side
 from alexnet.nn.lrn import LocalResponseNorm
 
 
@@ -32,7 +33,7 @@ def activate_norm_pool(
     if fuse and norm_first and fusable(x, act, norm, pool):
         return relu_lrn_pool(
             x, norm.size, norm.coefficient, norm.beta, norm.k, norm.groups,
-            _first(pool.kernel_size), _first(pool.stride),
+            side(pool.kernel_size), side(pool.stride),
         )  # fmt: skip
     x = act(x)
     return pool(norm(x)) if norm_first else norm(pool(x))
@@ -47,11 +48,7 @@ def fusable(x: torch.Tensor, act: nn.Module, norm: nn.Module, pool: nn.MaxPool2d
         and norm.backend in ("auto", "kernel")
         and isinstance(pool, nn.MaxPool2d)
         and not pool.ceil_mode
-        and _first(pool.padding) == 0
-        and _first(pool.dilation) == 1
+        and side(pool.padding) == 0
+        and side(pool.dilation) == 1
         and not any(m._forward_hooks or m._forward_pre_hooks for m in (act, norm, pool))
     )
-
-
-def _first(value: int | tuple[int, ...]) -> int:
-    return value if isinstance(value, int) else value[0]

@@ -25,6 +25,12 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, ceil: bo
     return 1 + (-(-span // stride) if ceil else span // stride)
 
 
+def side(value: int | tuple[int, ...]) -> int:
+    """A square window's kernel, stride or padding along one axis, given as torch's layers
+    hold it (an int, or a pair)."""
+    return value if isinstance(value, int) else value[0]
+
+
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
     """Outputs of torch's MaxPool2d along one axis.
 

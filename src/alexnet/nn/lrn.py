@@ -56,6 +56,11 @@ def local_response_norm(
     """The paper's LRN of (N, C, ...) maps, each of `groups` towers normalized separately, so
     no sum crosses from tower A into tower B."""
     check_settings(size, groups, convention, backend)
+    return _normalize(x, size, alpha, beta, k, groups, convention, backend)
+
+
+def _normalize(x, size, alpha, beta, k, groups, convention, backend) -> torch.Tensor:
+    """`local_response_norm` with its settings already checked (the module checks them once)."""
     if x.dim() < 3:
         raise ValueError(f"LocalResponseNorm expects (N, C, ...) input, got shape {tuple(x.shape)}")
     if x.shape[1] % groups:
@@ -101,7 +106,7 @@ class LocalResponseNorm(nn.Module):
         return coefficient(self.alpha, self.size, self.convention)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return local_response_norm(
+        return _normalize(
             x, self.size, self.alpha, self.beta, self.k, self.groups, self.convention, self.backend
         )
 

@@ -92,6 +92,3 @@ class RunDirectory:
         lines = path.read_text().splitlines() if path.exists() else []
         kept = [line for line in lines if json.loads(line)["epoch"] <= epoch]
         atomic_write(path, lambda f: f.write("".join(f"{x}\n" for x in kept)), "w")
-
-    def metrics(self, missing_ok: bool = False) -> list[dict]:
-        return read_metrics(self.root, missing_ok)
