@@ -63,9 +63,7 @@ def _neighbors(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from alexnet.evaluate.eval import evaluate_checkpoints, plot
-
-    result = evaluate_checkpoints(
+    evaluate_and_write(
         args.checkpoint,
         args.data,
         split=args.split,
@@ -75,18 +73,31 @@ def _eval(args: argparse.Namespace) -> None:
         device=args.device,
         workers=args.workers,
         limit=args.limit,
-        progress=not args.json,
+        out=args.out,
+        as_json=args.json,
+    )
+
+
+def evaluate_and_write(
+    checkpoints, data, *, split, views, out=None, as_json=False, **options
+) -> dict:
+    """Evaluate, write eval.json and eval.png (beside the first checkpoint's run unless
+    `out`), and print the summary; what `alexnet eval` and `alexnet train --test` do."""
+    from alexnet.evaluate.eval import evaluate_checkpoints, plot
+
+    result = evaluate_checkpoints(
+        checkpoints, data, split=split, views=views, progress=not as_json, **options
     )
     first = Path(result["checkpoints"][0])
-    out = Path(args.out) if args.out else first.parent.parent / f"eval-{args.split}-{args.views}"
+    out = Path(out) if out else first.parent.parent / f"eval-{split}-{views}"
     out.mkdir(parents=True, exist_ok=True)
     result["command"] = command_line()
     result["confusion"] = result["confusion"].tolist()
     (out / "eval.json").write_text(json.dumps(result, indent=2))
     plot(result, out / "eval.png")
-    if args.json:
+    if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=2))
-        return
+        return result
     count = len(result["checkpoints"])
     what = f"ensemble of {count} networks" if count > 1 else result["checkpoints"][0]
     print(
@@ -110,6 +121,7 @@ def _eval(args: argparse.Namespace) -> None:
             f"({pair['images']} images)"
         )
     print(f"  wrote {out / 'eval.json'} and {out / 'eval.png'}")
+    return result
 
 
 def _predict(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -20,12 +21,45 @@ def _train(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         print("interrupted: continue with `alexnet train --resume RUN_DIR`", file=sys.stderr)
         raise SystemExit(130) from None
-    if metrics is not None and int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if metrics is not None:
         print(
             f"{run_dir}: epoch {metrics['epoch']}, validation top-1 error "
             f"{100 * metrics['val_top1_error']:.2f}%, top-5 {100 * metrics['val_top5_error']:.2f}%"
             f" ({metrics['val_views']}, {metrics['val_images']:,} images)\n"
             f"  checkpoints: {run_dir / 'checkpoints'}  metrics: {run_dir / 'metrics.jsonl'}"
+        )
+    if args.test:
+        _test(Path(run_dir))
+
+
+def _test(run_dir: Path) -> None:
+    """The checkpoint validation chose, on the test of record (data.val_split), with the
+    center crop and ten crops: what `alexnet eval --split S` does, for each."""
+    from alexnet.cli.evaluate import evaluate_and_write
+    from alexnet.train.config import load_config
+
+    config = load_config(run_dir / "config.yaml")
+    data = config.data
+    if data.holdout is None:
+        print(
+            f"note: the {data.val_split} split also validated this run (it chose best.pt and "
+            "drove the schedule), so its errors below are not test errors; set data.holdout "
+            "to validate on held-out training images",
+            file=sys.stderr,
+        )
+    best = run_dir / "checkpoints" / "best.pt"
+    for views in ("center", "ten-crop"):
+        evaluate_and_write(
+            [str(best)],
+            data.store,
+            split=data.val_split,
+            views=views,
+            precision=config.run.precision,
+            device=config.run.device,
+            workers=data.workers,
+            out=run_dir / f"test-{data.val_split}-{views}",
         )
 
 
@@ -47,4 +81,10 @@ def add_commands(commands) -> None:
     )
     train.add_argument("--out", help="run directory (default: runs/RECIPE-DATE-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument(
+        "--test",
+        action="store_true",
+        help="when training ends, evaluate best.pt on data.val_split (the test of record "
+        "when data.holdout validates), center and ten crops, into RUN_DIR/test-SPLIT-VIEWS",
+    )
     train.set_defaults(run=_train)

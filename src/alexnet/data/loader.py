@@ -24,6 +24,45 @@ def among(dataset, classes: int | None, count: int | None, seed: int) -> np.ndar
     return pool[subset(len(pool), count, seed)]
 
 
+def holdout(labels: np.ndarray, count: int | float, seed: int) -> np.ndarray:
+    """A validation set carved from training images: `count` images (an int), or that share
+    of them (a float between 0 and 1), drawn from each class in proportion to its size, with
+    a generator of its own seeded by `seed`. Returns positions into `labels`, sorted.
+
+    Each class gives floor(share * size) images, and the images still owed go to the classes
+    with the largest remainders (ties to the lower label), so the total is exact.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if isinstance(count, bool) or not isinstance(count, int | float):
+        raise ConfigError(f"data.holdout is a number of images or a share, got {count!r}")
+    if isinstance(count, float):
+        if not 0 < count < 1:
+            raise ConfigError(f"data.holdout as a share must be between 0 and 1, got {count}")
+        total = round(count * n)
+    else:
+        total = count
+    classes, sizes = np.unique(labels, return_counts=True)
+    if not 1 <= total < n:
+        raise ConfigError(f"data.holdout of {count} makes {total} of {n} training images")
+    exact = sizes * total / n
+    take = np.floor(exact).astype(int)
+    owed = total - take.sum()
+    order = np.lexsort((classes, -(exact - take)))  # largest remainder first
+    take[order[:owed]] += 1
+    if (take >= sizes).any():
+        emptied = classes[take >= sizes].tolist()
+        raise ConfigError(
+            f"data.holdout of {count} leaves no training image in class(es) {emptied[:10]}"
+        )
+    generator = np.random.default_rng([seed, 0x401D0])
+    picked = [
+        generator.choice(np.flatnonzero(labels == c), size=k, replace=False)
+        for c, k in zip(classes, take, strict=True)
+    ]
+    return np.sort(np.concatenate(picked))
+
+
 def epoch_batches(
     indices: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
 ) -> list[list[int]]:

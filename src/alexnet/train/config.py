@@ -52,6 +52,13 @@ class DataConfig:
     # train and validate on the images of the store's first N classes only: a class subset
     # sized to a budget (the network then has N outputs)
     classes: int | None = None
+    # Validation images held out of train_split: a number of images, or a share (0-1), drawn
+    # from each class in proportion with holdout_seed (data.loader.holdout). They then pick
+    # best.pt and drive the plateau rule, and val_split, never looked at in training, is
+    # the test of record (`alexnet eval --split val`, or `alexnet train --test`). None: the
+    # val_split validates and steers, so its numbers are not test numbers.
+    holdout: int | float | None = None
+    holdout_seed: int = 0  # apart from run.seed, so that runs of several seeds share one
 
 
 @dataclass
@@ -75,6 +82,10 @@ class ScheduleConfig:
     patience: int = 1  # plateau: epochs without improvement before a drop
     max_drops: int = 3  # plateau: the paper reduced the rate three times
     threshold: float = 0.0  # plateau: an improvement must beat the best by more (error, 0-1)
+    # plateau: end the run once the rate has been dropped max_drops times and the error has
+    # not improved for `patience` epochs since ("reduced three times prior to termination");
+    # run.epochs stays the upper bound
+    early_stop: bool = False
     milestones: list[int] = field(default_factory=lambda: [25, 51, 79])  # epochs, 1-based
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from alexnet.core.checks import ConfigError
 from alexnet.core.files import atomic_write
 from alexnet.core.version import __version__
 from alexnet.train.distributed import Processes
@@ -78,6 +79,21 @@ class RunDirectory:
         atomic_write(self.root / "config.yaml", lambda f: f.write(config_yaml), "w")
         atomic_write(self.root / "version.json", lambda f: json.dump(version, f, indent=2), "w")
         self.metrics_path.write_text("")
+
+    def record_holdout(self, record: dict) -> None:
+        """The validation images held out of the training split (holdout.json): written when
+        the run starts; a resumed run must draw the same ones, or it refuses."""
+        path = self.root / "holdout.json"
+        if path.exists():
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            if kept["indices"] != record["indices"]:
+                raise ConfigError(
+                    f"{path} lists other held-out images than this recipe and store draw "
+                    f"({len(kept['indices'])} saved, {len(record['indices'])} now): the "
+                    "store or data.holdout changed since the run started"
+                )
+            return
+        atomic_write(path, lambda f: json.dump(record, f), "w")
 
     def append_metrics(self, metrics: dict) -> None:
         """One epoch's line, on disk before the checkpoint that follows it is written."""

@@ -53,6 +53,11 @@ class Plateau:
             self.bad_epochs = 0
         return self.lr
 
+    @property
+    def exhausted(self) -> bool:
+        """All drops made, and no improvement for `patience` epochs since the last one."""
+        return self.drops >= self.max_drops and self.bad_epochs >= self.patience
+
     def state_dict(self) -> dict:
         return dict(lr=self.lr, best=self.best, bad_epochs=self.bad_epochs, drops=self.drops)
 

@@ -47,7 +47,7 @@ from alexnet.core.runtime import (
 )
 from alexnet.core.version import __version__
 from alexnet.data.dataset import StoreDataset
-from alexnet.data.loader import among, epoch_batches, make_loader
+from alexnet.data.loader import among, epoch_batches, holdout, make_loader, subset
 from alexnet.data.render import DeviceRenderer
 from alexnet.data.store import Store
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
@@ -90,7 +90,10 @@ class Progress:
     epoch: int = 0  # epochs completed
     step: int = 0  # steps completed within the current epoch
     global_step: int = 0
-    elapsed: float = 0.0  # seconds of training and evaluation so far, over all sessions
+    elapsed: float = 0.0  # seconds of training steps so far (no validation), over all sessions
+    # wall-clock seconds so far, over all sessions: training, validation and checkpoints (up
+    # to the last checkpoint of a session that was killed)
+    wall: float = 0.0
     best_top1: float | None = None
     bad_steps: int = 0
     # sums over the current epoch's steps so far, summed over ranks
@@ -172,6 +175,8 @@ class Trainer:
             self._restore(checkpoint)
         else:
             self._start(command)
+        if procs.main and self.held_out is not None:
+            self.rundir.record_holdout(self.holdout_record())
         self.writer = None
         if procs.main:
             from torch.utils.tensorboard import SummaryWriter
@@ -234,7 +239,7 @@ class Trainer:
         )
         self.val_set = StoreDataset(
             self.store,
-            data.val_split,
+            data.train_split if data.holdout is not None else data.val_split,
             run.eval_views,
             crop_size=self.crop_size,
             normalize=data.normalize,
@@ -242,8 +247,17 @@ class Trainer:
             # ten crops are rendered by the loader, whatever data.render says
             render=data.render if run.eval_views == "center" else "cpu",
         )
-        self.train_indices = among(self.train_set, data.classes, data.train_images, run.seed)
-        self.val_indices = among(self.val_set, data.classes, data.val_images, run.seed)
+        if data.holdout is None:
+            self.held_out = None
+            self.train_indices = among(self.train_set, data.classes, data.train_images, run.seed)
+            self.val_indices = among(self.val_set, data.classes, data.val_images, run.seed)
+        else:
+            pool = among(self.train_set, data.classes, None, run.seed)
+            labels = self.train_set.split.labels[pool]
+            self.held_out = pool[holdout(labels, data.holdout, data.holdout_seed)]
+            rest = np.setdiff1d(pool, self.held_out)
+            self.train_indices = rest[subset(len(rest), data.train_images, run.seed)]
+            self.val_indices = self.held_out[subset(len(self.held_out), data.val_images, run.seed)]
         batch_size = self.config.optim.batch_size
         if len(self.train_indices) < batch_size:
             raise ConfigError(
@@ -366,6 +380,26 @@ class Trainer:
             "alexnet_version": __version__,
         }
 
+    def holdout_record(self) -> dict:
+        """Which training images validate (holdout.json in the run directory)."""
+        data = self.config.data
+        labels = self.train_set.split.labels[self.held_out]
+        classes, counts = np.unique(labels, return_counts=True)
+        return {
+            "split": data.train_split,
+            "holdout": data.holdout,
+            "seed": data.holdout_seed,
+            "images": len(self.held_out),
+            "per_class": {int(c): int(n) for c, n in zip(classes, counts, strict=True)},
+            "indices": self.held_out.tolist(),
+        }
+
+    @property
+    def val_source(self) -> str:
+        """What validates: the store's val split, or images held out of the training split."""
+        data = self.config.data
+        return data.val_split if data.holdout is None else f"{data.train_split}-holdout"
+
     def data_record(self) -> dict:
         """What predict needs to make this network's input from a photograph."""
         store = self.store
@@ -382,7 +416,14 @@ class Trainer:
             "scale": self.train_set.view.scale,
         }
 
+    def tick_wall(self) -> None:
+        """Add the wall-clock time since the last call to progress.wall."""
+        now = time.monotonic()
+        self.progress.wall += now - self.wall_mark
+        self.wall_mark = now
+
     def save(self, best: bool = False) -> None:
+        self.tick_wall()
         if not self.procs.main:
             return
         folder = self.run_dir / "checkpoints"
@@ -404,6 +445,7 @@ class Trainer:
         """Train to the last epoch (or the budget). Ctrl-C or SIGTERM finishes the step,
         saves `last` and raises KeyboardInterrupt; a second one stops at once."""
         self.stop_requested = False
+        self.wall_mark = time.monotonic()
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -438,6 +480,21 @@ class Trainer:
             config.run.precision,
             self.run_dir,
         )
+        if self.held_out is None:
+            log.info(
+                "validating on the %s split, which also picks best.pt and drives the schedule: "
+                "its errors are not test errors (data.holdout holds images out of training "
+                "to validate on instead)",
+                config.data.val_split,
+            )
+        else:
+            log.info(
+                "validating on %d images held out of the %s split (holdout.json); the %s "
+                "split is not looked at in training",
+                len(self.held_out),
+                config.data.train_split,
+                config.data.val_split,
+            )
         if p.epoch >= config.run.epochs:
             log.warning(
                 "%s has already run its %d epochs; to train longer: alexnet train --resume %s "
@@ -447,6 +504,8 @@ class Trainer:
                 self.run_dir,
             )
         while p.epoch < config.run.epochs:
+            if self.converged():
+                break
             finished = self.train_epoch()
             val = self.validate()
             metrics = self.epoch_metrics(val, complete=finished)
@@ -479,6 +538,21 @@ class Trainer:
                 self.run_dir / "checkpoints",
             )
         return metrics
+
+    def converged(self) -> bool:
+        """schedule.early_stop: the plateau rule has made its last drop and the error has
+        not improved for `patience` epochs since (the paper: the rate "reduced three times
+        prior to termination")."""
+        if not (self.config.schedule.early_stop and getattr(self.schedule, "exhausted", False)):
+            return False
+        log.info(
+            "stopping after epoch %d: the rate was dropped %d times and the validation error "
+            "has not improved for %d epochs since (schedule.early_stop)",
+            self.progress.epoch,
+            self.schedule.drops,
+            self.schedule.patience,
+        )
+        return True
 
     def train_epoch(self) -> bool:
         """Train the rest of the current epoch; False if the time budget ran out first."""
@@ -627,6 +701,7 @@ class Trainer:
         }
 
     def epoch_metrics(self, val: dict, complete: bool) -> dict:
+        self.tick_wall()
         p, sums = self.progress, self.progress.sums
         images = max(sums["images"], 1)
         return {
@@ -644,11 +719,13 @@ class Trainer:
             "val_loss": val["loss"],
             "val_top1_error": val["top1_error"],
             "val_top5_error": val["top5_error"],
+            "val_split": self.val_source,
             "val_views": self.config.run.eval_views,
             "val_images": val["images"],
             "lr": self.schedule.lr,
             "images_per_s": getattr(self, "images_per_s", None),
-            "elapsed_s": p.elapsed,
+            "elapsed_s": p.elapsed,  # training steps only
+            "wall_s": p.wall,  # with validation and checkpoints
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
 
