@@ -10,7 +10,7 @@ import alexnet.core.runtime as runtime
 from alexnet.bench.model import bench_model, matmul_limit
 from alexnet.cli import main
 
-from fixtures import DEBUG
+from fixtures import DEBUG, ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +44,18 @@ def test_model_benchmark_reports_rates_ratios_and_fractions(tmp_path, capsys):
     assert ours["ratio_to_reference"] == pytest.approx(ratio)
     # The multiply-adds are the layer table's: 724,406,816 for the paper's network at 224.
     assert ours["forward_macs_per_image"] == 724_406_816
+    # A training step: forward, every weight gradient, every input gradient but conv1's
+    # (55 x 55 outputs x 96 kernels x 3 x 11 x 11 multiply-adds, by hand)
+    conv1 = {"alexnet2012": 55 * 55 * 96 * 3 * 11 * 11, "alexnet_owt": 55 * 55 * 64 * 3 * 11 * 11}
+    for (model, mode, dtype), entry in cases.items():
+        forward = entry["forward_macs_per_image"]
+        step = forward if mode == "infer" else 3 * forward - conv1[model]
+        assert entry["step_macs_per_image"] == step
+        limit = result["matmul_flops_per_s"][dtype]["median"]
+        share = entry["images_per_s"]["median"] * 2 * step / limit
+        assert entry["fraction_of_limit"] == pytest.approx(share, rel=1e-12)
+    assert cases[("alexnet2012", "train", "fp32")]["step_macs_per_image"] == 2_067_805_248
+    assert "but the first" in result["counting"]
     assert result["settings"]["fuse"] and result["settings"]["lrn_backend"] == "auto"
     assert result["settings"]["processes"] == "one per model and dtype"
 
@@ -225,3 +237,17 @@ def test_bench_profile_by_shape_tells_the_layers_apart():
     convs = [r for r in result["profiles"]["alexnet2012"]["ops"] if "convolution" in r["op"]]
     shapes = " ".join(r["shapes"] for r in convs)
     assert "[96, 3, 11, 11]" in shapes and "[256, 48, 5, 5]" in shapes  # conv1, conv2's towers
+
+
+@pytest.mark.parametrize(
+    "record", sorted((ROOT / "docs" / "bench").glob("bench-model*.json")), ids=lambda p: p.stem
+)
+def test_recorded_shares_of_the_limit_follow_the_counting_rule(record):
+    from alexnet.bench.model import step_macs
+
+    result = json.loads(record.read_text())
+    for entry in result["results"]:
+        macs = step_macs(entry["model"])[entry["mode"]]
+        limit = result["matmul_flops_per_s"][entry["dtype"]]["median"]
+        share = entry["images_per_s"]["median"] * 2 * macs / limit
+        assert entry["fraction_of_limit"] == pytest.approx(share, rel=1e-9), entry["model"]

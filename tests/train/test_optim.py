@@ -150,3 +150,13 @@ def test_unknown_schedule_and_optimizer_are_refused():
         make_schedule("cosine", 0.01)
     with pytest.raises(ValueError, match="optimizer must be one of"):
         make_optimizer("adam", nn.Linear(1, 1), 0.01, 0.9, 0.0)
+
+
+def test_plateau_is_exhausted_only_after_its_last_drop_and_patience_more_epochs():
+    schedule = Plateau(0.01, patience=2, max_drops=1)
+    # epochs: best, bad, bad -> drop; then better, bad, bad -> exhausted
+    states = []
+    for epoch, error in enumerate([0.5, 0.5, 0.6, 0.4, 0.4, 0.45]):
+        schedule.step(epoch, error)
+        states.append((schedule.drops, schedule.exhausted))
+    assert states == [(0, False), (0, False), (1, False), (1, False), (1, False), (1, True)]

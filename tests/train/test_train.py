@@ -401,3 +401,61 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(
         assert f"precision auto: {chosen}" in err and "no bf16 instructions: bf16 runs" not in err
         saved = yaml.safe_load((tmp_path / chosen / "config.yaml").read_text())
         assert saved["run"]["precision"] == chosen
+
+
+def test_a_holdout_validates_on_training_images_never_trained_on(store, tmp_path, monkeypatch):
+    import alexnet.train.trainer as trainer
+
+    trained = set()
+
+    def recording(indices, *args, **kwargs):
+        trained.update(indices.tolist())
+        return epoch_batches(indices, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "epoch_batches", recording)
+    run = tmp_path / "run"
+    train(config(store, "data.holdout=40", "data.holdout_seed=5"), run)
+    record = json.loads((run / "holdout.json").read_text())
+    held = record["indices"]
+    assert record["images"] == len(held) == 40 and record["seed"] == 5
+    assert sum(record["per_class"].values()) == 40
+    assert not trained & set(held) and len(trained) == 160 - 40
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {m["val_split"] for m in lines} == {"train-holdout"}
+    assert {m["val_images"] for m in lines} == {40}
+    # the last epoch's validation error is the saved network's error on those training images
+    last = ckpt.load(run / "checkpoints" / "last.pt")
+    model = ckpt.load_model(last).eval()
+    images = StoreDataset(store, "train", "center", normalize="std")
+    x, y = images.__getitems__(held)
+    with torch.no_grad():
+        wrong = (model(x).argmax(1) != y).sum().item()
+    assert lines[-1]["val_top1_error"] == pytest.approx(wrong / 40, abs=1e-12)
+    # a resumed run must hold out the same images
+    with pytest.raises(ConfigError, match="lists other held-out images"):
+        train(config(store, "data.holdout=40", "data.holdout_seed=6", "run.epochs=3"), run,
+              resume=True)  # fmt: skip
+
+
+def test_early_stop_ends_a_plateau_run_after_its_last_drop(store, tmp_path):
+    # a rate too small to change the error: every epoch after the first is a bad one;
+    # patience 1: epoch 2 drops the rate, epoch 3 exhausts the rule, and the run stops
+    run = tmp_path / "run"
+    overrides = ["optim.lr=1e-12", "schedule.patience=1", "schedule.max_drops=1",
+                 "schedule.early_stop=true", "run.epochs=6", "data.holdout=40"]  # fmt: skip
+    metrics = train(config(store, *overrides), run)
+    assert metrics["epoch"] == 3
+    assert "schedule.early_stop" in (run / "train.log").read_text()
+    # resuming the finished run does not train on
+    assert train(config(store, *overrides), run, resume=True) is None
+
+
+def test_a_float_in_exponent_notation_is_a_float_in_recipes_and_on_the_command_line(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-3 as the string '1e-3'
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim:\n  lr: 1e-3\n  weight_decay: 5E-4\n")
+    loaded = load_config(recipe, ["schedule.threshold=2.5e-3"])
+    assert (loaded.optim.lr, loaded.optim.weight_decay) == (0.001, 0.0005)
+    assert loaded.schedule.threshold == 0.0025
+    # only float fields read it as a number
+    assert load_config(None, ["data.store=1e3"]).data.store == "1e3"

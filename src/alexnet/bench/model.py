@@ -5,8 +5,9 @@ Three kinds of number, all measured in one run on the machine it runs on:
 - images/s of training steps (forward, loss, backward, optimizer step) and of inference,
   for each network and precision, on the same random batch;
 - each as a ratio to the reference network (torchvision's architecture in plain eager
-  PyTorch) and as a fraction of the limit, counting a training step as 3x the forward
-  multiply-adds (forward, gradient of the input, gradient of the weights).
+  PyTorch) and as a fraction of the limit, counting the multiply-adds each step computes
+  (`step_macs`: a training step's backward has each layer's weight gradient, and the input
+  gradient of every layer but conv1, whose input, the image, needs none).
 
 Measurements go round-robin (one of each configuration per round) so that a slow spell on
 a shared machine touches all of them alike; the median and spread are over rounds.
@@ -192,7 +193,7 @@ def bench_model(
     }
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
     # forward, per image; made first, so that a bad option fails before the measurements
-    macs_of = {spec: _forward_macs(spec) for spec in models}
+    macs_of = {spec: step_macs(spec) for spec in models}
     limit = {d: matmul_limit(d, dev, repeats) for d in dtypes}
     setup = (batch, str(dev), options, warmup, malloc, torch.get_num_threads())
     with _Workers(cases, setup, in_process) as workers:
@@ -219,12 +220,12 @@ def bench_model(
             "processes": "this one" if in_process else "one per model and dtype",
         },
         "matmul_flops_per_s": limit,
+        "counting": COUNTING,
         "results": [],
     }
     for case, times, faulted in zip(cases, seconds, faults, strict=True):
         rates = [batch * steps / t for t in times]
         macs = macs_of[case.model]
-        flops = 2 * macs * (3 if case.mode == "train" else 1)
         median = statistics.median(rates)
         result["results"].append(
             {
@@ -232,9 +233,10 @@ def bench_model(
                 "mode": case.mode,
                 "dtype": case.dtype,
                 "images_per_s": {"median": median, "min": min(rates), "max": max(rates)},
-                "forward_macs_per_image": macs,
+                "forward_macs_per_image": macs["infer"],
+                "step_macs_per_image": macs[case.mode],
                 "page_faults_per_step": statistics.median(faulted) / steps,
-                "fraction_of_limit": median * flops / limit[case.dtype]["median"],
+                "fraction_of_limit": median * 2 * macs[case.mode] / limit[case.dtype]["median"],
             }
         )
     for entry in result["results"]:
@@ -366,10 +368,35 @@ def check_cases(models: tuple[str, ...], dtypes: tuple[str, ...], device: str) -
     return dev
 
 
-def _forward_macs(spec: str) -> int:
-    """Multiply-adds of one image's forward pass through the network `spec` names."""
+COUNTING = (
+    "2 flops per multiply-add; inference: the forward pass; training: the forward pass, "
+    "every layer's weight gradient, and the input gradient of every layer but the first "
+    "(the image needs none)"
+)
+
+
+def step_macs(spec: str) -> dict[str, int]:
+    """Multiply-adds per image of an inference step and of a training step of the network
+    `spec` names. Each layer's backward costs its forward's multiply-adds once for the
+    weight gradient and once for the input gradient; the first layer's input gradient is
+    not computed (the image does not require one), so training is 3x forward - conv1."""
     name, options = parse_spec(spec)
-    return summarize(name, **options).macs
+    rows = [r for r in summarize(name, **options).rows if r.macs]
+    forward = sum(r.macs for r in rows)
+    return {"infer": forward, "train": 3 * forward - rows[0].macs}
+
+
+def recount(result: dict) -> dict:
+    """A recorded `bench model` result with its fractions of the limit counted by
+    `step_macs` (the measured rates and limits stay as they were)."""
+    for entry in result["results"]:
+        macs = step_macs(entry["model"])[entry["mode"]]
+        limit = result["matmul_flops_per_s"][entry["dtype"]]["median"]
+        entry["step_macs_per_image"] = macs
+        entry["fraction_of_limit"] = entry["images_per_s"]["median"] * 2 * macs / limit
+    result["counting"] = COUNTING
+    result["table"] = table(result)
+    return result
 
 
 def _find(results: list[dict], model: str, mode: str, dtype: str) -> dict | None:
@@ -379,13 +406,18 @@ def _find(results: list[dict], model: str, mode: str, dtype: str) -> dict | None
     return None
 
 
+def _names(models: list[str] | bool) -> str:
+    """The networks an option applies to (records before 0.1 hold true for all of them)."""
+    return "all" if models is True else " ".join(models)
+
+
 def table(result: dict) -> str:
     s = result["settings"]
     lines = [
         f"alexnet bench model on {result['device']}, torch {result['machine']['torch']}, "
         f"batch {s['batch']}, {s['repeats']} rounds of {s['steps']} step(s)"
-        + (f", channels_last: {' '.join(s['channels_last'])}" if s["channels_last"] else "")
-        + (f", torch.compile: {' '.join(s['compile'])}" if s["compile"] else "")
+        + (f", channels_last: {_names(s['channels_last'])}" if s["channels_last"] else "")
+        + (f", torch.compile: {_names(s['compile'])}" if s["compile"] else "")
         + ("" if s["fuse"] else ", unfused")
         + ("" if s["lrn_backend"] == "auto" else f", LRN backend {s['lrn_backend']}")
         + ("" if s.get("tower_conv", "auto") == "auto" else f", tower convs {s['tower_conv']}")
@@ -417,8 +449,9 @@ def table(result: dict) -> str:
         )
     lines.append("")
     lines.append(
-        "of limit: images/s x 2 x multiply-adds (x3 for training: forward, input gradient,\n"
-        "weight gradient) over the same dtype's limit. Above 100% means fewer multiplies than\n"
+        "of limit: images/s x 2 x multiply-adds over the same dtype's limit; training counts\n"
+        "the forward pass, each layer's weight gradient, and the input gradient of every layer\n"
+        "but conv1 (3x forward - conv1). Above 100% means fewer multiplies than\n"
         "counted: oneDNN and cuDNN run 3x3 convolutions with Winograd's algorithm where it\n"
         "pays.\n"
         "faults/step: minor page faults (median over rounds), memory the step could not reuse."

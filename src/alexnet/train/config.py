@@ -15,6 +15,7 @@ wrong type is refused with a message naming it. The resolved recipe is saved wit
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -164,6 +165,8 @@ def from_dict(values: dict) -> TrainConfig:
         for key in given:
             if key not in names:
                 raise ConfigError(f"unknown key {name}.{key}; {name} has: {', '.join(names)}")
+        given = {k: _exponent_float(v, f.type) for f in fields(cls) for k, v in given.items()
+                 if k == f.name}  # fmt: skip
         for f in fields(cls):
             if f.name in given:
                 _check_value(f"{name}.{f.name}", given[f.name], f.type)
@@ -171,6 +174,16 @@ def from_dict(values: dict) -> TrainConfig:
     config = TrainConfig(model=model, **parts)
     _check_choices(config)
     return config
+
+
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _exponent_float(value, annotation: str):
+    """YAML 1.1 (PyYAML) reads 1e-4 as a string, wanting 1.0e-4; a float field takes it."""
+    if isinstance(value, str) and "float" in annotation and _EXPONENT_FLOAT.fullmatch(value):
+        return float(value)
+    return value
 
 
 def _check_value(key: str, value, annotation: str) -> None:
