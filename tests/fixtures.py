@@ -117,21 +117,25 @@ def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def imagenet(root: Path, as_tars: bool = True) -> dict:
+def imagenet(root: Path, as_tars: bool = True, classes: int = 3) -> dict:
     """ILSVRC-2012 in miniature: 3 classes whose ILSVRC2012_IDs are NOT in sorted-wnid order,
-    a CMYK JPEG and a PNG named .JPEG in the training set, and the devkit."""
+    a CMYK JPEG and a PNG named .JPEG in the training set, and the devkit. `classes` above
+    3 adds classes of one small training image each (1000: the real class count)."""
     import scipy.io
 
     wnids = ["n02000003", "n01000001", "n03000002"]  # ILSVRC2012_ID 1, 2, 3
     words = ["third sorted", "first sorted", "last sorted"]
+    extra = [f"n04{k:06d}" for k in range(classes - 3)]  # ILSVRC2012_ID 4, 5, ...
     root.mkdir(parents=True, exist_ok=True)
     synsets = np.zeros(
-        4,
+        classes + 1,
         dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")],
     )
     for i, (w, name) in enumerate(zip(wnids, words, strict=True)):
         synsets[i] = (i + 1, w, name, 0)
-    synsets[3] = (1001, "n09999999", "an inner node", 3)  # not a class
+    for k, w in enumerate(extra):
+        synsets[3 + k] = (4 + k, w, f"class {4 + k}", 0)
+    synsets[classes] = (1001, "n09999999", "an inner node", 3)  # not a class
     meta = io.BytesIO()
     scipy.io.savemat(meta, {"synsets": synsets})
     # val image k (1-based) has ILSVRC2012_ID truth[k-1]
@@ -150,6 +154,9 @@ def imagenet(root: Path, as_tars: bool = True) -> dict:
         train[wnid] = files
     train[wnids[0]][f"{wnids[0]}_cmyk.JPEG"] = encode(photo(77, (90, 120)).convert("CMYK"))
     train[wnids[1]][f"{wnids[1]}_png.JPEG"] = encode(photo(78), "PNG")
+    tiny = encode(photo(79, (40, 30)))
+    for w in extra:
+        train[w] = {f"{w}_0.JPEG": tiny}
     val = {
         f"ILSVRC2012_val_{k:08d}.JPEG": encode(photo(500 + k, (100, 140)))
         for k in range(1, len(truth) + 1)
@@ -171,7 +178,9 @@ def imagenet(root: Path, as_tars: bool = True) -> dict:
                 write(root / "train" / wnid / name, data)
         for name, data in val.items():
             write(root / "val" / name, data)
-    sorted_wnids = sorted(wnids)
+    sorted_wnids = sorted(wnids + extra)
+    words += [f"class {4 + k}" for k in range(len(extra))]
+    wnids = wnids + extra
     return {
         "wnids": sorted_wnids,
         "names": [words[wnids.index(w)] for w in sorted_wnids],
