@@ -12,7 +12,6 @@ from alexnet.data.augment import (
     RandomCrop,
     center_crop,
     render,
-    sample_rng,
     ten_crops,
 )
 from alexnet.data.dataset import StoreDataset
@@ -117,15 +116,31 @@ def test_random_crops_cover_every_position_uniformly():
     assert abs(np.mean([d.flip for d in draws]) - 0.5) < 0.02
 
 
-@pytest.mark.parametrize("scale", sorted(LIGHTING))
+# The step m_i for eigenvalues 13,166, 1,251 and 283 (of 0-255 pixel values), by hand:
+# released: their square roots; literal: the eigenvalues; fbresnet: lambda / 255.
+STEPS = {
+    "released": [114.74319151914854, 35.369478367654786, 16.822603841260722],
+    "literal": [13_166.0, 1_251.0, 283.0],
+    "fbresnet": [51.63137254901961, 4.905882352941177, 1.1098039215686275],
+}
+
+
+def test_every_lighting_reading_has_a_hand_computed_step():
+    assert set(STEPS) == set(LIGHTING)
+
+
+@pytest.mark.parametrize("scale", sorted(STEPS))
 def test_pca_lighting_adds_the_papers_sum(scale):
     values = np.array([13_166.0, 1_251.0, 283.0])
     vectors = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]
     lighting = PCALighting(values, vectors, scale=scale)
     alphas = np.array([[0.1, -0.2, 0.05]])
-    step = {"released": np.sqrt(values), "literal": values, "fbresnet": values / 255}[scale]
+    step = STEPS[scale]
     expected = sum(vectors[:, i] * alphas[0, i] * step[i] for i in range(3))
-    assert np.allclose(lighting.shift(alphas)[0], expected)
+    assert np.allclose(lighting.shift(alphas)[0], expected, rtol=1e-12)
+    # with the eigenvectors as the axes, the shift of each channel is a_i m_i
+    axes = PCALighting(values, np.eye(3), scale=scale).shift(alphas)[0]
+    assert np.allclose(axes, [0.1 * step[0], -0.2 * step[1], 0.05 * step[2]], rtol=1e-12)
 
 
 def test_lighting_draws_have_the_papers_spread():
@@ -136,21 +151,52 @@ def test_lighting_draws_have_the_papers_spread():
     assert np.allclose(draws.mean(axis=0), 0.0, atol=0.003)
 
 
-def test_training_views_use_the_drawn_numbers(tmp_path):
+def find_view(difference: np.ndarray, view: np.ndarray, size: int = 224):
+    """Search every crop position and reflection of `difference` (image minus mean image,
+    (H, W, C)) for the one that `view` ((C, size, size)) is, up to one added value per
+    channel. Returns (top, left, flip, added) or None."""
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(0, size, 24), rng.integers(0, size, 24)
+    points = view[:, ys, xs].T  # (24, C)
+    offsets = np.arange(difference.shape[0] - size + 1)
+    found = []
+    for flip in (False, True):
+        columns = (size - 1 - xs) if flip else xs
+        values = difference[offsets[:, None, None] + ys, offsets[None, :, None] + columns]
+        residual = points - values  # (tops, lefts, 24, C): constant along the 24 points
+        flat = np.argwhere((residual.std(axis=2) < 1e-3).all(axis=-1))
+        found += [(int(t), int(x), flip, residual[t, x].mean(axis=0)) for t, x in flat]
+    if len(found) != 1:
+        return None
+    top, left, flip, added = found[0]
+    patch = difference[top : top + size, left : left + size]
+    patch = patch[:, ::-1] if flip else patch
+    assert np.allclose(view, patch.transpose(2, 0, 1) + added[:, None, None], atol=1e-3)
+    return top, left, flip, added
+
+
+def test_training_views_are_reflected_crops_minus_the_mean_plus_a_lighting_shift(tmp_path):
+    # Independent of how the views draw their numbers: each view must be some 224 crop of
+    # its 256 image, reflected or not, minus the same crop of the mean image, plus one
+    # value per channel; that value, on the eigenvectors, must be a_i sqrt(lambda_i) with
+    # a_i ~ N(0, 0.1); and the positions and reflections must vary
     store, images = make_store(tmp_path / "s")
     dataset = StoreDataset(store, "train", seed=7)
-    dataset.set_epoch(3)
-    batch, labels = dataset.__getitems__([4, 9])
-    lighting = PCALighting(store.stats.eigenvalues, store.stats.eigenvectors)
-    mean = store.stats.mean_image
-    for k, index in enumerate([4, 9]):
-        rng = sample_rng(7, 3, index)
-        crop = RandomCrop(224, 256).draw(rng)
-        shift = lighting.shift(lighting.draw(rng)[None])[0]
-        assert np.allclose(
-            batch[k].numpy(), naive_view(images[index], mean, crop, 224, shift), atol=1e-3
-        )
-    assert labels.tolist() == [4 % 3, 9 % 3]
+    mean = store.stats.mean_image.astype(np.float64)
+    vectors, steps = store.stats.eigenvectors, np.sqrt(store.stats.eigenvalues)
+    seen = []
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        batch, _ = dataset.__getitems__(list(range(len(images))))
+        for k, view in enumerate(batch.numpy().astype(np.float64)):
+            found = find_view(images[k].astype(np.float64) - mean, view)
+            assert found is not None, (epoch, k)
+            seen.append(found)
+    alphas = np.array([(vectors.T @ added) / steps for *_, added in seen])
+    assert np.abs(alphas).max() < 0.5 and 0.08 < alphas.std() < 0.12
+    assert abs(alphas.mean()) < 0.03
+    assert len({(t, x) for t, x, *_ in seen}) > 80  # of 96 views at 33 x 33 positions
+    assert 0.3 < np.mean([flip for _, _, flip, _ in seen]) < 0.7
 
 
 def test_views_depend_on_seed_epoch_and_index_only(tmp_path):

@@ -7,7 +7,6 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from alexnet import AlexNetConfig, create_model, list_models
 from alexnet.models.alexnet import LAYER_NAMES
@@ -294,33 +293,46 @@ def test_tanh_activation_gives_negative_features_relu_does_not():
     assert tanh.abs().max() <= 1
 
 
-def dropout_order(model):
+def head_order(model):
+    """The order in which the head's layers run (every child module, hooked)."""
     order = []
     for name, module in model.named_children():
-        if isinstance(module, nn.Linear | nn.Dropout):
-            module.register_forward_hook(lambda m, i, o, n=name: order.append(n))
+        module.register_forward_hook(lambda m, i, o, n=name: order.append(n))
     model.forward_head(torch.randn(2, model.config.widths[4], 6, 6))
     return order
 
 
 def test_dropout_placement_paper_vs_torchvision():
-    # Paper: dropout on the outputs of fc6 and fc7; torchvision: on the inputs of fc6 and fc7.
-    assert dropout_order(create_model("alexnet2012")) == ["fc6", "drop6", "fc7", "drop7", "fc8"]
-    assert dropout_order(create_model("alexnet_owt")) == ["drop5", "fc6", "drop6", "fc7", "fc8"]
+    # Paper: dropout on the outputs of fc6 and fc7 (after their ReLUs); torchvision: on the
+    # inputs of fc6 and fc7.
+    paper, owt = head_order(create_model("alexnet2012")), head_order(create_model("alexnet_owt"))
+    assert paper == ["fc6", "act6", "drop6", "fc7", "act7", "drop7", "fc8"]
+    assert owt == ["drop5", "fc6", "act6", "drop6", "fc7", "act7", "fc8"]
 
 
-def test_dropout_zeroes_half_of_fc7_outputs_in_training_only():
+def test_dropout_zeroes_half_of_the_relu_outputs_of_fc6_and_fc7_in_training_only():
     torch.manual_seed(0)
-    model = create_model("alexnet2012", num_classes=10).train()
+    model = create_model("alexnet2012", num_classes=10)
     seen = {}
-    model.act7.register_forward_hook(lambda m, i, o: seen.__setitem__("fc7", o.clone()))
+    for name in ("act6", "act7"):
+        getattr(model, name).register_forward_hook(
+            lambda m, i, o, n=name: seen.__setitem__(n, o.clone())
+        )
+    model.fc7.register_forward_pre_hook(lambda m, i: seen.__setitem__("fc7 in", i[0].clone()))
     features = torch.randn(64, 256, 6, 6)
-    to_fc8 = model.forward_head(features, pre_logits=True)
-    alive = seen["fc7"] > 0
-    dropped = (to_fc8[alive] == 0).float()
-    assert 0.48 < dropped.mean().item() < 0.52  # 200k neurons: 0.5 +- 0.001
-    kept = to_fc8[alive] != 0  # inverted dropout: x2 in training, so x1 at test time
-    assert torch.allclose(to_fc8[alive][kept], 2 * seen["fc7"][alive][kept])
+    to_fc8 = model.train().forward_head(features, pre_logits=True)
+    # what reaches fc7 and fc8 is each ReLU output either dropped or doubled (inverted
+    # dropout: x2 in training, so x1 at test time), about half of each dropped
+    for relu, after in ((seen["act6"], seen["fc7 in"]), (seen["act7"], to_fc8)):
+        alive = relu > 0
+        dropped = after[alive] == 0
+        assert 0.48 < dropped.float().mean().item() < 0.52  # 100k+ neurons: 0.5 +- 0.002
+        assert torch.equal(after[alive][~dropped], 2 * relu[alive][~dropped])
+        assert torch.equal(after[~alive], relu[~alive])  # zeros stay zeros
+    # at test time dropout is the identity: fc7 gets act6's output, fc8 act7's
+    with torch.no_grad():
+        to_fc8 = model.eval().forward_head(features, pre_logits=True)
+    assert torch.equal(seen["fc7 in"], seen["act6"]) and torch.equal(to_fc8, seen["act7"])
 
 
 def test_forward_is_features_then_head_and_pre_logits_is_fc7():

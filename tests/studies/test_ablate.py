@@ -68,19 +68,33 @@ def test_variants_are_compared_seed_by_seed_with_the_first(tmp_path):
     assert "400 images, one image 0.25 points" in noise and "error of 2.33 points" in noise
 
 
+def changed_keys(recipe, config) -> list[str]:
+    """section.key of every setting that differs between two recipes."""
+    a, b = recipe.to_dict(), config.to_dict()
+    return [f"{section}.{key}" for section in b for key in set(a[section]) | set(b[section])
+            if a[section].get(key) != b[section].get(key)]  # fmt: skip
+
+
 def test_every_study_changes_only_what_it_names():
     recipe = load_config(DEBUG)
     for name, study in STUDIES.items():
         configs = [variant_config(recipe, change, 3, 1.5) for change in study.variants.values()]
         base = configs[0]
-        if name == "relu-tanh":  # Figure 1: no weight decay, in both
-            assert all(c.optim.weight_decay == 0 for c in configs)
-            assert [c.model["activation"] for c in configs] == ["relu", "tanh"]
-            continue
-        assert base.model == recipe.model and base.data == recipe.data, name  # the paper's first
         for config in configs:
             assert config.run.seed == 3 and config.run.budget_minutes == 1.5
-            assert config.optim == recipe.optim and config.schedule == recipe.schedule
+        if name == "relu-tanh":  # Figure 1: the activation, and no weight decay in both
+            assert [c.model["activation"] for c in configs] == ["relu", "tanh"]
+            named = {"model.activation", "optim.weight_decay", "optim.layer_weight_decay"}
+            assert all(c.optim.weight_decay == 0 for c in configs)
+        else:
+            assert base.model == recipe.model and base.data == recipe.data, name  # the paper's
+            # the network's options, and the PCA lighting study's data.lighting
+            named = {f"model.{k}" for c in configs for k in c.model} | {"data.lighting"}
+        for config in configs:
+            changed = set(changed_keys(recipe, config)) - {"run.seed", "run.budget_minutes"}
+            assert changed <= named, (name, changed - named)
+            assert config.optim == recipe.optim or name == "relu-tanh", name
+            assert config.schedule == recipe.schedule, name
         assert len({json.dumps(c.to_dict(), sort_keys=True) for c in configs}) == len(configs)
     # the paper's one-GPU net: conv1-conv4 halved, conv5 kept
     towers = STUDIES["towers"].variants["one tower, half the kernels in conv1-4"]

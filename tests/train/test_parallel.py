@@ -30,14 +30,22 @@ def test_two_device_towers_equal_the_grouped_model_forward_and_backward(devices)
     expected = model(x)
     got = split(x)
     torch.testing.assert_close(got.cpu(), expected, rtol=1e-10, atol=1e-10)
-    # gradients of every weight, put back into the grouped layout
+    # gradients of every weight and bias, put back into the grouped layout
     expected.square().sum().backward()
     got.square().sum().backward()
+    checked = set()
     for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"):
-        halves = [getattr(t, name).weight.grad.cpu() for t in split.towers]
-        torch.testing.assert_close(torch.cat(halves), getattr(model, name).weight.grad,
-                                   rtol=1e-9, atol=1e-9, msg=name)  # fmt: skip
-    torch.testing.assert_close(split.fc8.weight.grad.cpu(), model.fc8.weight.grad)
+        for kind in ("weight", "bias"):
+            halves = [getattr(getattr(t, name), kind).grad.cpu() for t in split.towers]
+            whole = getattr(getattr(model, name), kind).grad
+            torch.testing.assert_close(torch.cat(halves), whole, rtol=1e-9, atol=1e-9,
+                                       msg=f"{name}.{kind}")  # fmt: skip
+            checked.add(f"{name}.{kind}")
+    for kind in ("weight", "bias"):
+        torch.testing.assert_close(getattr(split.fc8, kind).grad.cpu(),
+                                   getattr(model.fc8, kind).grad, rtol=1e-9, atol=1e-9)  # fmt: skip
+        checked.add(f"fc8.{kind}")
+    assert checked == {n for n, p in model.named_parameters()}  # every parameter checked
 
 
 def test_conv3_is_where_the_towers_meet():
