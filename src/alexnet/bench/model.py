@@ -344,7 +344,7 @@ class _Workers:
 def auto_dtypes(device: str) -> tuple[tuple[str, ...], str | None]:
     """The dtypes `--dtypes auto` measures: fp32, and bf16 where `precision: auto` would
     train in it; and why bf16 was left out, if it was. Without bf16 instructions bf16 runs
-    about 30x slower than fp32: on such a CPU the bf16 limit alone ran past 21 minutes."""
+    many times slower than fp32: on such a CPU the bf16 limit alone ran past 21 minutes."""
     from alexnet.core.runtime import auto_precision
 
     dev = torch.device(device)

@@ -193,7 +193,7 @@ def add_commands(commands) -> None:
         "--dtypes",
         default="auto",
         help="fp32,bf16; auto (default): fp32, and bf16 where the hardware has bf16 "
-        "instructions (without them bf16 runs about 30x slower)",
+        "instructions (without them bf16 runs many times slower)",
     )
     bench_model.add_argument("--modes", default=",".join(MODES), help="train,infer")
     bench_model.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -19,10 +19,13 @@ def _ablate(args: argparse.Namespace) -> None:
             print(f"{name:14} {study.claim}\n{'':14} variants: {', '.join(study.variants)}"
                   f"\n{'':14} recipe: {study.recipe}")  # fmt: skip
         return
-    if not args.data:
-        raise ValueError("--data is required: the store the variants train on")
     if args.study not in STUDIES:
         raise ValueError(f"no study {args.study!r}; the studies are {', '.join(STUDIES)}")
+    if args.summarize:
+        _summarize(args)
+        return
+    if not args.data:
+        raise ValueError("--data is required: the store the variants train on")
     recipe_path = args.recipe or STUDIES[args.study].recipe
     recipe = load_config(recipe_path, [f"data.store={args.data}", *args.set])
     out = Path(args.out or f"runs/ablate-{args.study}")
@@ -35,6 +38,31 @@ def _ablate(args: argparse.Namespace) -> None:
     plot(result, out / "ablate.png")
     print(table(result))
     print(f"wrote {out / 'ablate.json'} and {out / 'ablate.png'}")
+
+
+def _summarize(args: argparse.Namespace) -> None:
+    """Tabulate the runs already in --out again, training nothing: for records made before
+    a field of the table existed. What the study's own command recorded is kept."""
+    from alexnet.studies.ablate import plot, summarize, table
+
+    if not args.out:
+        raise ValueError("--summarize needs --out, the folder of the study's runs")
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ValueError(f"{out} is not a folder of a study's runs")
+    path = out / "ablate.json"
+    before = json.loads(path.read_text()) if path.is_file() else {}
+    result = summarize(args.study, out, before.get("seeds", args.seeds), args.threshold)
+    if not any(row["runs"] for row in result["variants"]):
+        raise ValueError(f"{out} holds no finished runs of the {args.study} study")
+    for key in ("budget_minutes", "minutes_per_run", "command"):
+        if key in before:
+            result[key] = before[key]
+    result["summarized"] = command_line()
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, out / "ablate.png")
+    print(table(result))
+    print(f"wrote {path} and {out / 'ablate.png'}")
 
 
 def _report_run(args: argparse.Namespace) -> None:
@@ -79,6 +107,12 @@ def add_commands(commands) -> None:
     abl.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a key of the recipe, for every variant")  # fmt: skip
     abl.add_argument("--out", help="folder of the study's runs (default: runs/ablate-STUDY)")
+    abl.add_argument(
+        "--summarize",
+        action="store_true",
+        help="only tabulate the runs already in --out again (no training), e.g. for a "
+        "record made before a field of the table existed",
+    )
     abl.set_defaults(run=_ablate)
 
     rep = commands.add_parser(

@@ -91,7 +91,7 @@ def auto_precision(device) -> tuple[str, str]:
         if has:
             return "bf16", "this CPU has bf16 instructions"
         if has is False:
-            return "fp32", "this CPU has no bf16 instructions: bf16 would be about 30x slower"
+            return "fp32", "this CPU has no bf16 instructions: bf16 would be many times slower"
         return "fp32", "cannot tell whether this CPU has bf16 instructions"
     return "fp32", f"no bf16 rule for {device.type} devices"
 
@@ -105,7 +105,7 @@ def resolve_precision(precision: str, device, log: logging.Logger) -> str:
         return chosen
     if precision == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
         log.warning(
-            "this CPU has no bf16 instructions: bf16 runs about 30x slower than fp32 here; "
+            "this CPU has no bf16 instructions: bf16 runs many times slower than fp32 here; "
             "fp32 (or auto) is faster"
         )
     return precision

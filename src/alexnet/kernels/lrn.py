@@ -27,6 +27,8 @@ argument is required: the paper's values are written once, in `alexnet.nn.lrn`.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -160,9 +162,23 @@ def _auto_backend(device: torch.device) -> str:
         # backend="triton" keeps the hand-written ones as an opaque operator in the graph;
         # which is faster compiled is yet to be measured on a GPU.
         return "torch"
-    return "triton" if device.type == "cuda" and _triton_available() else "torch"
+    if device.type == "cuda":
+        if _triton_available():
+            return "triton"
+        _warn_no_triton()
+    return "torch"
 
 
+@functools.cache
+def _warn_no_triton() -> None:
+    """Said once per process: the LRN on a GPU without Triton runs as torch operations."""
+    logging.getLogger("alexnet").warning(
+        "the LRN on CUDA runs as torch operations (slower, same result): the triton package "
+        "does not import (torch's CUDA builds include it)"
+    )
+
+
+@functools.cache
 def _triton_available() -> bool:
     try:
         _triton()

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from alexnet.core.files import atomic_write
-from alexnet.models.alexnet import AlexNet, AlexNetConfig
-from alexnet.models.registry import VARIANTS, create_model
+from alexnet.models.alexnet import AlexNet
+from alexnet.models.registry import create_model
 
 FORMAT = "alexnet-checkpoint"
 VERSION = 1
@@ -159,10 +159,3 @@ def check_same_model(checkpoint: dict, model: AlexNet) -> None:
             f"{mine['name']}; differing settings (checkpoint, recipe): {differences}. "
             "Resume with the run's own recipe, or start a new run"
         )
-
-
-def config_of(checkpoint: dict):
-    """The saved network's config (`AlexNetConfig`, or its variant's own class)."""
-    record = checkpoint["model"]
-    variant = VARIANTS.get(record["name"])
-    return (variant.config_class if variant else AlexNetConfig)(**record["config"])

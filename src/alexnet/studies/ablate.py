@@ -124,11 +124,17 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def epochs_to_threshold(curve: list[tuple[float, float]], threshold: float) -> float | None:
+def epochs_to_threshold(
+    curve: list[tuple[float, float]], threshold: float, start: float | None = None
+) -> float | None:
     """The epoch at which a training-error curve [(epoch, error), ...] first reaches
-    `threshold`, interpolated linearly between the epoch before and the epoch it is reached
-    (a curve that starts at or below it: its first epoch); None if it never does."""
-    previous = None
+    `threshold`, interpolated linearly between the point before and the point it is reached.
+    `start` is the error at epoch 0 (chance, 1 - 1/classes), so that a curve whose first
+    point is already below the threshold is interpolated from there; without it such a
+    curve gives its first point. None if it never gets there."""
+    if start is not None and start <= threshold:
+        return 0.0
+    previous = None if start is None else (0.0, start)
     for epoch, error in curve:
         if error <= threshold:
             if previous is None:
@@ -141,16 +147,44 @@ def epochs_to_threshold(curve: list[tuple[float, float]], threshold: float) -> f
 
 def training_curve(records: list[dict]) -> list[tuple[float, float]]:
     """[(epochs, training error)] from metrics records: each fifth of an epoch where the
-    record has its parts (the error over that fifth's images), else the epoch's mean."""
+    record has its parts (the error over that fifth's images), else the epoch's mean. An
+    epoch stopped by the budget is placed at the share of its steps it ran (from a whole
+    epoch's step count), not at the next whole epoch; without a whole epoch to count its
+    steps by, it is left out."""
+    whole = next((r["epoch_steps"] for r in records if r.get("complete", True)
+                  and r.get("epoch_steps")), None)  # fmt: skip
     curve = []
     for r in records:
+        start = r["epoch"] - 1
+        if not r.get("complete", True):
+            if whole and r.get("epoch_steps"):
+                curve.append((start + r["epoch_steps"] / whole, r["train_top1_error"]))
+            continue
         parts = r.get("train_top1_error_parts") or []
         if parts and all(x is not None for x in parts):
-            start = r["epoch"] - 1
             curve += [(start + (j + 1) / len(parts), x) for j, x in enumerate(parts)]
         else:
             curve.append((float(r["epoch"]), r["train_top1_error"]))
     return curve
+
+
+def chance_error(out: Path) -> float | None:
+    """1 - 1/classes of the study's runs (their training error at epoch 0, in expectation):
+    from the first run's data.classes, else its metrics, else its store's manifest."""
+    for config in sorted(Path(out).glob("*/seed-*/config.yaml")):
+        data = yaml.safe_load(config.read_text())["data"]
+        classes = data.get("classes")
+        if classes is None:
+            records = read_metrics(config.parent, missing_ok=True)
+            classes = records[0].get("num_classes") if records else None
+        if classes is None:
+            try:
+                manifest = json.loads((Path(data["store"]) / "manifest.json").read_text())
+                classes = len(manifest["class_ids"])
+            except (OSError, ValueError, KeyError):
+                return None
+        return 1 - 1 / classes
+    return None
 
 
 def run_study(name: str, recipe: TrainConfig, out: str | Path, seeds: int = 2,
@@ -244,6 +278,7 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
     """Each variant's final errors and epochs to `threshold` training error over seeds, and
     that number as a multiple of the first (the paper's) variant's."""
     study = STUDIES[name]
+    start = chance_error(out)
     rows, every = [], []
     for variant in study.variants:
         finals, curves, by_seed = [], [], {}
@@ -253,7 +288,7 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
                 finals.append(records[-1])
                 curves.append(training_curve(records))
                 by_seed[seed] = records[-1]["val_top1_error"]
-        reached = [epochs_to_threshold(c, threshold) for c in curves]
+        reached = [epochs_to_threshold(c, threshold, start) for c in curves]
         every += finals
         rows.append(
             {
@@ -287,8 +322,8 @@ def summarize(name: str, out: Path, seeds: int, threshold: float = 0.25) -> dict
         paired = [mine[s] - first_top1[s] for s in sorted(mine) if s in first_top1]
         row["val_top1_vs_first"] = _spread(paired) | {"by_seed": paired}
     return {"study": name, "claim": study.claim, "seeds": seeds, "threshold": threshold,
-            "data": describe_store(out), "val_images": val_images, "variants": rows,
-            "runs_in": str(out)}  # fmt: skip
+            "chance_error": start, "data": describe_store(out), "val_images": val_images,
+            "variants": rows, "runs_in": str(out)}  # fmt: skip
 
 
 def describe_store(out: Path) -> str | None:

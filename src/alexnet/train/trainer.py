@@ -489,8 +489,9 @@ class Trainer:
             )
         else:
             log.info(
-                "validating on %d images held out of the %s split (holdout.json); the %s "
-                "split is not looked at in training",
+                "validating on %d of %d images held out of the %s split (holdout.json); "
+                "the %s split is not looked at in training",
+                len(self.val_indices),
                 len(self.held_out),
                 config.data.train_split,
                 config.data.val_split,
@@ -719,6 +720,7 @@ class Trainer:
             "val_loss": val["loss"],
             "val_top1_error": val["top1_error"],
             "val_top5_error": val["top5_error"],
+            "num_classes": self.num_classes,
             "val_split": self.val_source,
             "val_views": self.config.run.eval_views,
             "val_images": val["images"],
