@@ -328,9 +328,7 @@ def test_cuda_paths_equal_the_checked_paths():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_lrn_on_cuda_without_triton_falls_back_to_torch_and_says_so_once(
-    monkeypatch, caplog
-):
+def test_the_lrn_on_cuda_without_triton_falls_back_to_torch_and_says_so_once(monkeypatch, caplog):
     import logging
 
     import alexnet.kernels.lrn as lrn
