@@ -48,3 +48,16 @@ def store32(tmp_path_factory) -> Path:
     prepare(Settings("fashion-mnist", str(root / "src"), size=32), root / "store",
             workers=1, progress=NoProgress)  # fmt: skip
     return root / "store"
+
+
+@pytest.fixture(scope="session")
+def debug_run(store, tmp_path_factory) -> Path:
+    """A run directory of configs/debug.yaml trained one epoch on `store`."""
+    from alexnet.train.config import load_config
+    from alexnet.train.trainer import train
+
+    from fixtures import DEBUG
+
+    out = tmp_path_factory.mktemp("debugrun") / "run"
+    train(load_config(DEBUG, [f"data.store={store}", "run.epochs=1"]), out)
+    return out

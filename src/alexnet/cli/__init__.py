@@ -1,13 +1,13 @@
 """The `alexnet` command: a parser skeleton; each command group's options and handlers
 live beside each other in this package's modules (models, data, bench, train, evaluate,
-studies), and `common` holds what several of them share."""
+export, studies), and `common` holds what several of them share."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from alexnet.cli import bench, data, evaluate, models, studies, train
+from alexnet.cli import bench, data, evaluate, export, models, studies, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_commands(commands)
     train.add_commands(commands)
     evaluate.add_commands(commands)
+    export.add_commands(commands)
     studies.add_commands(commands)
     return parser
 

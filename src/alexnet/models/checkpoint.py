@@ -6,6 +6,7 @@ holds the model (its variant name and full AlexNetConfig, so it can be rebuilt w
 recipe), the optimizer, the schedule, the position (epoch, step within it, global step),
 every random number generator's state, the resolved recipe, and what `predict` needs to
 turn a photograph into the network's input (the mean image, the class names, the sizes).
+`load` also reads the weights-only safetensors files of `alexnet.models.tensorfile`.
 
 Files are written atomically (temporary file, fsync, rename): a kill or a full disk leaves
 the previous checkpoint as it was.
@@ -24,6 +25,7 @@ import torch
 from alexnet.core.files import atomic_write
 from alexnet.models.alexnet import AlexNet
 from alexnet.models.registry import create_model
+from alexnet.models.tensorfile import is_safetensors, load_weights
 
 FORMAT = "alexnet-checkpoint"
 VERSION = 1
@@ -100,6 +102,13 @@ def load(path: str | Path, map_location="cpu") -> dict:
         path = find(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if is_safetensors(path):  # weights exported by `alexnet export --format safetensors`
+        try:
+            checkpoint = load_weights(path)
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
+        checkpoint["path"] = str(path)
+        return checkpoint
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated zip, wrong file type, foreign pickle ...

@@ -1,0 +1,106 @@
+"""A network's weights as a safetensors file: no pickle, so loading it runs no code.
+
+Beside the weights the file holds what the rest of the package needs to use them, the way a
+checkpoint does: the network (its variant name and config), and what predict needs to make
+its input from a photograph (class ids and names, sizes, normalization) in the metadata,
+with the mean image and the per-channel scale as tensors of their own (`data.mean_image`,
+`data.scale`). `eval`, `predict`, `features` and `--init-from` take such a file as they take
+a checkpoint (`checkpoint.load` reads either). The optimizer and the run's position are not
+kept: it is for using a network, not for resuming its training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+FORMAT = "alexnet-weights"
+VERSION = 1
+_DATA = "data."  # prefix of the tensors of the data record
+
+
+def is_safetensors(path: str | Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON header."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
+def save_weights(checkpoint: dict, path: str | Path) -> None:
+    """The checkpoint's network, weights and data record, as a safetensors file."""
+    from alexnet.core.files import atomic_write
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint["state_dict"].items()}
+    record, data_tensors = {}, {}
+    for key, value in (checkpoint.get("data") or {}).items():
+        if isinstance(value, torch.Tensor):
+            data_tensors[_DATA + key] = value.detach().cpu().contiguous()
+        else:
+            record[key] = value
+    metadata = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "model": json.dumps(checkpoint["model"], sort_keys=True),
+        "data": json.dumps(record, sort_keys=True),
+        "config": json.dumps(checkpoint.get("config"), sort_keys=True),
+        "alexnet_version": str(checkpoint.get("alexnet_version", "")),
+    }
+    everything = dict(sorted({**tensors, **data_tensors}.items()))  # the same bytes each time
+    # written whole or not at all: a kill never leaves half a file under the name
+    atomic_write(Path(path), lambda handle: handle.write(_serialize(everything, metadata)))
+
+
+def _serialize(tensors: dict, metadata: dict) -> bytes:
+    """safetensors' bytes with the JSON header's keys sorted: its writer orders the metadata
+    by a hash map, so the same weights would give other bytes on each save."""
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    length = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + length]), sort_keys=True, separators=(",", ":"))
+    header += " " * (-len(header) % 8)  # the format pads the header with spaces to 8 bytes
+    return len(header).to_bytes(8, "little") + header.encode() + raw[8 + length :]
+
+
+def load_weights(path: str | Path) -> dict:
+    """A checkpoint-shaped dict (model, state_dict, data, config) from a safetensors file;
+    ValueError naming what is wrong if it is not one of ours."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # a truncated or foreign file
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200] if str(error) else ''})"
+        ) from None
+    if metadata.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is a safetensors file without this package's metadata (format "
+            f"{metadata.get('format')!r}); write one with `alexnet export --format safetensors`"
+        )
+    if metadata.get("version") != str(VERSION):
+        raise ValueError(
+            f"{path} has weights format {metadata.get('version')}; this version reads {VERSION}"
+        )
+    data = json.loads(metadata["data"])
+    state_dict = {}
+    for key, value in tensors.items():
+        if key.startswith(_DATA):
+            data[key[len(_DATA) :]] = value
+        else:
+            state_dict[key] = value
+    return {
+        "model": json.loads(metadata["model"]),
+        "state_dict": state_dict,
+        "data": data,
+        "config": json.loads(metadata["config"]),
+        "alexnet_version": metadata.get("alexnet_version"),
+    }
