@@ -251,3 +251,21 @@ def test_recorded_shares_of_the_limit_follow_the_counting_rule(record):
         limit = result["matmul_flops_per_s"][entry["dtype"]]["median"]
         share = entry["images_per_s"]["median"] * 2 * macs / limit
         assert entry["fraction_of_limit"] == pytest.approx(share, rel=1e-9), entry["model"]
+
+
+def test_onnxruntime_is_timed_beside_the_package_on_the_same_network(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    small = "alexnet2012:fc_width=32"  # the paper's convolutions, small fc layers
+    out = tmp_path / "bench.json"
+    args = ["bench", "model", "--batch", "2", "--repeats", "1", "--dtypes", "fp32", "--modes",
+            "infer", "--models", small, "--onnxruntime", "--in-process"]  # fmt: skip
+    assert main([*args, "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {(r["model"], r["batch"]): r for r in result["onnxruntime"]}
+    assert set(rows) == {(small, 1), (small, 2)}
+    for row in rows.values():
+        ours, theirs = row["package_images_per_s"], row["onnxruntime_images_per_s"]
+        assert 0 < ours["min"] <= ours["median"] <= ours["max"]
+        assert row["onnxruntime_vs_package"] == pytest.approx(theirs["median"] / ours["median"])
+        assert row["threads"] == torch.get_num_threads()
+    assert "onnxruntime img/s" in capsys.readouterr().out

@@ -68,6 +68,13 @@ def _bench_model(args: argparse.Namespace) -> None:
         malloc=args.malloc,
         in_process=args.in_process,
     )
+    if args.onnxruntime:
+        from alexnet.bench.runtimes import bench_onnxruntime, table
+
+        result["onnxruntime"] = bench_onnxruntime(
+            split_specs(args.models), batches=(1, args.batch), repeats=args.repeats
+        )
+        result["table"] += "\n" + table(result["onnxruntime"])
     result["command"] = command_line()
     write_result(args, result)
 
@@ -224,6 +231,12 @@ def add_commands(commands) -> None:
         action="store_true",
         help="run every configuration in this process (default: a process per model and "
         "dtype, as training runs one; their allocations then do not interleave)",
+    )
+    bench_model.add_argument(
+        "--onnxruntime",
+        action="store_true",
+        help="also time fp32 inference of each network exported to ONNX, in ONNX Runtime "
+        "against the package, at batch 1 and --batch (needs the [export] extra)",
     )
     add_report_options(bench_model)
     bench_model.set_defaults(run=_bench_model)
