@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 from alexnet.cli.common import AUTO_PRECISION_HELP, command_line, run_folder
@@ -125,18 +127,77 @@ def evaluate_and_write(
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from alexnet.evaluate.predict import predict
+    from alexnet.evaluate.predict import list_photos, predict_files
 
-    results = predict(
-        args.image, args.checkpoint, views=args.views, top=args.top, device=args.device
-    )
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.suffix.lower() not in (".csv", ".jsonl"):
+            raise ValueError(f"--out must end in .csv or .jsonl, got {out.name}")
+        if not out.parent.is_dir():
+            raise ValueError(f"the folder of --out does not exist: {out.parent}")
+    files = list_photos(args.image)
+    if not files:
+        raise ValueError("no images found in " + ", ".join(args.image))
+    rows = predict_files(files, args.checkpoint, views=args.views, top=args.top,
+                         batch_size=args.batch, workers=args.workers, device=args.device,
+                         precision=args.precision, progress=out is not None)  # fmt: skip
+    failed = _write_predictions(rows, out, args.top) if out else _print_predictions(rows, args)
+    if failed:
+        print(f"alexnet predict: {failed} of {len(files)} files gave no prediction "
+              "(their rows say why)", file=sys.stderr)  # fmt: skip
+        raise SystemExit(1)
+
+
+def _print_predictions(rows, args: argparse.Namespace) -> int:
+    failed, results = 0, []
+    for row in rows:
+        failed += row["error"] is not None
+        if args.json:
+            results.append(row)
+        elif row["error"] is not None:
+            print(f"{row['image']}: error: {row['error']}")
+        else:
+            print(f"{row['image']} ({row['views']})")
+            for rank, entry in enumerate(row["top"], 1):
+                print(f"  {rank}. {100 * entry['probability']:6.2f}%  {entry['name']}")
     if args.json:
         print(json.dumps(results, indent=2))
-        return
-    for result in results:
-        print(f"{result['image']} ({result['views']})")
-        for rank, entry in enumerate(result["top"], 1):
-            print(f"  {rank}. {100 * entry['probability']:6.2f}%  {entry['name']}")
+    return failed
+
+
+def _write_predictions(rows, out: Path, top: int) -> int:
+    """Rows into a CSV or JSONL file, written under a temporary name and renamed when
+    complete: an interrupted run leaves no file that looks finished."""
+    import csv
+
+    temporary = out.with_name(f".{out.name}.tmp")
+    failed = written = 0
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            if out.suffix.lower() == ".csv":
+                columns = ["file", "error"] + [
+                    f"top{k}_{field}"
+                    for k in range(1, top + 1)
+                    for field in ("id", "name", "probability")
+                ]
+                writer = csv.writer(handle)
+                writer.writerow(columns)
+            for row in rows:
+                failed += row["error"] is not None
+                written += 1
+                if out.suffix.lower() == ".csv":
+                    cells = [row["image"], row["error"] or ""]
+                    for entry in row["top"]:
+                        cells += [entry["id"], entry["name"], f"{entry['probability']:.6g}"]
+                    writer.writerow(cells + [""] * (len(columns) - len(cells)))
+                else:
+                    handle.write(json.dumps({"file": row["image"], "error": row["error"],
+                                             "top": row["top"]}) + "\n")  # fmt: skip
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    print(f"wrote {out}: {written - failed:,} predicted, {failed:,} failed")
+    return failed
 
 
 def add_commands(commands) -> None:
@@ -181,15 +242,26 @@ def add_commands(commands) -> None:
 
     pred = commands.add_parser(
         "predict",
-        help="the five most probable classes of images",
-        description="Each image is prepared as the training data was and classified.",
+        help="the most probable classes of images, files or whole folders",
+        description="Each image is prepared as the training data was (turned upright by its "
+        "EXIF orientation first) and classified, in batches. A PATH is an image, a folder "
+        "(searched recursively for .jpg .jpeg .png .webp .bmp .gif .tif .tiff) or a .txt "
+        "or .lst file of paths, one per line. A file that cannot be read becomes an error "
+        "row with its reason; the others are still predicted, and the exit status is 1.",
     )
-    pred.add_argument("image", nargs="+")
-    pred.add_argument("--checkpoint", required=True, help="a checkpoint file or run directory")
+    pred.add_argument("image", nargs="+", metavar="PATH")
+    pred.add_argument("--checkpoint", required=True,
+                      help="a checkpoint file, run directory or exported .safetensors")  # fmt: skip
     pred.add_argument("--views", choices=("center", "ten-crop"), default="center")
     pred.add_argument("--top", type=int, default=5)
+    pred.add_argument("--out", help="write rows to this .csv or .jsonl file (with a progress bar)")
+    pred.add_argument("--batch", type=int, default=64, help="images per batch")
+    pred.add_argument("--workers", type=int, default=0,
+                      help="processes that read and decode the images (0: this one)")  # fmt: skip
     pred.add_argument("--device", default="auto")
-    pred.add_argument("--json", action="store_true")
+    pred.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                      help=AUTO_PRECISION_HELP)  # fmt: skip
+    pred.add_argument("--json", action="store_true", help="print the rows as JSON")
     pred.set_defaults(run=_predict)
 
     figures = commands.add_parser("figures", help="the paper's pictures for a checkpoint")

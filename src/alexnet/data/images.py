@@ -12,7 +12,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -79,8 +79,14 @@ def decode(
     filter: str = DEFAULT_FILTER,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft: bool = True,
+    exif: bool = False,
 ) -> np.ndarray:
     """Encoded image bytes -> uint8 array (size, size, channels).
+
+    `exif`: turn the image upright as its EXIF orientation tag says (phones store photos
+    rotated and tag them). `predict` does; `prepare` does not, so a training store holds
+    the pixels as the dataset's files store them (ILSVRC-2012's JPEGs were released that
+    way, and the published networks were trained on them so).
 
     `size=None` keeps the native size (the image must then be square, as in the small
     datasets). `draft` lets libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale, but only
@@ -103,6 +109,8 @@ def decode(
             if draft and size is not None and image.format == "JPEG":
                 image.draft(image.mode, (2 * size, 2 * size))
             image.load()
+            if exif:
+                image = ImageOps.exif_transpose(image)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -38,6 +38,124 @@ def views_of(pixels: np.ndarray, record: dict, views: str) -> torch.Tensor:
     return images if views == "center" else images[None]
 
 
+#: What a folder given to predict is searched for (recursively), by file name ending.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: A file with one of these endings lists paths to predict, one per line.
+LIST_SUFFIXES = (".txt", ".lst")
+
+
+def list_photos(paths: list[str]) -> list[str]:
+    """Image files from files, folders (searched recursively, in sorted order, for
+    IMAGE_SUFFIXES) and lists (.txt or .lst: one path per line; blank lines and lines
+    starting with # skipped). A path that does not exist stays in the list: it becomes an
+    error row, as an unreadable file does."""
+    found = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # fmt: skip
+        elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            found += [x.strip() for x in lines if x.strip() and not x.lstrip().startswith("#")]
+        else:
+            found.append(name)
+    return found
+
+
+class Photos(torch.utils.data.Dataset):
+    """Each file's network input (its views), or the reason it has none."""
+
+    def __init__(self, files: list[str], record: dict, views: str):
+        self.files, self.record, self.views = files, record, views
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        path = self.files[index]
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            return index, None, f"cannot read: {error.strerror or error}"
+        try:
+            pixels = decode(data, self.record["image_size"], channels=self.record["channels"],
+                            exif=True)  # fmt: skip
+        except BadImage as error:
+            return index, None, str(error)
+        views = views_of(pixels, self.record, self.views)
+        return index, views[0], None  # (C, h, w), or (10, C, h, w) for ten crops
+
+
+def _collate(items):
+    return items
+
+
+def predict_files(
+    files: list[str],
+    checkpoint: str | dict,
+    views: str = "center",
+    top: int = 5,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str = "auto",
+    precision: str = "fp32",
+    progress: bool = False,
+):
+    """One result per file, in order, streamed: a batch at a time is in memory, whatever
+    the number of files. Each result holds the file, its `top` classes with their
+    probabilities, and `error` (None, or why the file gave no prediction)."""
+    from tqdm.auto import tqdm
+
+    if views not in ("center", "ten-crop"):
+        raise ValueError(f"views must be center or ten-crop, got {views!r}")
+    if batch_size < 1 or workers < 0:
+        raise ValueError(f"batch must be 1 or more and workers 0 or more: {batch_size}, {workers}")
+    loaded = checkpoint if isinstance(checkpoint, dict) else ckpt.load(checkpoint)
+    record = loaded["data"]
+    model = ckpt.load_model(loaded)
+    dev = resolve_device(device)
+    model.to(dev)
+    loader = torch.utils.data.DataLoader(
+        Photos(files, record, views),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=2 if workers else None,
+    )
+    bar = tqdm(total=len(files), unit="img", desc="predict", disable=not progress)
+    for items in loader:
+        good = [(i, x) for i, x, error in items if error is None]
+        probs = {}
+        if good:
+            batch = torch.stack([x for _, x in good])
+            labels = torch.zeros(len(good), dtype=torch.int64)
+            out, _ = next(softmax_batches([model], [(batch, labels)], dev, precision))
+            probs = {i: p for (i, _), p in zip(good, out, strict=True)}
+        for i, _, error in items:
+            yield _row(files[i], views, error, probs.get(i), record, top)
+        bar.update(len(items))
+    bar.close()
+
+
+def _row(path: str, views: str, error: str | None, probs, record: dict, top: int) -> dict:
+    row = {"image": str(path), "views": views, "error": error, "top": []}
+    if probs is None:
+        return row
+    values, classes = probs.topk(min(top, probs.shape[0]))
+    names = record["class_names"]
+    row["top"] = [
+        {
+            "class": int(c),
+            "id": record["class_ids"][int(c)],
+            "name": names[int(c)],
+            "probability": float(v),
+        }
+        for v, c in zip(values, classes, strict=True)
+    ]
+    return row
+
+
 def predict(
     paths: list[str],
     checkpoint: str,
@@ -46,41 +164,10 @@ def predict(
     device: str = "auto",
     precision: str = "fp32",
 ) -> list[dict]:
-    if views not in ("center", "ten-crop"):
-        raise ValueError(f"views must be center or ten-crop, got {views!r}")
-    loaded = ckpt.load(checkpoint)
-    record = loaded["data"]
-    model = ckpt.load_model(loaded)
-    dev = resolve_device(device)
-    model.to(dev)
-    names = record["class_names"]
-    results = []
-    for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as error:
-            raise ValueError(f"cannot read {path}: {error.strerror}") from None
-        try:
-            pixels = decode(data, record["image_size"], channels=record["channels"])
-        except BadImage as error:
-            raise ValueError(f"{path}: {error}") from None
-        batch = views_of(pixels, record, views)
-        loader = [(batch, torch.zeros(1, dtype=torch.int64))]
-        probs, _ = next(softmax_batches([model], loader, dev, precision))
-        values, classes = probs[0].topk(min(top, probs.shape[1]))
-        results.append(
-            {
-                "image": str(path),
-                "views": views,
-                "top": [
-                    {
-                        "class": int(c),
-                        "id": record["class_ids"][int(c)],
-                        "name": names[int(c)],
-                        "probability": float(v),
-                    }
-                    for v, c in zip(values, classes, strict=True)
-                ],
-            }
-        )
-    return results
+    """The results of `predict_files` for a few images; the first that gives none raises
+    ValueError with its reason."""
+    rows = list(predict_files(paths, checkpoint, views, top, device=device, precision=precision))
+    for row in rows:
+        if row["error"] is not None:
+            raise ValueError(f"{row['image']}: {row['error']}")
+    return rows
