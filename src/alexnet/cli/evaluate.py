@@ -200,6 +200,29 @@ def _write_predictions(rows, out: Path, top: int) -> int:
     return failed
 
 
+def _explain(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.explain import explain_files
+    from alexnet.evaluate.predict import list_photos
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ValueError(f"the folder above --out does not exist: {out.parent}")
+    files = list_photos(args.image)
+    if not files:
+        raise ValueError("no images found in " + ", ".join(args.image))
+    out.mkdir(exist_ok=True)
+    results = explain_files(files, args.checkpoint, out, layer=args.layer, top=args.top,
+                            device=args.device)  # fmt: skip
+    (out / "explain.json").write_text(
+        json.dumps({"command": command_line(), "images": results}, indent=2) + "\n"
+    )
+    for result in results:
+        best = result["classes"][0]
+        print(f"{result['image']}: {best['name']} {100 * best['probability']:.1f}% -> "
+              f"{result['png']}")  # fmt: skip
+    print(f"wrote {out / 'explain.json'}")
+
+
 def add_commands(commands) -> None:
     evaluate = commands.add_parser(
         "eval",
@@ -263,6 +286,24 @@ def add_commands(commands) -> None:
                       help=AUTO_PRECISION_HELP)  # fmt: skip
     pred.add_argument("--json", action="store_true", help="print the rows as JSON")
     pred.set_defaults(run=_predict)
+
+    expl = commands.add_parser(
+        "explain",
+        help="Grad-CAM: where in each photo the network looked for its top classes",
+        description="Grad-CAM (Selvaraju et al. 2017) of each photo's top classes, on the "
+        "center crop as predict prepares it: OUT/NAME-gradcam.png (the crop and an overlay "
+        "per class), OUT/NAME-gradcam.npy (the raw maps) and OUT/explain.json.",
+    )
+    expl.add_argument("image", nargs="+", metavar="PATH", help="images, folders or lists")
+    expl.add_argument("--checkpoint", required=True,
+                      help="a checkpoint file, run directory or exported .safetensors")  # fmt: skip
+    expl.add_argument("--out", required=True, help="folder for the pictures and maps")
+    expl.add_argument("--layer", default="conv5",
+                      help="the layer whose maps are weighed: conv1-conv5 (their rectified "
+                      "output), or any module by name (pool5, norm2, ...)")  # fmt: skip
+    expl.add_argument("--top", type=int, default=3, help="classes per image")
+    expl.add_argument("--device", default="cpu")
+    expl.set_defaults(run=_explain)
 
     figures = commands.add_parser("figures", help="the paper's pictures for a checkpoint")
     figure_commands = figures.add_subparsers(dest="figure", required=True)
