@@ -155,4 +155,6 @@ def test_predict_names_a_file_that_is_not_an_image(run, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not a picture")
     result = cli("predict", bad, "--checkpoint", run)
-    assert result.returncode == 2 and "notes.jpg: not an image" in result.stderr
+    # an error row with the reason, and the exit status says a file failed
+    assert result.returncode == 1 and "notes.jpg: error: not an image" in result.stdout
+    assert "1 of 1 files gave no prediction" in result.stderr
