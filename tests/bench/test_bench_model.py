@@ -269,3 +269,22 @@ def test_onnxruntime_is_timed_beside_the_package_on_the_same_network(tmp_path, c
         assert row["onnxruntime_vs_package"] == pytest.approx(theirs["median"] / ours["median"])
         assert row["threads"] == torch.get_num_threads()
     assert "onnxruntime img/s" in capsys.readouterr().out
+
+
+def test_predict_over_a_folder_is_timed_against_inference_on_prepared_inputs(
+    debug_run, tmp_path, capsys
+):
+    from fixtures import encode, photo, write
+
+    for k in range(6):
+        write(tmp_path / "photos" / f"{k}.jpg", encode(photo(k)))
+    out = tmp_path / "bench.json"
+    args = ["bench", "predict", str(tmp_path / "photos"), "--checkpoint", str(debug_run),
+            "--batch", "4", "--repeats", "2", "--output", str(out)]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["images"] == 6 and result["settings"]["batch"] == 4
+    ours, bare = result["predict_images_per_s"], result["inference_images_per_s"]
+    assert 0 < ours["min"] <= ours["median"] <= ours["max"]
+    assert result["predict_vs_inference"] == pytest.approx(ours["median"] / bare["median"])
+    assert "predict / inference" in capsys.readouterr().out

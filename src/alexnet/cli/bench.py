@@ -79,6 +79,15 @@ def _bench_model(args: argparse.Namespace) -> None:
     write_result(args, result)
 
 
+def _bench_predict(args: argparse.Namespace) -> None:
+    from alexnet.bench.predict import bench_predict
+
+    result = bench_predict(args.folder, args.checkpoint, batch=args.batch, workers=args.workers,
+                           images=args.images, repeats=args.repeats)  # fmt: skip
+    result["command"] = command_line()
+    write_result(args, result)
+
+
 def _bench_fused(args: argparse.Namespace) -> None:
     import torch
 
@@ -240,6 +249,19 @@ def add_commands(commands) -> None:
     )
     add_report_options(bench_model)
     bench_model.set_defaults(run=_bench_model)
+
+    bench_predict = bench_commands.add_parser(
+        "predict",
+        help="alexnet predict over a folder of photos against inference on prepared inputs",
+    )
+    bench_predict.add_argument("folder", help="a folder of images (searched recursively)")
+    bench_predict.add_argument("--checkpoint", required=True)
+    bench_predict.add_argument("--batch", type=int, default=128)
+    bench_predict.add_argument("--workers", type=int, default=0, help="decoding processes")
+    bench_predict.add_argument("--images", type=int, help="only the first N images")
+    bench_predict.add_argument("--repeats", type=int, default=3)
+    add_report_options(bench_predict)
+    bench_predict.set_defaults(run=_bench_predict)
 
     bench_fused = bench_commands.add_parser(
         "fused",

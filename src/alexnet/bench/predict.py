@@ -1,0 +1,74 @@
+"""`alexnet bench predict`: `alexnet predict` over a folder of real photos against the same
+network's inference on prepared inputs at the same batch size. The difference is reading
+and decoding the files and preparing their views; the rounds alternate the two."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from alexnet.bench.common import device_name, machine
+from alexnet.evaluate.predict import list_photos, predict_files
+from alexnet.models import checkpoint as ckpt
+
+
+def bench_predict(
+    folder: str, checkpoint: str, batch: int = 128, workers: int = 0, images: int | None = None,
+    repeats: int = 3,
+) -> dict:  # fmt: skip
+    files = list_photos([folder])[:images]
+    if not files:
+        raise ValueError(f"no images in {folder}")
+    loaded = ckpt.load(checkpoint)
+    model = ckpt.load_model(loaded)
+    side = loaded["data"]["crop_size"]
+    prepared = torch.randn(batch, loaded["model"]["config"]["in_chans"], side, side)
+    steps = max(1, len(files) // batch)
+
+    def photos() -> float:
+        start = time.perf_counter()
+        failed = sum(row["error"] is not None for row in predict_files(
+            files, loaded, batch_size=batch, workers=workers, device="cpu"))  # fmt: skip
+        if failed:
+            raise ValueError(f"{failed} of the files in {folder} could not be read")
+        return len(files) / (time.perf_counter() - start)
+
+    def inference() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                model(prepared)
+        return steps * batch / (time.perf_counter() - start)
+
+    inference()  # warm-up
+    rates = {"predict": [], "inference": []}
+    for _ in range(repeats):
+        rates["predict"].append(photos())
+        rates["inference"].append(inference())
+    spread = {k: {"median": statistics.median(v), "min": min(v), "max": max(v)}
+              for k, v in rates.items()}  # fmt: skip
+    result = {
+        "machine": (host := machine()),
+        "device": device_name(torch.device("cpu"), host["cpu"]),
+        "settings": {
+            "folder": folder,
+            "images": len(files),
+            "batch": batch,
+            "workers": workers,
+            "repeats": repeats,
+            "network": loaded["model"]["name"],
+        },
+        "predict_images_per_s": spread["predict"],
+        "inference_images_per_s": spread["inference"],
+        "predict_vs_inference": spread["predict"]["median"] / spread["inference"]["median"],
+    }
+    result["table"] = (
+        f"alexnet bench predict on {result['device']}: {len(files):,} files, batch {batch}, "
+        f"{workers} decoding worker(s)\n"
+        f"predict (read, decode, views, network): {spread['predict']['median']:8,.1f} images/s\n"
+        f"the network on prepared inputs:         {spread['inference']['median']:8,.1f} images/s\n"
+        f"predict / inference:                    {result['predict_vs_inference']:8.2f}"
+    )
+    return result
