@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alexnet.core.runtime import resolve_device
+from alexnet.core.runtime import keep_freed_memory, resolve_device
 from alexnet.data.augment import center_crop, render, ten_crops
 from alexnet.data.images import BadImage, decode
 from alexnet.evaluate.eval import normalization
@@ -21,15 +21,17 @@ from alexnet.evaluate.metrics import softmax_batches
 from alexnet.models import checkpoint as ckpt
 
 
-def views_of(pixels: np.ndarray, record: dict, views: str) -> torch.Tensor:
-    """(H, W, C) uint8 at the stored size -> (1, C, h, w) or (1, 10, C, h, w) float32."""
+def views_of(pixels: np.ndarray, record: dict, views: str, normalized=None) -> torch.Tensor:
+    """(H, W, C) uint8 at the stored size -> (1, C, h, w) or (1, 10, C, h, w) float32.
+    `normalized`: the record's `normalization` at its view size, made once for many images
+    (the mean image's upscaling costs as much as an image's)."""
     view_size, crop_size = record["view_size"], record["crop_size"]
     crops = (
         [center_crop(crop_size, view_size)]
         if views == "center"
         else ten_crops(crop_size, view_size)
     )
-    mean, scale = normalization(record, view_size)
+    mean, scale = normalized or normalization(record, view_size)
     out = render(pixels[None], np.zeros(len(crops), np.int64), crops, crop_size, mean,
                  view_size=view_size)  # fmt: skip
     images = torch.from_numpy(out)
@@ -68,6 +70,7 @@ class Photos(torch.utils.data.Dataset):
 
     def __init__(self, files: list[str], record: dict, views: str):
         self.files, self.record, self.views = files, record, views
+        self.normalized = normalization(record, record["view_size"])
 
     def __len__(self) -> int:
         return len(self.files)
@@ -83,7 +86,7 @@ class Photos(torch.utils.data.Dataset):
                             exif=True)  # fmt: skip
         except BadImage as error:
             return index, None, str(error)
-        views = views_of(pixels, self.record, self.views)
+        views = views_of(pixels, self.record, self.views, self.normalized)
         return index, views[0], None  # (C, h, w), or (10, C, h, w) for ten crops
 
 
@@ -111,6 +114,7 @@ def predict_files(
         raise ValueError(f"views must be center or ten-crop, got {views!r}")
     if batch_size < 1 or workers < 0:
         raise ValueError(f"batch must be 1 or more and workers 0 or more: {batch_size}, {workers}")
+    keep_freed_memory()  # no page faults for each batch's activations (as training does)
     loaded = checkpoint if isinstance(checkpoint, dict) else ckpt.load(checkpoint)
     record = loaded["data"]
     model = ckpt.load_model(loaded)

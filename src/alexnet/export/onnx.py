@@ -16,7 +16,9 @@ and "alexnet.mean_image", the mean image; alexnet.export.metadata).
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,18 +58,29 @@ def example_input(checkpoint: dict, batch: int = 2, seed: int = 0) -> torch.Tens
 
 def onnx_program(module: torch.nn.Module, example: torch.Tensor, inputs=None, outputs=None):
     """torch's ONNX exporter on `module` (already in exportable form), with a dynamic batch
-    dimension and the package's LRN operator translated by `lrn_to_onnx`."""
-    return torch.onnx.export(
-        module,
-        (example,),
-        dynamo=True,
-        input_names=inputs,
-        output_names=outputs,
-        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-        custom_translation_table={torch.ops.alexnet.lrn.default: lrn_to_onnx},
-        opset_version=OPSET,
-        verbose=False,
-    )
+    dimension and the package's LRN operator translated by `lrn_to_onnx`. The exporter's
+    notes on operators this network does not use (torchvision's, when it is absent) and its
+    deprecation warnings are kept out of the user's terminal."""
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                custom_translation_table={torch.ops.alexnet.lrn.default: lrn_to_onnx},
+                opset_version=OPSET,
+                verbose=False,
+            )
+    finally:
+        quiet.setLevel(level)
 
 
 def export_onnx(checkpoint: dict, path: str | Path) -> Path:
