@@ -13,8 +13,14 @@ def _train(args: argparse.Namespace) -> None:
 
     if not args.config and not args.resume:
         raise ValueError("give a recipe with --config configs/NAME.yaml, or --resume RUN_DIR")
+    overrides = list(args.set)
+    if args.init_from:
+        if args.resume:
+            raise ValueError("--init-from starts a new run; --resume continues from the run's "
+                             "own checkpoints")  # fmt: skip
+        overrides.append(f"run.init_from={args.init_from}")
     try:
-        metrics, run_dir = run_from_args(args.config, args.set, args.out, args.resume)
+        metrics, run_dir = run_from_args(args.config, overrides, args.out, args.resume)
     except TrainingError as error:
         print(f"alexnet train: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -81,6 +87,13 @@ def add_commands(commands) -> None:
     )
     train.add_argument("--out", help="run directory (default: runs/RECIPE-DATE-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument(
+        "--init-from",
+        metavar="SOURCE",
+        help="start from these weights, layer by layer: a checkpoint, run directory or "
+        "exported .safetensors of the same network (run.init_from; model.reinit names the "
+        "layers that start afresh, e.g. fc8 for another number of classes)",
+    )
     train.add_argument(
         "--test",
         action="store_true",

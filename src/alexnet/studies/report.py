@@ -120,11 +120,15 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
     summary = [
         ["model", config.get("model", {}).get("name")],
         ["epochs", f"{last.get('epoch', 0)} of {config.get('run', {}).get('epochs')}"],
-        ["training time", f"{last.get('elapsed_s', 0) / 60:.1f} min"],
+        ["training time", f"{last.get('elapsed_s', 0) / 60:.1f} min of training steps"],
         ["command", version.get("command", "")],
         ["code", f"alexnet {version.get('alexnet', '?')}, commit {version.get('git', '?')}"],
         ["machine", f"{version.get('device', '?')}, torch {version.get('torch', '?')}"],
     ]
+    if start := version.get("init_from"):
+        fresh = ", ".join(start.get("reinit") or []) or "none"
+        summary.append(["started from", f"{start['file']} (sha256 {start['sha256']}, "
+                        f"{start['network']}; started afresh: {fresh})"])  # fmt: skip
     sections.append(_table(["run", run_dir.name], summary))
 
     if metrics:
@@ -191,11 +195,16 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
         )
         store = data or config.get("data", {}).get("store")
         if store and (Path(store) / "manifest.json").is_file():
-            predictions(str(checkpoint), store, figures, device=device)
-            sections.append(
-                "<h2>Predictions</h2>"
-                f'<img alt="predictions" src="{_png(figures / "predictions.png")}">'
-            )
+            try:
+                predictions(str(checkpoint), store, figures, device=device)
+            except ValueError as error:  # a network of a class subset, for one
+                sections.append(f'<h2>Predictions</h2><p class="note">{html.escape(str(error))}'
+                                "</p>")  # fmt: skip
+            else:
+                sections.append(
+                    "<h2>Predictions</h2>"
+                    f'<img alt="predictions" src="{_png(figures / "predictions.png")}">'
+                )
         else:
             sections.append(
                 f'<h2>Predictions</h2><p class="note">The store {html.escape(str(store))} is '

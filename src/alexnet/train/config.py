@@ -6,7 +6,8 @@ read as YAML: 0.01, true, [25, 51, 79], null). A key that does not exist or a va
 wrong type is refused with a message naming it. The resolved recipe is saved with each run.
 
     model:    name, then any field of its config (AlexNetConfig: dropout, lrn, towers, init,
-              ...; CifarNetConfig for cifar4)
+              ...; CifarNetConfig for cifar4), and `reinit`: the layers that keep their
+              fresh initialization when the weights come from elsewhere (run.init_from)
     data:     the prepared store and the views
     optim:    the update rule and its constants
     schedule: how the learning rate falls
@@ -29,6 +30,8 @@ from alexnet.train.optim import OPTIMIZERS
 from alexnet.train.schedule import SCHEDULES
 
 PRECISIONS = ("fp32", "bf16", "fp16", "fp64", "auto")
+#: keys of the model section that are not fields of the network's config
+MODEL_KEYS = ("name", "reinit")
 EVAL_VIEWS = ("center", "ten-crop")
 
 
@@ -74,6 +77,10 @@ class OptimConfig:
     # weight decay of single layers' weights in place of weight_decay, by layer name (the
     # released CIFAR-10 files' per-layer wc), e.g. {conv1: 0.0, conv2: 0.0}
     layer_weight_decay: dict[str, float] | None = None
+    # layers that do not learn (fine-tuning), e.g. [conv1, conv2, conv3, conv4, conv5]
+    freeze: list[str] | None = None
+    # a multiplier of the rate for single layers (Caffe's lr_mult), e.g. {fc8: 10.0}
+    layer_lr_mult: dict[str, float] | None = None
 
 
 @dataclass
@@ -112,6 +119,9 @@ class RunConfig:
     log_every_steps: int = 50  # a progress line in the log (the bar updates every step)
     # the paper's model parallelism: tower A and tower B on these two devices
     tower_devices: list[str] | None = None
+    # start from these weights (a checkpoint, run directory or exported .safetensors of the
+    # same network), layer by layer; model.reinit lists the layers that do not take them
+    init_from: str | None = None
 
 
 SECTIONS = {
@@ -136,7 +146,12 @@ class TrainConfig:
 
     @property
     def model_options(self) -> dict:
-        return {k: v for k, v in self.model.items() if k != "name"}
+        """The network's config fields (what `create_model` takes besides the sizes)."""
+        return {k: v for k, v in self.model.items() if k not in MODEL_KEYS}
+
+    @property
+    def reinit(self) -> list[str]:
+        return list(self.model.get("reinit") or [])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -215,7 +230,9 @@ def _check_model(model: dict) -> None:
     name = model["name"]
     if name not in list_models():
         raise ConfigError(f"model.name must be one of {', '.join(list_models())}, got {name!r}")
-    options = {k: v for k, v in model.items() if k != "name"}
+    if "reinit" in model:
+        _check_value("model.reinit", model["reinit"], "list[str] | None")
+    options = {k: v for k, v in model.items() if k not in MODEL_KEYS}
     variant = VARIANTS[name]
     allowed = variant.option_names()
     for key in options:

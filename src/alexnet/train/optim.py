@@ -68,6 +68,8 @@ def parameter_groups(
     bias_lr_mult: float = 1.0,
     bias_weight_decay: bool = True,
     layer_weight_decay: dict[str, float] | None = None,
+    layer_lr_mult: dict[str, float] | None = None,
+    freeze: list[str] | None = None,
 ) -> list[dict]:
     """Weights and biases of the learned layers, chosen by module type, not by name.
 
@@ -76,25 +78,44 @@ def parameter_groups(
     Its CIFAR-10 parameter files also give each layer its own weight decay (`wc`):
     `layer_weight_decay` maps a layer's name (as in `model.named_modules()`) to the decay of
     that layer's weights, each such layer a group of its own after the shared groups.
+    Fine-tuning adds `layer_lr_mult` (Caffe's lr_mult: the layer's weights, and its biases
+    with bias_lr_mult on top, in groups of their own) and `freeze` (layers left out of
+    every group; the trainer also stops their gradients).
     Each group carries `lr_mult`, which the training loop multiplies into the schedule's rate.
     """
     layer_weight_decay = dict(layer_weight_decay or {})
+    layer_lr_mult = dict(layer_lr_mult or {})
+    frozen = set(freeze or [])
     named = dict(model.named_modules())
-    for name in layer_weight_decay:
-        if not isinstance(named.get(name), LEARNED_LAYERS):
-            learned = [n for n, m in named.items() if isinstance(m, LEARNED_LAYERS)]
-            raise ValueError(
-                f"optim.layer_weight_decay names {name!r}, which is not a learned layer of "
-                f"this network; its layers are: {', '.join(learned)}"
-            )
-    weights, biases, own = [], [], {name: [] for name in layer_weight_decay}
-    for name, module in named.items():
-        if isinstance(module, LEARNED_LAYERS):
-            own.get(name, weights).append(module.weight)
-            if module.bias is not None:
-                biases.append(module.bias)
-    chosen = weights + biases + [p for params in own.values() for p in params]
-    seen = {id(p) for p in chosen}
+    learned = [n for n, m in named.items() if isinstance(m, LEARNED_LAYERS)]
+    for key, names in (("layer_weight_decay", layer_weight_decay), ("layer_lr_mult",
+                       layer_lr_mult), ("freeze", frozen)):  # fmt: skip
+        for name in names:
+            if name not in learned:
+                raise ValueError(
+                    f"optim.{key} names {name!r}, which is not a learned layer of this "
+                    f"network; its layers are: {', '.join(learned)}"
+                )
+    # in the order the recipe names them
+    own_layers = [
+        n for n in dict.fromkeys([*layer_weight_decay, *layer_lr_mult]) if n not in frozen
+    ]
+    weights, biases = [], []
+    own = {name: [] for name in own_layers}
+    own_biases = {name: [] for name in own_layers if name in layer_lr_mult}
+    skipped = set()
+    for name in learned:
+        module = named[name]
+        params = [module.weight] + ([module.bias] if module.bias is not None else [])
+        if name in frozen:
+            skipped.update(id(p) for p in params)
+            continue
+        own.get(name, weights).append(module.weight)
+        if module.bias is not None:
+            own_biases.get(name, biases).append(module.bias)
+    chosen = [*weights, *biases, *(p for ps in own.values() for p in ps),
+              *(p for ps in own_biases.values() for p in ps)]  # fmt: skip
+    seen = {id(p) for p in chosen} | skipped
     others = [p for p in model.parameters() if id(p) not in seen]
     groups = [{"params": weights, "lr_mult": 1.0, "name": "weights"}]
     if biases:
@@ -105,9 +126,31 @@ def parameter_groups(
     if others:
         groups.append({"params": others, "lr_mult": 1.0, "name": "other"})
     for name, params in own.items():
-        decay = float(layer_weight_decay[name])
-        groups.append({"params": params, "lr_mult": 1.0, "name": name, "weight_decay": decay})
+        group = {"params": params, "lr_mult": float(layer_lr_mult.get(name, 1.0)), "name": name}
+        if name in layer_weight_decay:
+            group["weight_decay"] = float(layer_weight_decay[name])
+        groups.append(group)
+        if own_biases.get(name):
+            bias = {"params": own_biases[name], "name": f"{name}.bias",
+                    "lr_mult": float(layer_lr_mult[name]) * bias_lr_mult}  # fmt: skip
+            if not bias_weight_decay:
+                bias["weight_decay"] = 0.0
+            groups.append(bias)
     return groups
+
+
+def freeze_layers(model: nn.Module, names: list[str]) -> list[str]:
+    """Stop the named learned layers' gradients (fine-tuning's frozen layers)."""
+    named = dict(model.named_modules())
+    learned = [n for n, m in named.items() if isinstance(m, LEARNED_LAYERS)]
+    for name in names:
+        if name not in learned:
+            raise ValueError(
+                f"optim.freeze names {name!r}, which is not a learned layer of this network; "
+                f"its layers are: {', '.join(learned)}"
+            )
+        named[name].requires_grad_(False)
+    return list(names)
 
 
 def make_optimizer(
@@ -119,8 +162,12 @@ def make_optimizer(
     bias_lr_mult: float = 1.0,
     bias_weight_decay: bool = True,
     layer_weight_decay: dict[str, float] | None = None,
+    layer_lr_mult: dict[str, float] | None = None,
+    freeze: list[str] | None = None,
 ) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, bias_lr_mult, bias_weight_decay, layer_weight_decay)
+    groups = parameter_groups(model, bias_lr_mult, bias_weight_decay, layer_weight_decay,
+                              layer_lr_mult, freeze)  # fmt: skip
+    groups = [g for g in groups if g["params"]]  # every layer of a kind may be frozen
     for group in groups:
         group["lr"] = lr * group["lr_mult"]
     if name == "paper":

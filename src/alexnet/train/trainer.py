@@ -53,9 +53,10 @@ from alexnet.data.store import Store
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.registry import VARIANTS, create_model
+from alexnet.models.transfer import load_layers, sha256
 from alexnet.train.config import ConfigError, TrainConfig, load_config
 from alexnet.train.distributed import Processes, all_sum, start_processes
-from alexnet.train.optim import make_optimizer, set_lr
+from alexnet.train.optim import freeze_layers, make_optimizer, set_lr
 from alexnet.train.rundir import RunDirectory, version_info
 from alexnet.train.schedule import make_schedule
 
@@ -279,6 +280,19 @@ class Trainer:
         )
         if checkpoint is not None:
             ckpt.check_same_model(checkpoint, model)
+        self.init_record = None
+        if checkpoint is None and run.init_from:
+            self.init_record = self._init_from(model, run.init_from)
+        elif config.reinit and not run.init_from:
+            raise ConfigError(
+                "model.reinit lists layers to start afresh, but run.init_from (--init-from) "
+                "names no weights to start the others from"
+            )
+        try:
+            frozen = freeze_layers(model, config.optim.freeze or [])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        self.frozen = frozen
         self.record = ckpt.model_record(model)
         model.to(device, input_dtype(run.precision))
         if run.channels_last:
@@ -296,6 +310,19 @@ class Trainer:
         # network itself (compiling keeps its parameters, under other names).
         self.step_model = torch.compile(self.model) if run.compile else self.model
 
+    def _init_from(self, model, source: str) -> dict:
+        """The weights of `source` in the new network, layer by layer (model.reinit: the
+        layers that keep their fresh initialization); what was done, for the records."""
+        loaded = ckpt.load(source)
+        done = load_layers(model, loaded, self.config.reinit)
+        return {
+            "source": str(source),
+            "file": loaded["path"],
+            "sha256": sha256(loaded["path"]),
+            "network": loaded["model"]["name"],
+            **done,
+        }
+
     def _build_optimizer(self) -> None:
         """The update rule (section 5), the learning-rate schedule, the loss scaler."""
         o, s = self.config.optim, self.config.schedule
@@ -309,6 +336,8 @@ class Trainer:
                 o.bias_lr_mult,
                 o.bias_weight_decay,
                 o.layer_weight_decay,
+                o.layer_lr_mult,
+                o.freeze,
             )
         except ValueError as error:  # a layer name the network does not have
             raise ConfigError(str(error)) from None
@@ -336,6 +365,17 @@ class Trainer:
         if not self.procs.main:
             return
         version = version_info(self.device, self.procs, command)
+        if self.init_record is not None:
+            version["init_from"] = record = self.init_record
+            log.info(
+                "weights from %s (sha256 %s): %d layers copied%s",
+                record["file"],
+                record["sha256"][:16],
+                len(record["copied"]),
+                f", {', '.join(record['reinit'])} started afresh" if record["reinit"] else "",
+            )
+        if self.frozen:
+            log.info("frozen (not trained): %s", ", ".join(self.frozen))
         self.rundir.start(self.config.to_yaml(), version)
 
     def weights(self) -> dict:
