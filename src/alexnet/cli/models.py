@@ -1,9 +1,10 @@
-"""`alexnet models` and `alexnet summary`."""
+"""`alexnet models`, `alexnet summary` and `alexnet import`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from alexnet.cli.common import parse_option
 from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models
@@ -29,6 +30,32 @@ def _models(args: argparse.Namespace) -> None:
         return
     for name, variant in VARIANTS.items():
         print(f"{name}\n    {variant.summary}\n    differences: {variant.differences}")
+
+
+def _import_torchvision(args: argparse.Namespace) -> None:
+    import torch
+
+    from alexnet.models import checkpoint as ckpt
+    from alexnet.models.transfer import sha256
+    from alexnet.models.weights import torchvision_checkpoint
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ValueError(f"the folder of --out does not exist: {out.parent}")
+    try:
+        state = torch.load(args.file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"no file at {args.file}") from None
+    except Exception as error:  # not a torch file, or one that pickles code
+        raise ValueError(f"{args.file} is not a readable state dict ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0][:200]})") from None  # fmt: skip
+    if not isinstance(state, dict):
+        raise ValueError(f"{args.file} holds a {type(state).__name__}, not a state dict")
+    checkpoint = torchvision_checkpoint(state, source=str(args.file))
+    checkpoint["imported"]["sha256"] = sha256(args.file)
+    ckpt.save(out, checkpoint)
+    classes = checkpoint["model"]["config"]["num_classes"]
+    print(f"wrote {out}: alexnet_owt, {classes} classes, torchvision's preprocessing")
 
 
 def add_commands(commands) -> None:
@@ -58,3 +85,17 @@ def add_commands(commands) -> None:
     )
     summary.add_argument("--json", action="store_true", help="print JSON")
     summary.set_defaults(run=_summary)
+
+    imports = commands.add_parser("import", help="weights from other codebases as checkpoints")
+    sources = imports.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    tv = sources.add_parser(
+        "torchvision",
+        help="torchvision's AlexNet state dict (e.g. its IMAGENET1K_V1 file)",
+        description="The weights become an alexnet_owt checkpoint with the ILSVRC-2012 class "
+        "ids and names (for 1,000 outputs) and torchvision's preprocessing (shorter side "
+        "256, center 224, per-channel mean and std), which eval, predict, explain, export "
+        "and --init-from take as they take this package's checkpoints.",
+    )
+    tv.add_argument("file", help="the state dict (.pth), loaded without running pickled code")
+    tv.add_argument("--out", required=True, help="the checkpoint to write")
+    tv.set_defaults(run=_import_torchvision)

@@ -1,8 +1,10 @@
-"""Weights from other codebases, mapped one to one onto the paper's layer names."""
+"""Weights from other codebases, mapped one to one onto the paper's layer names, and made
+into checkpoints that the rest of the package takes as its own."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import resources
 
 import torch
 
@@ -46,3 +48,53 @@ def from_torchvision(state_dict: Mapping[str, torch.Tensor]) -> AlexNet:
     model = create_model("alexnet_owt", num_classes=num_classes, in_chans=in_chans)
     model.load_state_dict(renamed)
     return model
+
+
+#: torchvision's ImageNet preprocessing: inputs are (x / 255 - mean) / std per channel
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_STD = (0.229, 0.224, 0.225)
+
+
+def ilsvrc2012_classes() -> tuple[list[str], list[str]]:
+    """The 1,000 ILSVRC-2012 class ids (WordNet ids, sorted: the class index order) and
+    names, shipped with the package (models/data/ilsvrc2012_classes.tsv)."""
+    text = (
+        resources.files("alexnet.models")
+        .joinpath("data/ilsvrc2012_classes.tsv")
+        .read_text(encoding="utf-8")
+    )
+    rows = [line.split("\t", 1) for line in text.splitlines() if line and not line.startswith("#")]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def torchvision_checkpoint(state_dict: Mapping[str, torch.Tensor], source: str = "") -> dict:
+    """A checkpoint of torchvision's AlexNet weights as `alexnet_owt`, with the ILSVRC-2012
+    classes (for 1,000 outputs) and torchvision's preprocessing: the shorter side resized to
+    256, the center 224, then (x / 255 - mean) / std, which is x minus a constant mean image
+    of 255 x mean, times 1 / (255 x std) per channel."""
+    from alexnet.models.checkpoint import model_record
+
+    model = from_torchvision(state_dict)
+    classes = model.config.num_classes
+    if classes == 1000:
+        ids, names = ilsvrc2012_classes()
+    else:
+        ids = names = [f"class {i}" for i in range(classes)]
+    mean = torch.tensor(TORCHVISION_MEAN) * 255
+    return {
+        "model": model_record(model),
+        "state_dict": model.state_dict(),
+        "data": {
+            "class_ids": ids,
+            "class_names": names,
+            "channels": 3,
+            "image_size": 256,
+            "view_size": 256,
+            "crop_size": 224,
+            "mean_image": mean.expand(256, 256, 3).clone(),
+            "normalize": "std",
+            "scale": 1 / (torch.tensor(TORCHVISION_STD) * 255),
+            "preprocessing": "torchvision",
+        },
+        "imported": {"from": "torchvision", "file": source},
+    }

@@ -1,0 +1,96 @@
+"""`alexnet import torchvision`: torchvision's AlexNet state dict as a checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from alexnet.evaluate.predict import Photos
+from alexnet.models import checkpoint as ckpt
+from alexnet.models.weights import ilsvrc2012_classes
+
+from fixtures import cli, encode, photo, write
+
+
+def torchvision_state_dict(seed: int = 0) -> dict:
+    """Made-up weights in torchvision's layout (features.N / classifier.N)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"features.0": (64, 3, 11, 11), "features.3": (192, 64, 5, 5),
+              "features.6": (384, 192, 3, 3), "features.8": (256, 384, 3, 3),
+              "features.10": (256, 256, 3, 3), "classifier.1": (4096, 9216),
+              "classifier.4": (4096, 4096), "classifier.6": (1000, 4096)}  # fmt: skip
+    state = {}
+    for name, shape in shapes.items():
+        fan_in = int(np.prod(shape[1:]))
+        state[f"{name}.weight"] = torch.randn(shape, generator=g) * (2 / fan_in) ** 0.5
+        state[f"{name}.bias"] = torch.randn(shape[0], generator=g) * 0.01
+    return state
+
+
+def torchvision_forward(state: dict, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's AlexNet written out with functional ops (its features, adaptive
+    average pooling to 6x6, classifier with dropout, here in evaluation mode)."""
+    s = state
+    x = F.max_pool2d(F.relu(F.conv2d(x, s["features.0.weight"], s["features.0.bias"], 4, 2)), 3, 2)
+    x = F.max_pool2d(F.relu(F.conv2d(x, s["features.3.weight"], s["features.3.bias"], 1, 2)), 3, 2)
+    x = F.relu(F.conv2d(x, s["features.6.weight"], s["features.6.bias"], 1, 1))
+    x = F.relu(F.conv2d(x, s["features.8.weight"], s["features.8.bias"], 1, 1))
+    x = F.max_pool2d(
+        F.relu(F.conv2d(x, s["features.10.weight"], s["features.10.bias"], 1, 1)), 3, 2
+    )
+    x = F.adaptive_avg_pool2d(x, 6).flatten(1)
+    x = F.relu(F.linear(x, s["classifier.1.weight"], s["classifier.1.bias"]))
+    x = F.relu(F.linear(x, s["classifier.4.weight"], s["classifier.4.bias"]))
+    return F.linear(x, s["classifier.6.weight"], s["classifier.6.bias"])
+
+
+def test_an_imported_checkpoint_computes_torchvisions_network(tmp_path):
+    state = torchvision_state_dict()
+    torch.save(state, tmp_path / "alexnet.pth")
+    done = cli("import", "torchvision", tmp_path / "alexnet.pth", "--out", tmp_path / "tv.pt")
+    assert done.returncode == 0, done.stderr
+    checkpoint = ckpt.load(tmp_path / "tv.pt")
+    model = ckpt.load_model(checkpoint)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), torchvision_forward(state, x), rtol=1e-5, atol=1e-5)
+    data = checkpoint["data"]
+    assert data["class_ids"][0] == "n01440764" and data["class_names"][0].startswith("tench")
+    assert checkpoint["imported"]["from"] == "torchvision"
+
+
+def test_the_ilsvrc2012_classes_are_the_thousand_sorted_synsets():
+    ids, names = ilsvrc2012_classes()
+    assert len(ids) == len(set(ids)) == 1000 and ids == sorted(ids)
+    # by hand: torchvision's class 1 is the goldfish, 207 the golden retriever
+    assert names[1].startswith("goldfish") and names[207].startswith("golden retriever")
+
+
+def test_predict_prepares_a_photo_as_torchvision_does(tmp_path):
+    torch.save(torchvision_state_dict(), tmp_path / "alexnet.pth")
+    cli("import", "torchvision", tmp_path / "alexnet.pth", "--out", tmp_path / "tv.pt")
+    record = ckpt.load(tmp_path / "tv.pt")["data"]
+    picture = photo(2, (320, 240))
+    write(tmp_path / "p.png", encode(picture, "PNG"))
+    got = Photos([str(tmp_path / "p.png")], record, "center")[0][1]
+    # by hand: Resize(256) (shorter side), CenterCrop(224), ToTensor, Normalize(mean, std)
+    resized = picture.resize((341, 256), Image.Resampling.BILINEAR, reducing_gap=None)
+    left, top = (341 - 224) // 2, 16
+    crop = np.asarray(resized.crop((left, top, left + 224, top + 224)), np.float32) / 255
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    expected = torch.from_numpy(((crop - mean) / std).transpose(2, 0, 1).astype(np.float32))
+    # resampling filters differ a little between Pillow's resize paths and center rounding
+    assert (got - expected).abs().mean() < 0.05
+    assert got.shape == expected.shape
+
+
+def test_import_refuses_what_is_not_torchvisions_alexnet(tmp_path):
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    bad = cli("import", "torchvision", tmp_path / "other.pth", "--out", tmp_path / "x.pt")
+    assert bad.returncode == 2 and "not one of torchvision's AlexNet keys" in bad.stderr
+    (tmp_path / "text.pth").write_text("hello")
+    bad = cli("import", "torchvision", tmp_path / "text.pth", "--out", tmp_path / "x.pt")
+    assert bad.returncode == 2 and "not a readable state dict" in bad.stderr
+    assert not (tmp_path / "x.pt").exists()
