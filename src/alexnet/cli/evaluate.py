@@ -223,6 +223,24 @@ def _explain(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'explain.json'}")
 
 
+def _features(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.features import features
+
+    if bool(args.data) == bool(args.image):
+        raise ValueError("give --data STORE or image files, one of the two")
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+    result = features(args.checkpoint, args.out, layers, data=args.data, split=args.split,
+                      paths=args.image or None, batch=args.batch, workers=args.workers,
+                      spatial_mean=args.spatial_mean, dtype=args.dtype, limit=args.limit,
+                      device=args.device)  # fmt: skip
+    for name, shape in result["layers"].items():
+        print(f"  {name}: {' x '.join(map(str, shape))} {args.dtype}")
+    if result["failed"]:
+        print(f"alexnet features: {len(result['failed'])} files could not be read; their rows "
+              "are NaN (features.json lists them)", file=sys.stderr)  # fmt: skip
+    print(f"wrote {args.out}: {result['images']:,} images")
+
+
 def add_commands(commands) -> None:
     evaluate = commands.add_parser(
         "eval",
@@ -286,6 +304,33 @@ def add_commands(commands) -> None:
                       help=AUTO_PRECISION_HELP)  # fmt: skip
     pred.add_argument("--json", action="store_true", help="print the rows as JSON")
     pred.set_defaults(run=_predict)
+
+    feat = commands.add_parser(
+        "features",
+        help="any layer's activations for a store's split or image files, as .npy arrays",
+        description="The outputs of the named layers (conv1-conv5, fc6, fc7: rectified; fc8: "
+        "logits; norm1, pool1, norm2, pool2, pool5) for every image, center crop, written "
+        "to OUT/LAYER.npy a batch at a time (constant memory; an interrupted run leaves no "
+        "file that looks complete), with OUT/files.txt, OUT/labels.npy for a store, and "
+        "OUT/features.json.",
+    )
+    feat.add_argument("image", nargs="*", metavar="PATH", help="images, folders or lists")
+    feat.add_argument("--checkpoint", required=True,
+                      help="a checkpoint file, run directory or exported .safetensors")  # fmt: skip
+    feat.add_argument("--data", help="a prepared store (instead of image files)")
+    feat.add_argument("--split", default="val")
+    feat.add_argument("--layers", default="fc7", help="comma-separated, e.g. conv5,pool5,fc6,fc7")
+    feat.add_argument("--spatial-mean", action="store_true",
+                      help="average convolution and pooling maps over their positions")  # fmt: skip
+    feat.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                      help="float16 halves the files (ImageNet's training set at fc7 is 21 GB "
+                      "in float32)")  # fmt: skip
+    feat.add_argument("--batch", type=int, default=128)
+    feat.add_argument("--workers", type=int, default=0)
+    feat.add_argument("--limit", type=int, help="only the first N images")
+    feat.add_argument("--device", default="cpu")
+    feat.add_argument("--out", required=True, help="the folder for the arrays")
+    feat.set_defaults(run=_features)
 
     expl = commands.add_parser(
         "explain",
