@@ -241,6 +241,20 @@ def _features(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {result['images']:,} images")
 
 
+def _probe(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.probe import probe
+
+    result = probe(args.train, args.test, layer=args.layer)
+    result["command"] = command_line()
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    test = result["test"]
+    print(f"linear probe on {args.layer} ({result['train']['features']:,} features, "
+          f"{result['train']['images']:,} training images, l2 {result['l2']:g} chosen on a "
+          f"held-out tenth of them)\n  test: top-1 error {100 * test['top1_error']:.2f}%, "
+          f"top-5 {100 * test['top5_error']:.2f}% on {test['images']:,} images")  # fmt: skip
+
+
 def add_commands(commands) -> None:
     evaluate = commands.add_parser(
         "eval",
@@ -331,6 +345,20 @@ def add_commands(commands) -> None:
     feat.add_argument("--device", default="cpu")
     feat.add_argument("--out", required=True, help="the folder for the arrays")
     feat.set_defaults(run=_features)
+
+    prob = commands.add_parser(
+        "probe",
+        help="a linear probe (multinomial logistic regression) on extracted features",
+        description="Fits multinomial logistic regression on TRAIN/LAYER.npy and "
+        "TRAIN/labels.npy (from `alexnet features --data`), the l2 strength chosen on a "
+        "held-out tenth of the training features, and reports top-1 and top-5 error on "
+        "TEST's.",
+    )
+    prob.add_argument("--train", required=True, help="features of the training images")
+    prob.add_argument("--test", required=True, help="features of the test images")
+    prob.add_argument("--layer", default="fc7")
+    prob.add_argument("--out", help="also write the result as JSON here")
+    prob.set_defaults(run=_probe)
 
     expl = commands.add_parser(
         "explain",
