@@ -453,3 +453,26 @@ def test_state_dict_round_trip():
 def test_config_accepts_lists_as_from_yaml():
     config = AlexNetConfig(widths=[48, 128, 192, 192, 256], towers=1)
     assert config.widths == (48, 128, 192, 192, 256)
+
+
+def test_the_six_conv_network_adds_conv6_over_pool5_within_each_tower():
+    torch.manual_seed(0)
+    model = create_model("alexnet2012_6conv", num_classes=10).eval()
+    # by hand: 256 kernels of 3x3 over one tower's 128 maps, plus biases; started at 1
+    assert model.conv6.weight.numel() + model.conv6.bias.numel() == 256 * 128 * 9 + 256
+    assert torch.all(model.conv6.bias == 1) and model.fc6.in_features == 9216
+    x = torch.randn(2, 3, 224, 224) * 50
+    five = create_model("alexnet2012", num_classes=10).eval()
+    five.load_state_dict({k: v for k, v in model.state_dict().items() if "conv6" not in k})
+    with torch.no_grad():
+        pool5 = five.forward_features(x)  # the five-conv network's output is conv6's input
+        expected = torch.relu(torch.nn.functional.conv2d(
+            pool5, model.conv6.weight, model.conv6.bias, padding=1, groups=2))  # fmt: skip
+        torch.testing.assert_close(model.forward_features(x), expected)
+    # its layer names reach features and Grad-CAM as the rectified output
+    from alexnet.evaluate.explain import feature_layer
+    from alexnet.evaluate.features import hooked_module
+
+    assert feature_layer(model, "conv6") is model.act_conv6
+    assert hooked_module(model, "conv6") is model.act_conv6
+    assert feature_layer(model, "fc6") is model.act6

@@ -81,6 +81,7 @@ def test_cli_models_lists_every_variant(capsys):
     assert list(json.loads(capsys.readouterr().out)) == [
         "alexnet2012",
         "alexnet2012_1gpu",
+        "alexnet2012_6conv",
         "alexnet_owt",
         "caffenet",
         "cifar4",

@@ -23,12 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.models.alexnet import RECTIFIED_BY
+
 
 def feature_layer(model: nn.Module, name: str) -> nn.Module:
     """The module whose output are `name`'s feature maps (convN: actN, where it has one)."""
     modules = dict(model.named_children())
-    if name.startswith("conv") and modules.get("act" + name[4:]) is not None:
-        return modules["act" + name[4:]]
+    rectified = RECTIFIED_BY.get(name)
+    if rectified and modules.get(rectified) is not None:
+        return modules[rectified]
     if modules.get(name) is None:
         maps = [n for n, m in modules.items() if m is not None and not isinstance(m, nn.Linear)]
         raise ValueError(f"no layer {name!r} with feature maps; layers: {', '.join(maps)}")

@@ -20,9 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-#: names that mean a module's rectified output rather than the module's own
-RECTIFIED = {"conv1": "act1", "conv2": "act2", "conv3": "act3", "conv4": "act4",
-             "conv5": "act5", "fc6": "act6", "fc7": "act7"}  # fmt: skip
+from alexnet.models.alexnet import RECTIFIED_BY as RECTIFIED
 
 
 def layer_names(model: nn.Module) -> list[str]:

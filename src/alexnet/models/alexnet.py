@@ -27,6 +27,11 @@ from alexnet.nn.lrn import (
 
 #: The paper's layers, in order; also the names of their modules and of Caffe's blobs.
 LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+#: The sixth convolutional layer of the paper's "1 CNN*" (section 6), where it has one.
+EXTRA_LAYERS = ("conv6",)
+#: Each layer's ReLU module: what "a layer's output" means to features and Grad-CAM.
+RECTIFIED_BY = {"conv1": "act1", "conv2": "act2", "conv3": "act3", "conv4": "act4",
+                "conv5": "act5", "conv6": "act_conv6", "fc6": "act6", "fc7": "act7"}  # fmt: skip
 
 #: fc6 sees a 6x6 map of each conv5 kernel (Figure 2: 9216 = 256x6x6).
 FEATURE_MAP_SIZE = 6
@@ -40,8 +45,9 @@ DROPOUT_PLACEMENTS = ("paper", "owt")
 REMOVABLE_LAYERS = ("conv3", "conv4")
 INITS = ("paper", "caffe", "kaiming", "torch")
 
-#: Layers whose biases the paper starts at 1, "so ReLUs start with positive input".
-BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+#: Layers whose biases the paper starts at 1, "so ReLUs start with positive input"
+#: (conv6, where there is one, like the conv4 and conv5 it follows).
+BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "conv6", "fc6", "fc7")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,9 @@ class AlexNetConfig:
     dropout_placement: str = "paper"
     adaptive_pool: bool = False  # torchvision: AdaptiveAvgPool2d((6, 6)) before fc6
     remove_layer: str | None = None  # conv3 | conv4: the paper's depth ablation (section 6)
+    # kernels of a sixth convolutional layer over the last pooling layer (3x3, padding 1,
+    # within each tower, ReLU), the paper's "1 CNN*" (section 6); 0: none
+    conv6: int = 0
     # paper: N(0, 0.01^2), biases 1 in BIAS_ONE_LAYERS; caffe: bvlc_alexnet's fillers;
     # kaiming: He-normal, zero biases (learns within minutes); torch: PyTorch's defaults.
     init: str = "paper"
@@ -93,6 +102,9 @@ class AlexNetConfig:
         widths = self.widths
         if len(widths) != 5 or any(not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(f"widths must be five positive integers (conv1..conv5), got {widths}")
+        if self.conv6 < 0 or self.conv6 % self.towers:
+            raise ValueError(f"conv6 must be 0 or kernels divisible by {self.towers} towers, "
+                             f"got {self.conv6}")  # fmt: skip
         for name in ("num_classes", "in_chans", "fc_width", "towers", "pool_size", "pool_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -160,10 +172,14 @@ class AlexNet(nn.Module):
         self.conv5 = TowerConv2d(maps, w5, 3, padding=1, groups=own)
         self.act5 = act()
         self.pool5 = self._pool()
+        self.conv6 = self.act_conv6 = None
+        if c.conv6:  # 1 CNN*: over the last pooling layer, 6x6 maps in and out
+            self.conv6 = TowerConv2d(w5, c.conv6, 3, padding=1, groups=own)
+            self.act_conv6 = act()
         self.avgpool = nn.AdaptiveAvgPool2d(FEATURE_MAP_SIZE) if c.adaptive_pool else None
         owt = c.dropout_placement == "owt"
         self.drop5 = nn.Dropout(c.dropout) if owt else None  # torchvision drops fc6's input
-        self.fc6 = nn.Linear(w5 * FEATURE_MAP_SIZE**2, c.fc_width)  # both towers
+        self.fc6 = nn.Linear((c.conv6 or w5) * FEATURE_MAP_SIZE**2, c.fc_width)  # both towers
         self.act6 = act()
         self.drop6 = nn.Dropout(c.dropout)  # fc6's output is fc7's input in both placements
         self.fc7 = nn.Linear(c.fc_width, c.fc_width)
@@ -214,6 +230,8 @@ class AlexNet(nn.Module):
             x = self.act4(self.conv4(x))  # (B, 384, 13, 13)
         x = self.act5(self.conv5(x))  # (B, 256, 13, 13)
         x = self.pool5(x)  # (B, 256, 6, 6)
+        if self.conv6 is not None:
+            x = self.act_conv6(self.conv6(x))  # (B, conv6, 6, 6)
         if self.avgpool is not None:
             x = self.avgpool(x)
         return x
@@ -221,7 +239,7 @@ class AlexNet(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """The map before fc6 to logits (B, num_classes), or with `pre_logits` to what fc8
         receives: the 4096 fc7 activations (after dropout in training mode)."""
-        expected = (self.config.widths[4], FEATURE_MAP_SIZE, FEATURE_MAP_SIZE)
+        expected = (self.config.conv6 or self.config.widths[4], FEATURE_MAP_SIZE, FEATURE_MAP_SIZE)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
                 f"{self.name}.forward_head expects features shaped (B, {expected[0]}, "
@@ -347,8 +365,8 @@ def init_weights(model: AlexNet, scheme: str) -> None:
     """Initialize conv1..fc8 by a named scheme (see AlexNetConfig.init)."""
     if scheme == "torch":
         return  # PyTorch's defaults, which torchvision's AlexNet keeps
-    for name in LAYER_NAMES:
-        layer = getattr(model, name)
+    for name in (*LAYER_NAMES, *EXTRA_LAYERS):
+        layer = getattr(model, name, None)
         if layer is None:
             continue
         with torch.no_grad():

@@ -43,6 +43,15 @@ VARIANTS: dict[str, Variant] = {
         "FC layers not halved.",
         dict(widths=(48, 128, 192, 192, 256), towers=1),
     ),
+    "alexnet2012_6conv": Variant(
+        "The paper's '1 CNN*' (section 6): the two-GPU network with a sixth convolutional "
+        "layer over the last pooling layer.",
+        "A conv6 the paper does not shape: here 256 3x3 kernels with padding 1 over pool5's "
+        "6x6 maps, within each tower like conv4 and conv5, then ReLU, so fc6 still takes "
+        "9,216 inputs; biases start at 1 like conv5's. Pretrain it on a large set, then "
+        "fine-tune it (alexnet train --init-from) as the paper did on ImageNet Fall 2011.",
+        dict(conv6=256),
+    ),
     "alexnet_owt": Variant(
         "torchvision's alexnet: the single-tower net of 'One weird trick' (2014).",
         "64-192-384-256-256 kernels in one tower, conv1 padded by 2, no LRN, dropout on fc6 "

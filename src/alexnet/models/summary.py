@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from alexnet.models.alexnet import LAYER_NAMES
+from alexnet.models.alexnet import EXTRA_LAYERS, LAYER_NAMES
 from alexnet.models.cifar import WithinMapNorm
 from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, create_model
 from alexnet.nn.local import LocallyConnected2d
@@ -138,7 +138,7 @@ def _is_row(module: nn.Module) -> bool:
 def _recorder(name: str, rows: list[LayerRow]):
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         shape = tuple(output.shape[1:])
-        learned = name in LAYER_NAMES or isinstance(module, LocallyConnected2d)
+        learned = name in (*LAYER_NAMES, *EXTRA_LAYERS) or isinstance(module, LocallyConnected2d)
         neurons = output[0].numel() if learned else None
         params = sum(p.numel() for p in module.parameters())
         macs = 0
