@@ -30,3 +30,21 @@ def activations(*shape, seed=0):
     # Large enough that alpha * sum is comparable with k, so the normalization matters.
     gen = torch.Generator().manual_seed(seed)
     return (torch.randn(*shape, generator=gen, dtype=torch.float64) * 60).relu()
+
+
+def naive_rnorm(u: torch.Tensor, size: int, scale: float, power: float) -> torch.Tensor:
+    """cuda-convnet's rnorm: u / (1 + scale / size^2 * sum of u^2 over the size x size
+    neighbourhood in the same map, centred, cut at the edges) ** pow."""
+    n, c, h, w = u.shape
+    out = torch.empty_like(u)
+    half = size // 2
+    for b in range(n):
+        for f in range(c):
+            for y in range(h):
+                for x in range(w):
+                    total = 0.0
+                    for yy in range(max(0, y - half), min(h, y - half + size)):
+                        for xx in range(max(0, x - half), min(w, x - half + size)):
+                            total += float(u[b, f, yy, xx]) ** 2
+                    out[b, f, y, x] = u[b, f, y, x] / (1 + scale / size**2 * total) ** power
+    return out

@@ -13,23 +13,7 @@ from alexnet.models.cifar import CifarLocalConfig, CifarNet, CifarNetConfig, Wit
 from alexnet.models.registry import create_model
 from alexnet.nn.local import LocallyConnected2d
 
-
-def naive_rnorm(u: torch.Tensor, size: int, scale: float, power: float) -> torch.Tensor:
-    """cuda-convnet's rnorm: u / (1 + scale / size^2 * sum of u^2 over the size x size
-    neighbourhood in the same map, centred, cut at the edges) ** pow."""
-    n, c, h, w = u.shape
-    out = torch.empty_like(u)
-    half = size // 2
-    for b in range(n):
-        for f in range(c):
-            for y in range(h):
-                for x in range(w):
-                    total = 0.0
-                    for yy in range(max(0, y - half), min(h, y - half + size)):
-                        for xx in range(max(0, x - half), min(w, x - half + size)):
-                            total += float(u[b, f, yy, xx]) ** 2
-                    out[b, f, y, x] = u[b, f, y, x] / (1 + scale / size**2 * total) ** power
-    return out
+from references import naive_rnorm
 
 
 def naive_cmrnorm(u: torch.Tensor, size: int, scale: float, power: float) -> torch.Tensor:

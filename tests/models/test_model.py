@@ -476,3 +476,39 @@ def test_the_six_conv_network_adds_conv6_over_pool5_within_each_tower():
     assert feature_layer(model, "conv6") is model.act_conv6
     assert hooked_module(model, "conv6") is model.act_conv6
     assert feature_layer(model, "fc6") is model.act6
+
+
+def test_the_released_network_is_layers_145_written_out():
+    # cuda-convnet's layers-145.cfg, layer by layer, in float64: conv1 -> cmrnorm (alpha
+    # 1e-4 divided by 5, k=2, within each tower) -> max-pool -> ReLU; conv2 -> ReLU ->
+    # cmrnorm -> rnorm (5x5 in each map, scale 0.001 / 25, pow 0.75) -> max-pool; conv3-5
+    # with ReLU; max-pool; fc6 and fc7 with ReLU; fc8
+    from references import naive_lrn, naive_rnorm
+
+    torch.manual_seed(0)
+    small = dict(widths=(8, 16, 16, 16, 16), fc_width=32, num_classes=10)
+    model = create_model("alexnet2012_released", **small).double().eval()
+    m = model
+    x = torch.randn(1, 3, 224, 224, dtype=torch.float64) * 60
+    with torch.no_grad():
+        a = F.pad(x, (0, 3, 0, 3))  # the released edges: 224 -> 55
+        a = F.conv2d(a, m.conv1.weight, m.conv1.bias, stride=4)
+        a = F.relu(F.max_pool2d(naive_lrn(a, 5, 1e-4 / 5, 0.75, 2.0, groups=2), 3, 2))
+        a = F.relu(F.conv2d(a, m.conv2.weight, m.conv2.bias, padding=2, groups=2))
+        a = naive_rnorm(naive_lrn(a, 5, 1e-4 / 5, 0.75, 2.0, groups=2), 5, 0.001, 0.75)
+        a = F.max_pool2d(a, 3, 2)
+        a = F.relu(F.conv2d(a, m.conv3.weight, m.conv3.bias, padding=1))
+        a = F.relu(F.conv2d(a, m.conv4.weight, m.conv4.bias, padding=1, groups=2))
+        a = F.max_pool2d(F.relu(F.conv2d(a, m.conv5.weight, m.conv5.bias, padding=1, groups=2)),
+                         3, 2)  # fmt: skip
+        a = F.relu(F.linear(a.flatten(1), m.fc6.weight, m.fc6.bias))
+        a = F.relu(F.linear(a, m.fc7.weight, m.fc7.bias))
+        expected = F.linear(a, m.fc8.weight, m.fc8.bias)
+        torch.testing.assert_close(model(x), expected, rtol=1e-9, atol=1e-9)
+    # layers-145's initW: 0.01, but 0.03 in conv3-conv5; initB 1 in conv2, conv4, conv5, fc6, fc7
+    big = create_model("alexnet2012_released")
+    for name, std in (("conv1", 0.01), ("conv3", 0.03), ("conv5", 0.03), ("fc6", 0.01)):
+        assert abs(getattr(big, name).weight.std().item() - std) < 0.03 * std, name
+    assert [float(getattr(big, n).bias[0]) for n in ("conv1", "conv2", "conv3", "conv4")] == [
+        0.0, 1.0, 0.0, 1.0,
+    ]  # fmt: skip

@@ -82,6 +82,7 @@ def test_cli_models_lists_every_variant(capsys):
         "alexnet2012",
         "alexnet2012_1gpu",
         "alexnet2012_6conv",
+        "alexnet2012_released",
         "alexnet_owt",
         "caffenet",
         "cifar4",

@@ -22,6 +22,7 @@ from alexnet.nn.lrn import (
     PAPER_K,
     PAPER_SIZE,
     LocalResponseNorm,
+    WithinMapNorm,
     check_settings,
 )
 
@@ -43,7 +44,7 @@ ACTIVATIONS = ("relu", "tanh")
 CONV1_EDGES = ("released", "floor")
 DROPOUT_PLACEMENTS = ("paper", "owt")
 REMOVABLE_LAYERS = ("conv3", "conv4")
-INITS = ("paper", "caffe", "kaiming", "torch")
+INITS = ("paper", "caffe", "kaiming", "torch", "released")
 
 #: Layers whose biases the paper starts at 1, "so ReLUs start with positive input"
 #: (conv6, where there is one, like the conv4 and conv5 it follows).
@@ -86,8 +87,17 @@ class AlexNetConfig:
     # kernels of a sixth convolutional layer over the last pooling layer (3x3, padding 1,
     # within each tower, ReLU), the paper's "1 CNN*" (section 6); 0: none
     conv6: int = 0
+    # the released code (layers-145): conv1's output normalized before its ReLU, which acts
+    # on the pooled maps (ReLU and max-pooling commute; the LRN and the ReLU do not)
+    lrn_before_relu: bool = False
+    # the released code's within-map normalization after conv2's LRN (cuda-convnet's rnorm
+    # over size x size pixels of each map: u / (1 + scale / size^2 * sum u^2) ** power); 0: none
+    conv2_map_norm: int = 0
+    conv2_map_norm_scale: float = 0.001
+    conv2_map_norm_power: float = 0.75
     # paper: N(0, 0.01^2), biases 1 in BIAS_ONE_LAYERS; caffe: bvlc_alexnet's fillers;
-    # kaiming: He-normal, zero biases (learns within minutes); torch: PyTorch's defaults.
+    # kaiming: He-normal, zero biases (learns within minutes); torch: PyTorch's defaults;
+    # released: the paper's, but N(0, 0.03^2) in conv3-conv5 (layers-145's initW).
     init: str = "paper"
 
     def __post_init__(self) -> None:
@@ -157,6 +167,11 @@ class AlexNet(nn.Module):
         self.conv2 = TowerConv2d(w1, w2, 5, padding=2, groups=own)
         self.act2 = act()
         self.norm2 = self._lrn()
+        self.map_norm2 = None
+        if c.conv2_map_norm:  # the released code's cnorm2
+            self.map_norm2 = WithinMapNorm(
+                c.conv2_map_norm, c.conv2_map_norm_scale, c.conv2_map_norm_power
+            )
         self.pool2 = self._pool()
         maps = w2
         self.conv3 = self.act3 = None
@@ -221,9 +236,15 @@ class AlexNet(nn.Module):
         """Images (B, C, H, W) to the map that fc6 takes: (B, 256, 6, 6) in the paper."""
         self._check_input(x)
         x = self.conv1(x)  # (B, 96, 55, 55)
-        x = self._norm_pool(x, self.act1, self.norm1, self.pool1)  # (B, 96, 27, 27)
+        if self.config.lrn_before_relu:  # the released code's conv1
+            x = self.act1(self.pool1(self.norm1(x)))
+        else:
+            x = self._norm_pool(x, self.act1, self.norm1, self.pool1)  # (B, 96, 27, 27)
         x = self.conv2(x)  # (B, 256, 27, 27)
-        x = self._norm_pool(x, self.act2, self.norm2, self.pool2)  # (B, 256, 13, 13)
+        if self.map_norm2 is not None:  # the released code's conv2: LRN, then within maps
+            x = self.pool2(self.map_norm2(self.norm2(self.act2(x))))
+        else:
+            x = self._norm_pool(x, self.act2, self.norm2, self.pool2)  # (B, 256, 13, 13)
         if self.conv3 is not None:
             x = self.act3(self.conv3(x))  # (B, 384, 13, 13)
         if self.conv4 is not None:
@@ -370,8 +391,9 @@ def init_weights(model: AlexNet, scheme: str) -> None:
         if layer is None:
             continue
         with torch.no_grad():
-            if scheme == "paper":  # paper section 5
-                nn.init.normal_(layer.weight, 0.0, 0.01)
+            if scheme in ("paper", "released"):  # paper section 5; layers-145's initW
+                wide = scheme == "released" and name in ("conv3", "conv4", "conv5")
+                nn.init.normal_(layer.weight, 0.0, 0.03 if wide else 0.01)
                 layer.bias.fill_(1.0 if name in BIAS_ONE_LAYERS else 0.0)
             elif scheme == "caffe":  # bvlc_alexnet's train_val.prototxt fillers
                 nn.init.normal_(layer.weight, 0.0, 0.005 if name in ("fc6", "fc7") else 0.01)

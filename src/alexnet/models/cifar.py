@@ -45,12 +45,11 @@ from functools import partial
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from alexnet.core.checks import check_choice, check_type
 from alexnet.models.alexnet import ACTIVATIONS
 from alexnet.nn.local import LocallyConnected2d
-from alexnet.nn.lrn import LocalResponseNorm
+from alexnet.nn.lrn import LocalResponseNorm, WithinMapNorm
 
 LRN_KINDS = ("within-map", "cross-map")
 INITS = ("released", "kaiming", "torch")
@@ -132,25 +131,6 @@ def _check_config(config, layers: int, positive: tuple[str, ...]) -> None:
             raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)}")
     if config.lrn_size < 1 or config.lrn_size % 2 == 0:
         raise ValueError(f"lrn_size must be a positive odd number, got {config.lrn_size}")
-
-
-class WithinMapNorm(nn.Module):
-    """cuda-convnet's `rnorm`: u / (1 + scale / size^2 * sum_{size x size} u^2) ** pow, the
-    sum over the neighbourhood centred on each unit in its own map, cut at the edges."""
-
-    def __init__(self, size: int = 3, scale: float = 5e-5, power: float = 0.75) -> None:
-        super().__init__()
-        self.size, self.scale, self.power = size, scale, power
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.size
-        wide = x.double() if x.dtype == torch.float64 else x.float()  # bf16: sums in fp32
-        # avg_pool2d with zero padding counted is the window's sum over n^2
-        mean = F.avg_pool2d(wide**2, n, stride=1, padding=n // 2, count_include_pad=True)
-        return (wide * (1.0 + self.scale * mean) ** -self.power).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, scale={self.scale}, pow={self.power}"
 
 
 class _CifarBase(nn.Module):

@@ -52,6 +52,18 @@ VARIANTS: dict[str, Variant] = {
         "fine-tune it (alexnet train --init-from) as the paper did on ImageNet Fall 2011.",
         dict(conv6=256),
     ),
+    "alexnet2012_released": Variant(
+        "The network of the released 2012 code (cuda-convnet's layers-145.cfg, published by "
+        "the Computer History Museum in 2022).",
+        "conv1's output normalized before its ReLU (the ReLU acts on pool1); a within-map "
+        "normalization after conv2's LRN (rnorm over 5x5 pixels, scale 0.001/25, power "
+        "0.75); the LRN's alpha 1e-4 divided by n (2e-5 in the paper's formula), k=2; "
+        "conv3-conv5 initialized N(0, 0.03^2). Its recipe (configs/released.yaml): biases at "
+        "twice the rate without decay, the rate cut at epochs 25, 51 and 79 of 91.",
+        dict(
+            lrn_convention="divided_by_n", lrn_before_relu=True, conv2_map_norm=5, init="released"
+        ),
+    ),
     "alexnet_owt": Variant(
         "torchvision's alexnet: the single-tower net of 'One weird trick' (2014).",
         "64-192-384-256-256 kernels in one tower, conv1 padded by 2, no LRN, dropout on fc6 "

@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from alexnet.models.alexnet import EXTRA_LAYERS, LAYER_NAMES
-from alexnet.models.cifar import WithinMapNorm
 from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, create_model
 from alexnet.nn.local import LocallyConnected2d
-from alexnet.nn.lrn import LocalResponseNorm
+from alexnet.nn.lrn import LocalResponseNorm, WithinMapNorm
 
 #: Section 3.5: the neuron counts the paper quotes, layer by layer.
 PAPER_NEURONS = {

@@ -15,6 +15,7 @@ reaches the kernels (`alexnet.kernels.lrn`) is the coefficient in front of the s
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alexnet.kernels.lrn import check_backend, lrn
@@ -115,3 +116,24 @@ class LocalResponseNorm(nn.Module):
             f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
             f"groups={self.groups}, convention={self.convention!r}"
         )
+
+
+class WithinMapNorm(nn.Module):
+    """cuda-convnet's `rnorm`: u / (1 + scale / size^2 * sum_{size x size} u^2) ** pow, the
+    sum over the neighbourhood centred on each unit in its own map, cut at the edges. The
+    paper's CIFAR-10 nets normalize this way, and the released 2012 code adds it after
+    conv2's cross-map normalization (its `cnorm2`)."""
+
+    def __init__(self, size: int = 3, scale: float = 5e-5, power: float = 0.75) -> None:
+        super().__init__()
+        self.size, self.scale, self.power = size, scale, power
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.size
+        wide = x.double() if x.dtype == torch.float64 else x.float()  # bf16: sums in fp32
+        # avg_pool2d with zero padding counted is the window's sum over n^2
+        mean = F.avg_pool2d(wide**2, n, stride=1, padding=n // 2, count_include_pad=True)
+        return (wide * (1.0 + self.scale * mean) ** -self.power).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, scale={self.scale}, pow={self.power}"
