@@ -288,3 +288,16 @@ def test_predict_over_a_folder_is_timed_against_inference_on_prepared_inputs(
     assert 0 < ours["min"] <= ours["median"] <= ours["max"]
     assert result["predict_vs_inference"] == pytest.approx(ours["median"] / bare["median"])
     assert "predict / inference" in capsys.readouterr().out
+
+
+def test_features_are_timed_against_inference_on_prepared_inputs(debug_run, store, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "features", str(store), "--checkpoint", str(debug_run), "--batch", "4",
+            "--images", "8", "--repeats", "2", "--layers", "conv5,fc7"]  # fmt: skip
+    args += ["--output", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["layers"] == ["conv5", "fc7"]
+    ours, bare = result["features_images_per_s"], result["inference_images_per_s"]
+    assert 0 < ours["min"] <= ours["median"] <= ours["max"]
+    assert result["features_vs_inference"] == pytest.approx(ours["median"] / bare["median"])

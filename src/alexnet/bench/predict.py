@@ -72,3 +72,67 @@ def bench_predict(
         f"predict / inference:                    {result['predict_vs_inference']:8.2f}"
     )
     return result
+
+
+def bench_features(
+    data: str, checkpoint: str, layers: list[str], split: str = "val", batch: int = 128,
+    images: int = 1024, workers: int = 0, repeats: int = 3,
+) -> dict:  # fmt: skip
+    """`alexnet features` over a store's split against the same network's inference on
+    prepared inputs, same batch size, rounds alternating."""
+    import tempfile
+
+    from alexnet.evaluate.features import features
+
+    loaded = ckpt.load(checkpoint)
+    model = ckpt.load_model(loaded)
+    side = loaded["data"]["crop_size"]
+    prepared = torch.randn(batch, loaded["model"]["config"]["in_chans"], side, side)
+    steps = max(1, images // batch)
+
+    def extracting() -> float:
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            result = features(checkpoint, folder, layers, data=data, split=split, batch=batch,
+                              workers=workers, limit=images, progress=False)  # fmt: skip
+            return result["images"] / (time.perf_counter() - start)
+
+    def inference() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                model(prepared)
+        return steps * batch / (time.perf_counter() - start)
+
+    inference()  # warm-up
+    rates = {"features": [], "inference": []}
+    for _ in range(repeats):
+        rates["features"].append(extracting())
+        rates["inference"].append(inference())
+    spread = {k: {"median": statistics.median(v), "min": min(v), "max": max(v)}
+              for k, v in rates.items()}  # fmt: skip
+    result = {
+        "machine": (host := machine()),
+        "device": device_name(torch.device("cpu"), host["cpu"]),
+        "settings": {
+            "data": data,
+            "split": split,
+            "images": images,
+            "batch": batch,
+            "workers": workers,
+            "layers": layers,
+            "repeats": repeats,
+            "network": loaded["model"]["name"],
+        },
+        "features_images_per_s": spread["features"],
+        "inference_images_per_s": spread["inference"],
+        "features_vs_inference": spread["features"]["median"] / spread["inference"]["median"],
+    }
+    result["table"] = (
+        f"alexnet bench features on {result['device']}: {images:,} images of {data}, batch "
+        f"{batch}, layers {','.join(layers)}\n"
+        f"features (views, network, files):  {spread['features']['median']:8,.1f} images/s\n"
+        f"the network on prepared inputs:    {spread['inference']['median']:8,.1f} images/s\n"
+        f"features / inference:              {result['features_vs_inference']:8.2f}"
+    )
+    return result

@@ -88,6 +88,17 @@ def _bench_predict(args: argparse.Namespace) -> None:
     write_result(args, result)
 
 
+def _bench_features(args: argparse.Namespace) -> None:
+    from alexnet.bench.predict import bench_features
+
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+    result = bench_features(args.data, args.checkpoint, layers, split=args.split,
+                            batch=args.batch, images=args.images, workers=args.workers,
+                            repeats=args.repeats)  # fmt: skip
+    result["command"] = command_line()
+    write_result(args, result)
+
+
 def _bench_fused(args: argparse.Namespace) -> None:
     import torch
 
@@ -262,6 +273,21 @@ def add_commands(commands) -> None:
     bench_predict.add_argument("--repeats", type=int, default=3)
     add_report_options(bench_predict)
     bench_predict.set_defaults(run=_bench_predict)
+
+    bench_features = bench_commands.add_parser(
+        "features",
+        help="alexnet features over a store against inference on prepared inputs",
+    )
+    bench_features.add_argument("data", help="a prepared store")
+    bench_features.add_argument("--checkpoint", required=True)
+    bench_features.add_argument("--layers", default="fc7")
+    bench_features.add_argument("--split", default="val")
+    bench_features.add_argument("--batch", type=int, default=128)
+    bench_features.add_argument("--images", type=int, default=1024)
+    bench_features.add_argument("--workers", type=int, default=0)
+    bench_features.add_argument("--repeats", type=int, default=3)
+    add_report_options(bench_features)
+    bench_features.set_defaults(run=_bench_features)
 
     bench_fused = bench_commands.add_parser(
         "fused",
