@@ -72,6 +72,30 @@ def _data_show(args: argparse.Namespace) -> None:
         print("  pictures: " + ", ".join(info["pictures"]))
 
 
+def _split_classes(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from alexnet.data.store import Store
+
+    store = Store(args.store)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ValueError(f"the folder above --out does not exist: {out.parent}")
+    ids = store.class_ids
+    order = np.random.default_rng([args.seed, 0xAB]).permutation(len(ids))
+    half = len(ids) // 2
+    # each half in the store's order, so labels follow the store's
+    parts = {"A": sorted(order[:half].tolist()), "B": sorted(order[half:].tolist())}
+    out.mkdir(exist_ok=True)
+    for name, members in parts.items():
+        (out / f"{name}.txt").write_text("".join(f"{ids[i]}\n" for i in members))
+    record = {"store": str(args.store), "seed": args.seed, "command": command_line(),
+              **{name: [ids[i] for i in members] for name, members in parts.items()}}  # fmt: skip
+    (out / "split.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}/A.txt ({half} classes) and {out}/B.txt ({len(ids) - half}); "
+          f"train on one with --set data.class_ids={out}/A.txt")  # fmt: skip
+
+
 def add_commands(commands) -> None:
     data = commands.add_parser("data", help="prepare datasets into stores and look at them")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -112,6 +136,19 @@ def add_commands(commands) -> None:
         help="fashion-mnist: download the official release when no local copy is found",
     )
     prep.set_defaults(run=_data_prepare)
+
+    split = data_commands.add_parser(
+        "split-classes",
+        help="split a store's classes into two halves, A and B, by a seeded draw",
+        description="Yosinski et al. (2014)'s design: the classes into halves A and B (for "
+        "pretraining on one and transferring to the other). Writes OUT/A.txt and OUT/B.txt "
+        "(class ids, one a line, in the store's order; data.class_ids and features "
+        "--class-ids read them) and OUT/split.json.",
+    )
+    split.add_argument("store", help="a prepared store")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", required=True, help="folder for A.txt, B.txt and split.json")
+    split.set_defaults(run=_split_classes)
 
     show = data_commands.add_parser("show", help="counts, classes, sample grid, mean and PCA")
     show.add_argument("store")

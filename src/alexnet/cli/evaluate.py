@@ -232,7 +232,7 @@ def _features(args: argparse.Namespace) -> None:
     result = features(args.checkpoint, args.out, layers, data=args.data, split=args.split,
                       paths=args.image or None, batch=args.batch, workers=args.workers,
                       spatial_mean=args.spatial_mean, dtype=args.dtype, limit=args.limit,
-                      device=args.device)  # fmt: skip
+                      device=args.device, class_ids=args.class_ids)  # fmt: skip
     for name, shape in result["layers"].items():
         print(f"  {name}: {' x '.join(map(str, shape))} {args.dtype}")
     if result["failed"]:
@@ -333,6 +333,9 @@ def add_commands(commands) -> None:
                       help="a checkpoint file, run directory or exported .safetensors")  # fmt: skip
     feat.add_argument("--data", help="a prepared store (instead of image files)")
     feat.add_argument("--split", default="val")
+    feat.add_argument("--class-ids", metavar="FILE",
+                      help="only the store's images of these classes (a file of ids, one a "
+                      "line), labelled by their position in it")  # fmt: skip
     feat.add_argument("--layers", default="fc7", help="comma-separated, e.g. conv5,pool5,fc6,fc7")
     feat.add_argument("--spatial-mean", action="store_true",
                       help="average convolution and pooling maps over their positions")  # fmt: skip

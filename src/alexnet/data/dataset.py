@@ -76,6 +76,7 @@ class StoreDataset(torch.utils.data.Dataset):
             raise ValueError(f"crop size {crop_size} must be at most the view size {view_size}")
         self.split = self.store.split(split)
         self.views, self.seed, self.epoch = views, seed, 0
+        self.label_map: np.ndarray | None = None  # relabel()
         if render not in RENDER:
             raise ValueError(f"render must be one of {', '.join(RENDER)}, got {render!r}")
         if render == "device" and views == "ten-crop":
@@ -114,6 +115,11 @@ class StoreDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def relabel(self, label_map: np.ndarray | None) -> None:
+        """Report label_map[store label] instead of the store's label (a class subset chosen
+        by id: `data.loader.class_map`); None: the store's labels."""
+        self.label_map = None if label_map is None else np.asarray(label_map, dtype=np.int64)
+
     def __len__(self) -> int:
         return len(self.split)
 
@@ -125,7 +131,9 @@ class StoreDataset(torch.utils.data.Dataset):
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"index out of range for a split of {len(self)} images")
-        labels = torch.from_numpy(self.split.labels[indices])
+        stored = self.split.labels[indices]
+        mapped = self.label_map
+        labels = torch.from_numpy(stored if mapped is None else mapped[stored])
         rows, view_size = indices, self.store.view_size
         if self.views == "random":
             crops, shifts = [], []

@@ -4,6 +4,8 @@ among ranks) and the one DataLoader factory that training, evaluation and the re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -17,11 +19,41 @@ def subset(n: int, count: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 0x5EB5E7]).choice(n, size=count, replace=False))
 
 
-def among(dataset, classes: int | None, count: int | None, seed: int) -> np.ndarray:
-    """`subset` of the images of the first `classes` classes (all for None)."""
+def among(dataset, classes, count: int | None, seed: int) -> np.ndarray:
+    """`subset` of the images of the first `classes` classes (an int; None: all), or of the
+    classes a label map keeps (an array: `class_map`'s, -1 for the classes left out)."""
     labels = dataset.split.labels
-    pool = np.arange(len(labels)) if classes is None else np.flatnonzero(labels < classes)
+    if classes is None:
+        pool = np.arange(len(labels))
+    elif isinstance(classes, np.ndarray):
+        pool = np.flatnonzero(classes[labels] >= 0)
+    else:
+        pool = np.flatnonzero(labels < classes)
     return pool[subset(len(pool), count, seed)]
+
+
+def read_class_ids(value) -> list[str]:
+    """Class ids from a list, or from a file of them (one per line, # comments skipped)."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"data.class_ids names {value!r}, which is neither a list nor a file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [x.strip() for x in lines if x.strip() and not x.lstrip().startswith("#")]
+
+
+def class_map(store_ids: list[str], chosen: list[str]) -> np.ndarray:
+    """store label -> position of its id in `chosen` (-1 for a class left out)."""
+    positions = {c: i for i, c in enumerate(store_ids)}
+    missing = [c for c in chosen if c not in positions]
+    if missing:
+        raise ConfigError(f"{len(missing)} class id(s) are not in the store, e.g. {missing[:3]}")
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError("the class ids repeat one another")
+    mapping = np.full(len(store_ids), -1, dtype=np.int64)
+    mapping[[positions[c] for c in chosen]] = np.arange(len(chosen))
+    return mapping
 
 
 def holdout(labels: np.ndarray, count: int | float, seed: int) -> np.ndarray:

@@ -49,7 +49,7 @@ def evaluate_checkpoints(
 
     from alexnet.core.runtime import keep_freed_memory, resolve_device, resolve_precision
     from alexnet.data.dataset import StoreDataset
-    from alexnet.data.loader import make_loader
+    from alexnet.data.loader import class_map, make_loader
     from alexnet.data.store import Store
     from alexnet.models import checkpoint as ckpt
 
@@ -71,12 +71,11 @@ def evaluate_checkpoints(
                 f"{c['path']} reads {c['model']['config']['in_chans']}-channel images but "
                 f"{data} holds {store.channels}-channel ones"
             )
-        # a network trained on the store's first N classes (data.classes) is evaluated on
-        # the images of those classes
-        if record["class_ids"] != store.class_ids[:classes]:
+        # a network trained on some of the store's classes (data.classes, data.class_ids)
+        # is evaluated on the images of those classes, labelled as it was trained
+        if not set(record["class_ids"]) <= set(store.class_ids):
             raise ckpt.CheckpointError(
-                f"{c['path']} was trained with other classes than {data} holds (or in "
-                "another order)"
+                f"{c['path']} was trained with other classes than {data} holds"
             )
         for key in ("crop_size", "normalize", "class_ids"):
             if record[key] != first[key]:
@@ -87,7 +86,9 @@ def evaluate_checkpoints(
     models = [ckpt.load_model(c).to(dev) for c in loaded]
     dataset = StoreDataset(store, split, views, crop_size=first["crop_size"])
     dataset.normalized_as(*normalization(first, store.view_size))
-    indices = np.flatnonzero(dataset.split.labels < len(first["class_ids"])).tolist()
+    chosen = class_map(store.class_ids, first["class_ids"])
+    dataset.relabel(chosen)
+    indices = np.flatnonzero(chosen[dataset.split.labels] >= 0).tolist()
     indices = indices if limit is None else indices[:limit]
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
@@ -100,7 +101,7 @@ def evaluate_checkpoints(
     bar.close()
     probs_all = torch.cat(probs).numpy()
     labels_all = torch.cat(labels).numpy()
-    result = summarize(probs_all, labels_all, store.class_names)
+    result = summarize(probs_all, labels_all, first["class_names"])
     result.update(
         checkpoints=[c["path"] for c in loaded],
         data=str(data),

@@ -138,13 +138,15 @@ def features(
     checkpoint: str, out: str | Path, layers: list[str], data: str | None = None,
     split: str = "val", paths: list[str] | None = None, batch: int = 128, workers: int = 0,
     spatial_mean: bool = False, dtype: str = "float32", limit: int | None = None,
-    device: str = "cpu", progress: bool = True,
+    device: str = "cpu", progress: bool = True, class_ids: list[str] | str | None = None,
 ) -> dict:  # fmt: skip
     """Write the `layers` of the checkpoint's network for a store's split or for image
-    files (folders and lists as predict reads them) into `out`; returns the record."""
+    files (folders and lists as predict reads them) into `out`; returns the record.
+    `class_ids` (a list or a file of ids): only a store's images of those classes, labelled
+    by their position in it (for a probe on other classes than the network learned)."""
     from alexnet.core.runtime import keep_freed_memory, resolve_device
     from alexnet.data.dataset import StoreDataset
-    from alexnet.data.loader import make_loader
+    from alexnet.data.loader import class_map, make_loader, read_class_ids
     from alexnet.data.store import Store
     from alexnet.evaluate.eval import normalization
     from alexnet.evaluate.predict import Photos, list_photos
@@ -176,8 +178,14 @@ def features(
             )
         dataset = StoreDataset(store, split, "center", crop_size=record["crop_size"])
         dataset.normalized_as(*normalization(record, store.view_size))
-        indices = list(range(len(dataset.split.labels)))[:limit]
-        labels = dataset.split.labels[indices]
+        indices = list(range(len(dataset.split.labels)))
+        labels = dataset.split.labels
+        if class_ids is not None:
+            chosen = class_map(store.class_ids, read_class_ids(class_ids))
+            indices = np.flatnonzero(chosen[labels] >= 0).tolist()
+            labels = chosen[labels]
+        indices = indices[:limit]
+        labels = labels[indices]
         names = [dataset.split.files[i] for i in indices]
         chunks = [indices[i : i + batch] for i in range(0, len(indices), batch)]
         loader = make_loader(dataset, batches=chunks, num_workers=workers, device=dev)

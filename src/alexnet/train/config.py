@@ -56,6 +56,10 @@ class DataConfig:
     # train and validate on the images of the store's first N classes only: a class subset
     # sized to a budget (the network then has N outputs)
     classes: int | None = None
+    # train and validate on these classes only, by id (a list, or a file of ids, one a line),
+    # labelled in this order: a class subset chosen by name (the network then has as many
+    # outputs); `alexnet data split-classes` writes such files
+    class_ids: list[str] | str | None = None
     # Validation images held out of train_split: a number of images, or a share (0-1), drawn
     # from each class in proportion with holdout_seed (data.loader.holdout). They then pick
     # best.pt and drive the plateau rule, and val_split, never looked at in training, is
@@ -214,6 +218,8 @@ def _check_value(key: str, value, annotation: str) -> None:
     if annotation.startswith("list["):
         if value is None and "None" in annotation:
             return
+        if isinstance(value, str) and "| str" in annotation:  # a file that holds the list
+            return
         item = annotation[5 : annotation.index("]")]
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list of {item}, got {value!r}")
@@ -268,6 +274,8 @@ def _check_choices(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be 1 or more, got {value}")
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {config.optim.lr}")
+    if config.data.classes is not None and config.data.class_ids is not None:
+        raise ConfigError("data.classes and data.class_ids both choose classes; give one")
     if config.data.classes is not None and config.data.classes < 2:
         raise ConfigError(f"data.classes must be 2 or more, got {config.data.classes}")
     if config.data.workers < 0:

@@ -47,7 +47,15 @@ from alexnet.core.runtime import (
 )
 from alexnet.core.version import __version__
 from alexnet.data.dataset import StoreDataset
-from alexnet.data.loader import among, epoch_batches, holdout, make_loader, subset
+from alexnet.data.loader import (
+    among,
+    class_map,
+    epoch_batches,
+    holdout,
+    make_loader,
+    read_class_ids,
+    subset,
+)
 from alexnet.data.render import DeviceRenderer
 from alexnet.data.store import Store
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
@@ -217,6 +225,11 @@ class Trainer:
         data, run = self.config.data, self.config.run
         self.store = Store(data.store)
         self.num_classes = self.store.num_classes
+        self.chosen_ids, choice = None, data.classes
+        if data.class_ids is not None:
+            self.chosen_ids = read_class_ids(data.class_ids)
+            choice = class_map(self.store.class_ids, self.chosen_ids)
+            self.num_classes = len(self.chosen_ids)
         if data.classes is not None:
             if data.classes > self.store.num_classes:
                 raise ConfigError(
@@ -250,15 +263,18 @@ class Trainer:
         )
         if data.holdout is None:
             self.held_out = None
-            self.train_indices = among(self.train_set, data.classes, data.train_images, run.seed)
-            self.val_indices = among(self.val_set, data.classes, data.val_images, run.seed)
+            self.train_indices = among(self.train_set, choice, data.train_images, run.seed)
+            self.val_indices = among(self.val_set, choice, data.val_images, run.seed)
         else:
-            pool = among(self.train_set, data.classes, None, run.seed)
+            pool = among(self.train_set, choice, None, run.seed)
             labels = self.train_set.split.labels[pool]
             self.held_out = pool[holdout(labels, data.holdout, data.holdout_seed)]
             rest = np.setdiff1d(pool, self.held_out)
             self.train_indices = rest[subset(len(rest), data.train_images, run.seed)]
             self.val_indices = self.held_out[subset(len(self.held_out), data.val_images, run.seed)]
+        if self.chosen_ids is not None:
+            self.train_set.relabel(choice)
+            self.val_set.relabel(choice)
         batch_size = self.config.optim.batch_size
         if len(self.train_indices) < batch_size:
             raise ConfigError(
@@ -440,13 +456,24 @@ class Trainer:
         data = self.config.data
         return data.val_split if data.holdout is None else f"{data.train_split}-holdout"
 
+    def _class_ids(self) -> list[str]:
+        if self.chosen_ids is not None:
+            return list(self.chosen_ids)
+        return self.store.class_ids[: self.num_classes]
+
+    def _class_names(self) -> list[str]:
+        if self.chosen_ids is not None:
+            names = dict(zip(self.store.class_ids, self.store.class_names, strict=True))
+            return [names[c] for c in self.chosen_ids]
+        return self.store.class_names[: self.num_classes]
+
     def data_record(self) -> dict:
         """What predict needs to make this network's input from a photograph."""
         store = self.store
         return {
             "store": str(store.root),
-            "class_ids": store.class_ids[: self.num_classes],
-            "class_names": store.class_names[: self.num_classes],
+            "class_ids": self._class_ids(),
+            "class_names": self._class_names(),
             "channels": store.channels,
             "image_size": store.image_size,
             "view_size": store.view_size,
