@@ -472,3 +472,21 @@ def test_a_float_in_exponent_notation_is_a_float_in_recipes_and_on_the_command_l
     assert loaded.schedule.threshold == 0.0025
     # only float fields read it as a number
     assert load_config(None, ["data.store=1e3"]).data.store == "1e3"
+
+
+def test_a_checkpoint_from_before_a_config_field_existed_still_resumes(store, tmp_path):
+    # an older package wrote the network's config without today's fields; those take their
+    # defaults, so the run continues, while a setting that truly differs is still refused
+    run = tmp_path / "run"
+    train(config(store, "run.epochs=1"), run)
+    for name in ("last.pt", "best.pt"):
+        path = run / "checkpoints" / name
+        saved = ckpt.load(path)
+        for key in ("conv6", "lrn_before_relu", "conv2_map_norm"):
+            del saved["model"]["config"][key]
+        saved.pop("path")
+        ckpt.save(path, {k: v for k, v in saved.items() if k not in ("format", "version")})
+    metrics = train(config(store, "run.epochs=2"), run, resume=True)
+    assert metrics["epoch"] == 2
+    with pytest.raises(ckpt.CheckpointError, match="differing settings"):
+        train(config(store, "run.epochs=3", "model.dropout=0.3"), run, resume=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 import random
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -155,8 +155,11 @@ def load_model(checkpoint: dict) -> AlexNet:
 
 def check_same_model(checkpoint: dict, model: AlexNet) -> None:
     """Refuse to resume a run into a different network."""
-    saved = checkpoint["model"]
+    saved = dict(checkpoint["model"])
     mine = model_record(model)
+    # a checkpoint from before a config field existed has that field's default
+    defaults = {f.name: f.default for f in fields(type(model.config)) if f.default is not MISSING}
+    saved["config"] = {**defaults, **saved["config"]}
     if saved["name"] != mine["name"] or saved["config"] != mine["config"]:
         differences = {
             k: (saved["config"].get(k), v)
