@@ -93,9 +93,15 @@ def test_triton_lrn_takes_channels_last_maps_in_place():
 
 
 def test_triton_lrn_needs_a_gpu_or_the_interpreter(monkeypatch):
+    import sys
+
+    fresh = "alexnet.kernels.lrn_triton" not in sys.modules
     monkeypatch.delenv("TRITON_INTERPRET")
     with pytest.raises(ValueError, match="TRITON_INTERPRET"):
         local_response_norm(torch.ones(1, 4, 2, 2), backend="triton")
+    # refused before Triton's kernels were defined: defined now, without the interpreter,
+    # they would stay compiled for a GPU for every later test in this process
+    assert not fresh or "alexnet.kernels.lrn_triton" not in sys.modules
 
 
 def sequential(z, groups=2, pool=(3, 2), alpha=1e-4):

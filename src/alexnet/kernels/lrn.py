@@ -68,13 +68,15 @@ def lrn(
     if backend == "kernel" and x.device.type != "cpu":
         raise ValueError(f"the LRN kernel runs on CPU tensors, got one on {x.device}")
     if backend == "triton":
-        if not _triton_available():
-            raise ValueError("the LRN backend 'triton' needs the triton package")
+        # checked before Triton is imported: its kernels are compiled or interpreted as
+        # TRITON_INTERPRET says when the module is first imported, once per process
         if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError(
                 f"the Triton LRN runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1), "
                 f"got one on {x.device}"
             )
+        if not _triton_available():
+            raise ValueError("the LRN backend 'triton' needs the triton package")
     params = (size, float(coefficient), float(beta), float(k), groups)
     if backend == "torch":
         return _LRN.apply(x, *params)
