@@ -509,6 +509,6 @@ def test_the_released_network_is_layers_145_written_out():
     big = create_model("alexnet2012_released")
     for name, std in (("conv1", 0.01), ("conv3", 0.03), ("conv5", 0.03), ("fc6", 0.01)):
         assert abs(getattr(big, name).weight.std().item() - std) < 0.03 * std, name
-    assert [float(getattr(big, n).bias[0]) for n in ("conv1", "conv2", "conv3", "conv4")] == [
+    assert [getattr(big, n).bias[0].item() for n in ("conv1", "conv2", "conv3", "conv4")] == [
         0.0, 1.0, 0.0, 1.0,
     ]  # fmt: skip
