@@ -14,30 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from alexnet.bench.common import machine
 from alexnet.export.onnx import check_onnx, check_parity, export_onnx
-from alexnet.models import checkpoint as ckpt
-from alexnet.models.registry import VARIANTS, create_model
+from alexnet.models.weights import untrained_checkpoint
 
 NETWORKS = ("alexnet2012", "alexnet2012_1gpu", "caffenet", "alexnet_owt")
-
-
-def checkpoint_of(name: str) -> dict:
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=1000, init="kaiming").eval()
-    side = VARIANTS[name].input_size
-    return {
-        "model": ckpt.model_record(model),
-        "state_dict": model.state_dict(),
-        "data": {
-            "crop_size": side,
-            "normalize": "std",
-            "channels": 3,
-            "scale": torch.full((3,), 1 / 60),
-        },
-    }
 
 
 def main() -> None:
@@ -47,7 +28,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name in NETWORKS:
-            checkpoint = checkpoint_of(name)
+            checkpoint = untrained_checkpoint(name)
             path = export_onnx(checkpoint, Path(folder) / f"{name}.onnx")
             check_onnx(path)
             report = check_parity(checkpoint, path, batches=(1, 8), images=64)

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from alexnet.models import checkpoint as ckpt
-from alexnet.models.registry import VARIANTS, create_model
 from alexnet.models.tensorfile import save_weights
+from alexnet.models.weights import untrained_checkpoint
 
 
 def main() -> None:
@@ -23,21 +20,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=256, help="the store's image side")
     parser.add_argument("--out", required=True, help="a .safetensors file")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    model = create_model(args.model, num_classes=args.classes, init="kaiming").eval()
-    side = args.image_size
-    save_weights({
-        "model": ckpt.model_record(model),
-        "state_dict": model.state_dict(),
-        "data": {
-            "class_ids": [f"c{i}" for i in range(args.classes)],
-            "class_names": [f"class {i}" for i in range(args.classes)],
-            "channels": 3, "image_size": side, "view_size": max(side, 256),
-            "crop_size": VARIANTS[args.model].input_size,
-            "mean_image": torch.full((side, side, 3), 110.0), "normalize": "std",
-            "scale": torch.full((3,), 1 / 60),
-        },
-    }, args.out)  # fmt: skip
+    checkpoint = untrained_checkpoint(args.model, args.classes, args.image_size)
+    save_weights(checkpoint, args.out)
     print(f"wrote {args.out}")
 
 

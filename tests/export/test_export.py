@@ -11,8 +11,9 @@ import torch
 from alexnet.export.onnx import check_onnx, check_parity, export_onnx, onnx_program
 from alexnet.export.program import export_program, load_program
 from alexnet.models import checkpoint as ckpt
-from alexnet.models.registry import VARIANTS, create_model
+from alexnet.models.registry import VARIANTS
 from alexnet.models.tensorfile import save_weights
+from alexnet.models.weights import untrained_checkpoint
 from alexnet.nn.lrn import LocalResponseNorm as LRN
 
 from fixtures import cli
@@ -22,28 +23,10 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")  # torch's ONNX exporter writes through it
 
 
-def synthetic_checkpoint(name: str, seed: int = 0) -> dict:
-    """A network with He-initialized weights and unit-variance inputs (data.normalize std:
-    logits of order 1, so that a difference in them shows) and a data record as training
-    writes it."""
-    torch.manual_seed(seed)
-    model = create_model(name, num_classes=1000, init="kaiming").eval()
-    side = VARIANTS[name].input_size
-    return {
-        "model": ckpt.model_record(model),
-        "state_dict": model.state_dict(),
-        "data": {
-            "class_ids": [f"n{i:08d}" for i in range(1000)],
-            "class_names": [f"class {i}" for i in range(1000)],
-            "channels": 3,
-            "image_size": 256,
-            "view_size": 256,
-            "crop_size": side,
-            "mean_image": torch.full((256, 256, 3), 110.0),
-            "normalize": "std",
-            "scale": torch.full((3,), 1 / 60),
-        },
-    }
+def synthetic_checkpoint(name: str) -> dict:
+    """He-initialized weights and unit-variance inputs: logits of order 1, so that a
+    difference in them shows."""
+    return untrained_checkpoint(name)
 
 
 @pytest.mark.parametrize("name", ["alexnet2012", "alexnet2012_1gpu", "caffenet", "alexnet_owt"])

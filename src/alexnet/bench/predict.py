@@ -22,10 +22,6 @@ def bench_predict(
     if not files:
         raise ValueError(f"no images in {folder}")
     loaded = ckpt.load(checkpoint)
-    model = ckpt.load_model(loaded)
-    side = loaded["data"]["crop_size"]
-    prepared = torch.randn(batch, loaded["model"]["config"]["in_chans"], side, side)
-    steps = max(1, len(files) // batch)
 
     def photos() -> float:
         start = time.perf_counter()
@@ -35,20 +31,9 @@ def bench_predict(
             raise ValueError(f"{failed} of the files in {folder} could not be read")
         return len(files) / (time.perf_counter() - start)
 
-    def inference() -> float:
-        start = time.perf_counter()
-        with torch.no_grad():
-            for _ in range(steps):
-                model(prepared)
-        return steps * batch / (time.perf_counter() - start)
-
+    inference = _inference(loaded, batch, len(files))
     inference()  # warm-up
-    rates = {"predict": [], "inference": []}
-    for _ in range(repeats):
-        rates["predict"].append(photos())
-        rates["inference"].append(inference())
-    spread = {k: {"median": statistics.median(v), "min": min(v), "max": max(v)}
-              for k, v in rates.items()}  # fmt: skip
+    spread = _alternate({"predict": photos, "inference": inference}, repeats)
     result = {
         "machine": (host := machine()),
         "device": device_name(torch.device("cpu"), host["cpu"]),
@@ -85,10 +70,6 @@ def bench_features(
     from alexnet.evaluate.features import features
 
     loaded = ckpt.load(checkpoint)
-    model = ckpt.load_model(loaded)
-    side = loaded["data"]["crop_size"]
-    prepared = torch.randn(batch, loaded["model"]["config"]["in_chans"], side, side)
-    steps = max(1, images // batch)
 
     def extracting() -> float:
         with tempfile.TemporaryDirectory() as folder:
@@ -97,20 +78,9 @@ def bench_features(
                               workers=workers, limit=images, progress=False)  # fmt: skip
             return result["images"] / (time.perf_counter() - start)
 
-    def inference() -> float:
-        start = time.perf_counter()
-        with torch.no_grad():
-            for _ in range(steps):
-                model(prepared)
-        return steps * batch / (time.perf_counter() - start)
-
+    inference = _inference(loaded, batch, images)
     inference()  # warm-up
-    rates = {"features": [], "inference": []}
-    for _ in range(repeats):
-        rates["features"].append(extracting())
-        rates["inference"].append(inference())
-    spread = {k: {"median": statistics.median(v), "min": min(v), "max": max(v)}
-              for k, v in rates.items()}  # fmt: skip
+    spread = _alternate({"features": extracting, "inference": inference}, repeats)
     result = {
         "machine": (host := machine()),
         "device": device_name(torch.device("cpu"), host["cpu"]),
@@ -136,3 +106,31 @@ def bench_features(
         f"features / inference:              {result['features_vs_inference']:8.2f}"
     )
     return result
+
+
+def _inference(checkpoint: dict, batch: int, images: int):
+    """A function that times the network on `images` prepared inputs, batch by batch, and
+    returns images/s."""
+    model = ckpt.load_model(checkpoint)
+    side = checkpoint["data"]["crop_size"]
+    prepared = torch.randn(batch, checkpoint["model"]["config"]["in_chans"], side, side)
+    steps = max(1, images // batch)
+
+    def run() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                model(prepared)
+        return steps * batch / (time.perf_counter() - start)
+
+    return run
+
+
+def _alternate(named: dict, repeats: int) -> dict:
+    """Each of the timed functions once per round, `repeats` rounds; the spread of each."""
+    rates = {name: [] for name in named}
+    for _ in range(repeats):
+        for name, timed in named.items():
+            rates[name].append(timed())
+    return {k: {"median": statistics.median(v), "min": min(v), "max": max(v)}
+            for k, v in rates.items()}  # fmt: skip

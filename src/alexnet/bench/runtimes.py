@@ -14,19 +14,16 @@ import torch
 
 from alexnet.export.onnx import example_input, export_onnx, session
 from alexnet.models import checkpoint as ckpt
-from alexnet.models.registry import VARIANTS, create_model, parse_spec
+from alexnet.models.registry import parse_spec
+from alexnet.models.weights import untrained_checkpoint
 
 
 def _checkpoint(spec: str) -> dict:
-    """The network with seeded weights and the paper's input (3 channels, 256 views)."""
+    """The network `spec` names with seeded weights and the paper's input."""
     name, options = parse_spec(spec)
-    torch.manual_seed(0)
-    model = create_model(name, **options).eval()
-    return {
-        "model": ckpt.model_record(model),
-        "state_dict": model.state_dict(),
-        "data": {"crop_size": VARIANTS[name].input_size, "normalize": "none", "channels": 3},
-    }
+    checkpoint = untrained_checkpoint(name, **{"init": "paper", **options})
+    checkpoint["data"]["normalize"] = "none"  # inputs as the paper's: 0-255 minus the mean
+    return checkpoint
 
 
 def bench_onnxruntime(

@@ -98,3 +98,33 @@ def torchvision_checkpoint(state_dict: Mapping[str, torch.Tensor], source: str =
         },
         "imported": {"from": "torchvision", "file": source},
     }
+
+
+def untrained_checkpoint(
+    name: str, num_classes: int = 1000, image_size: int = 256, seed: int = 0,
+    init: str = "kaiming", **options,
+) -> dict:  # fmt: skip
+    """A checkpoint of the network `name` with seeded fresh weights (He-initialized by
+    default: logits of order 1 on unit-variance inputs) and the data record a 3-channel
+    store of `image_size` pixels would give: for measurements and checks that need a whole
+    checkpoint but no trained weights (export parity, speed)."""
+    from alexnet.models.checkpoint import model_record
+    from alexnet.models.registry import VARIANTS
+
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=num_classes, init=init, **options).eval()
+    return {
+        "model": model_record(model),
+        "state_dict": model.state_dict(),
+        "data": {
+            "class_ids": [f"c{i}" for i in range(num_classes)],
+            "class_names": [f"class {i}" for i in range(num_classes)],
+            "channels": 3,
+            "image_size": image_size,
+            "view_size": max(image_size, 256),
+            "crop_size": VARIANTS[name].input_size,
+            "mean_image": torch.full((image_size, image_size, 3), 110.0),
+            "normalize": "std",
+            "scale": torch.full((3,), 1 / 60),
+        },
+    }
