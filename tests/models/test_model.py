@@ -455,11 +455,12 @@ def test_config_accepts_lists_as_from_yaml():
     assert config.widths == (48, 128, 192, 192, 256)
 
 
-def test_the_six_conv_network_adds_conv6_over_pool5_within_each_tower():
+def test_the_six_conv_network_adds_conv6_over_pool5_across_both_towers():
     torch.manual_seed(0)
     model = create_model("alexnet2012_6conv", num_classes=10).eval()
-    # by hand: 256 kernels of 3x3 over one tower's 128 maps, plus biases; started at 1
-    assert model.conv6.weight.numel() + model.conv6.bias.numel() == 256 * 128 * 9 + 256
+    # by hand (the released layers-146): 256 kernels of 3x3 over both towers' 256 maps, plus
+    # biases, started at 1
+    assert model.conv6.weight.numel() + model.conv6.bias.numel() == 256 * 256 * 9 + 256
     assert torch.all(model.conv6.bias == 1) and model.fc6.in_features == 9216
     x = torch.randn(2, 3, 224, 224) * 50
     five = create_model("alexnet2012", num_classes=10).eval()
@@ -467,7 +468,7 @@ def test_the_six_conv_network_adds_conv6_over_pool5_within_each_tower():
     with torch.no_grad():
         pool5 = five.forward_features(x)  # the five-conv network's output is conv6's input
         expected = torch.relu(torch.nn.functional.conv2d(
-            pool5, model.conv6.weight, model.conv6.bias, padding=1, groups=2))  # fmt: skip
+            pool5, model.conv6.weight, model.conv6.bias, padding=1))  # fmt: skip
         torch.testing.assert_close(model.forward_features(x), expected)
     # its layer names reach features and Grad-CAM as the rectified output
     from alexnet.evaluate.explain import feature_layer

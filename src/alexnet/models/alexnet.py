@@ -47,7 +47,7 @@ REMOVABLE_LAYERS = ("conv3", "conv4")
 INITS = ("paper", "caffe", "kaiming", "torch", "released")
 
 #: Layers whose biases the paper starts at 1, "so ReLUs start with positive input"
-#: (conv6, where there is one, like the conv4 and conv5 it follows).
+#: (conv6, where there is one, as the released layers-146 starts it).
 BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "conv6", "fc6", "fc7")
 
 
@@ -85,7 +85,8 @@ class AlexNetConfig:
     adaptive_pool: bool = False  # torchvision: AdaptiveAvgPool2d((6, 6)) before fc6
     remove_layer: str | None = None  # conv3 | conv4: the paper's depth ablation (section 6)
     # kernels of a sixth convolutional layer over the last pooling layer (3x3, padding 1,
-    # within each tower, ReLU), the paper's "1 CNN*" (section 6); 0: none
+    # reading both towers, ReLU), the paper's "1 CNN*" (section 6; the released
+    # layers-146); 0: none
     conv6: int = 0
     # the released code (layers-145): conv1's output normalized before its ReLU, which acts
     # on the pooled maps (ReLU and max-pooling commute; the LRN and the ReLU do not)
@@ -188,8 +189,10 @@ class AlexNet(nn.Module):
         self.act5 = act()
         self.pool5 = self._pool()
         self.conv6 = self.act_conv6 = None
-        if c.conv6:  # 1 CNN*: over the last pooling layer, 6x6 maps in and out
-            self.conv6 = TowerConv2d(w5, c.conv6, 3, padding=1, groups=own)
+        if c.conv6:  # 1 CNN*: over the last pooling layer, 6x6 maps in and out; like conv3
+            # it reads both towers (the released layers-146: conv6a and conv6b each take
+            # pool3a and pool3b)
+            self.conv6 = nn.Conv2d(w5, c.conv6, 3, padding=1)
             self.act_conv6 = act()
         self.avgpool = nn.AdaptiveAvgPool2d(FEATURE_MAP_SIZE) if c.adaptive_pool else None
         owt = c.dropout_placement == "owt"
@@ -392,7 +395,7 @@ def init_weights(model: AlexNet, scheme: str) -> None:
             continue
         with torch.no_grad():
             if scheme in ("paper", "released"):  # paper section 5; layers-145's initW
-                wide = scheme == "released" and name in ("conv3", "conv4", "conv5")
+                wide = scheme == "released" and name in ("conv3", "conv4", "conv5", "conv6")
                 nn.init.normal_(layer.weight, 0.0, 0.03 if wide else 0.01)
                 layer.bias.fill_(1.0 if name in BIAS_ONE_LAYERS else 0.0)
             elif scheme == "caffe":  # bvlc_alexnet's train_val.prototxt fillers

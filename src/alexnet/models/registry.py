@@ -46,10 +46,11 @@ VARIANTS: dict[str, Variant] = {
     "alexnet2012_6conv": Variant(
         "The paper's '1 CNN*' (section 6): the two-GPU network with a sixth convolutional "
         "layer over the last pooling layer.",
-        "A conv6 the paper does not shape: here 256 3x3 kernels with padding 1 over pool5's "
-        "6x6 maps, within each tower like conv4 and conv5, then ReLU, so fc6 still takes "
-        "9,216 inputs; biases start at 1 like conv5's. Pretrain it on a large set, then "
-        "fine-tune it (alexnet train --init-from) as the paper did on ImageNet Fall 2011.",
+        "conv6 as the released code's layers-146 has it (the paper gives no shape): 256 3x3 "
+        "kernels with padding 1 over pool5's 6x6 maps, reading both towers like conv3, then "
+        "ReLU, biases starting at 1; fc6 still takes 9,216 inputs. Pretrain it on a large "
+        "set, then fine-tune it (alexnet train --init-from) as the paper did with ImageNet "
+        "Fall 2011 and ILSVRC-2012.",
         dict(conv6=256),
     ),
     "alexnet2012_released": Variant(
