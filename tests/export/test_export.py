@@ -16,7 +16,7 @@ from alexnet.models.tensorfile import save_weights
 from alexnet.models.weights import untrained_checkpoint
 from alexnet.nn.lrn import LocalResponseNorm as LRN
 
-from fixtures import cli
+from fixtures import DEBUG, cli
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -82,15 +82,17 @@ def test_the_onnx_lrn_is_the_papers_formula_within_each_tower(tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
-def test_a_torch_export_program_reloads_and_matches(tmp_path):
-    checkpoint = synthetic_checkpoint("alexnet2012")
+@pytest.mark.parametrize("name", ["alexnet2012", "alexnet2012_1gpu", "caffenet", "alexnet_owt"])
+def test_a_torch_export_program_reloads_and_matches(name, tmp_path):
+    checkpoint = synthetic_checkpoint(name)
     path = export_program(checkpoint, tmp_path / "net.pt2")
     module, described = load_program(path)
     model = ckpt.load_model(checkpoint)
+    side = VARIANTS[name].input_size
     for batch in (1, 8):
-        x = torch.randn(batch, 3, 224, 224)
+        x = torch.randn(batch, 3, side, side)
         with torch.no_grad():
-            torch.testing.assert_close(module(x), model(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(module(x), model(x), rtol=1e-5, atol=1e-4)
     assert described["preprocessing"]["view_size"] == 256
     # no operator of this package in the program: it loads where alexnet is not installed
     program = torch.export.load(str(path))
@@ -140,6 +142,15 @@ def test_export_command_writes_each_format_and_eval_and_predict_take_safetensors
             "--json", "--out", tmp_path / "e2")  # fmt: skip
     assert a.returncode == 0, a.stderr
     assert json.loads(a.stdout)["top1_error"] == json.loads(b.stdout)["top1_error"]
+    # features and --init-from take it too
+    done = cli("features", "--checkpoint", tmp_path / "net.safetensors", "--data", store,
+               "--layers", "fc7", "--limit", "8", "--out", tmp_path / "f")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = cli("train", "--config", DEBUG, "--set", f"data.store={store}", "--set",
+               "run.epochs=1", "--set", "data.train_images=16", "--init-from",
+               tmp_path / "net.safetensors", "--out", tmp_path / "tuned")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "init_from" in json.loads((tmp_path / "tuned" / "version.json").read_text())
 
 
 def test_export_refuses_bad_input_with_one_line(debug_run, tmp_path):
