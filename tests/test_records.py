@@ -67,3 +67,15 @@ def test_every_table_of_results_has_a_record_in_its_section(doc):
     bare = [heading for heading, body in sections(text)
             if has_number_table(body) and not RECORD.search(body)]  # fmt: skip
     assert not bare, f"{doc}: tables of numbers without a record in their section: {bare}"
+
+
+@pytest.mark.parametrize("doc", NAMING_DOCS)
+def test_every_test_a_doc_names_exists(doc):
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![A-Za-z0-9_])(test_[a-z0-9_]{8,})(?![a-z0-9_.])", text))
+    defined = {
+        name
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for name in re.findall(r"^def (test_\w+)", path.read_text(encoding="utf-8"), re.M)
+    }
+    assert not named - defined, f"{doc} names tests that do not exist: {named - defined}"
