@@ -23,6 +23,10 @@ FILTERS = {
 DEFAULT_FILTER = "bilinear"
 # Pillow's own default limit. Larger images are refused as decompression bombs.
 DEFAULT_MAX_PIXELS = 89_478_485
+#: The formats a photo sent to the server may have (Pillow's names): the web's image
+#: formats. Only their decoders look at the bytes, so a file in another format, or
+#: pretending to be one, reaches no other parser.
+WEB_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 
 
 class BadImage(Exception):
@@ -80,6 +84,7 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft: bool = True,
     exif: bool = False,
+    formats: tuple[str, ...] | None = None,
 ) -> np.ndarray:
     """Encoded image bytes -> uint8 array (size, size, channels).
 
@@ -91,7 +96,9 @@ def decode(
     `size=None` keeps the native size (the image must then be square, as in the small
     datasets). `draft` lets libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale, but only
     while the result keeps at least twice the target side, so the antialiased filter still
-    does the final reduction (Pillow's `thumbnail` does the same). Raises BadImage.
+    does the final reduction (Pillow's `thumbnail` does the same). `formats`: the only
+    formats tried (Pillow's names, e.g. WEB_FORMATS); None tries every one Pillow reads.
+    An animated image gives its first frame. Raises BadImage.
     """
     if not data:
         raise BadImage("empty file (0 bytes)")
@@ -99,7 +106,7 @@ def decode(
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; we refuse at 1x.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=formats)
             width, height = image.size
             if width * height > max_pixels:
                 raise BadImage(
@@ -116,6 +123,8 @@ def decode(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise BadImage(f"decompression bomb: {error}") from None
     except UnidentifiedImageError:
+        if formats is not None:
+            raise BadImage(f"not an image in an accepted format ({', '.join(formats)})") from None
         raise BadImage("not an image (no decoder recognises its contents)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise BadImage(f"corrupt or truncated image: {error}") from None
