@@ -2,6 +2,7 @@
 #   make test                 ruff (lint, format), the import contracts and the test suite
 #   make summary              the paper's network, layer by layer
 #   make demo                 Fashion-MNIST: prepare, train 5 minutes, evaluate (under 10 min)
+#   make serve                the latest demo run's network at http://127.0.0.1:8000/
 # GPU users: choose the torch build, e.g.
 #   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
@@ -11,7 +12,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: test lint chromium summary demo clean
+.PHONY: test lint chromium summary demo serve clean
 
 # The demo's time budget for training, in minutes; it also validates and evaluates.
 DEMO_MINUTES ?= 5
@@ -60,6 +61,16 @@ demo: $(VENV)/.installed
 		--config configs/fashion-mnist.yaml --out $(DEMO_RUN) \
 		--set run.epochs=1 --set run.budget_minutes=$(DEMO_MINUTES) --set data.val_images=1000
 	$(BIN)/alexnet eval --checkpoint $(DEMO_RUN) --data data/fashion-mnist --precision auto
+
+# The latest `make demo` run, served on this machine only (docs/serving.md); with the
+# nearest training images when its fc7 index exists:
+#   .venv/bin/alexnet neighbors --checkpoint RUN --data data/fashion-mnist --limit 10000
+PORT ?= 8000
+serve: $(VENV)/.installed
+	@run=$$(ls -d runs/demo-* 2>/dev/null | tail -n 1); \
+	test -n "$$run" || { echo "no demo run in runs/: run make demo first"; exit 1; }; \
+	index=""; ls $$run/neighbors/fc7-train-*.pt >/dev/null 2>&1 && index="--index $$run/neighbors"; \
+	$(BIN)/alexnet serve --checkpoint $$run --port $(PORT) $$index
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

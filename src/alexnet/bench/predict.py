@@ -31,7 +31,7 @@ def bench_predict(
             raise ValueError(f"{failed} of the files in {folder} could not be read")
         return len(files) / (time.perf_counter() - start)
 
-    inference = _inference(loaded, batch, len(files))
+    inference = inference_rate(loaded, batch, len(files))
     inference()  # warm-up
     spread = _alternate({"predict": photos, "inference": inference}, repeats)
     result = {
@@ -78,7 +78,7 @@ def bench_features(
                               workers=workers, limit=images, progress=False)  # fmt: skip
             return result["images"] / (time.perf_counter() - start)
 
-    inference = _inference(loaded, batch, images)
+    inference = inference_rate(loaded, batch, images)
     inference()  # warm-up
     spread = _alternate({"features": extracting, "inference": inference}, repeats)
     result = {
@@ -108,7 +108,7 @@ def bench_features(
     return result
 
 
-def _inference(checkpoint: dict, batch: int, images: int):
+def inference_rate(checkpoint: dict, batch: int, images: int):
     """A function that times the network on `images` prepared inputs, batch by batch, and
     returns images/s."""
     model = ckpt.load_model(checkpoint)

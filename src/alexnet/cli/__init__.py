@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alexnet.cli import bench, data, evaluate, export, models, studies, train
+from alexnet.cli import bench, data, evaluate, export, models, serve, studies, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_commands(commands)
     evaluate.add_commands(commands)
     export.add_commands(commands)
+    serve.add_commands(commands)
     studies.add_commands(commands)
     return parser
 

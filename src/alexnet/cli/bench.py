@@ -99,6 +99,26 @@ def _bench_features(args: argparse.Namespace) -> None:
     write_result(args, result)
 
 
+def _bench_serve(args: argparse.Namespace) -> None:
+    from alexnet.evaluate.predict import list_photos
+    from alexnet.serve.load import bench_serve
+
+    result = bench_serve(
+        args.checkpoint,
+        list_photos(args.images),
+        clients=args.clients,
+        requests=args.requests,
+        seconds=args.seconds,
+        overload_clients=args.overload_clients,
+        overload_queue=args.overload_queue,
+        overload_requests=args.overload_requests,
+        overload_seconds=args.overload_seconds,
+        server_options=tuple(args.server_option or ()),
+    )
+    result["command"] = command_line()
+    write_result(args, result)
+
+
 def _bench_fused(args: argparse.Namespace) -> None:
     import torch
 
@@ -288,6 +308,32 @@ def add_commands(commands) -> None:
     bench_features.add_argument("--repeats", type=int, default=3)
     add_report_options(bench_features)
     bench_features.set_defaults(run=_bench_features)
+
+    bench_serve = bench_commands.add_parser(
+        "serve",
+        help="alexnet serve under load on 127.0.0.1: requests/s, latency, memory, overload",
+        description="Starts `alexnet serve` in a child process on the loopback address, sends "
+        "the photos from CLIENTS clients (at most REQUESTS requests or SECONDS seconds), then "
+        "overloads a server with a small queue; compares the rate with the same network on "
+        "prepared inputs. Every phase stops by itself.",
+    )
+    bench_serve.add_argument("images", nargs="+", help="photos to send: files or folders")
+    bench_serve.add_argument("--checkpoint", required=True)
+    bench_serve.add_argument("--clients", type=int, default=8)
+    bench_serve.add_argument("--requests", type=int, default=2000)
+    bench_serve.add_argument("--seconds", type=float, default=60)
+    bench_serve.add_argument("--overload-clients", type=int, default=64)
+    bench_serve.add_argument("--overload-queue", type=int, default=8)
+    bench_serve.add_argument("--overload-requests", type=int, default=20000)
+    bench_serve.add_argument("--overload-seconds", type=float, default=20)
+    bench_serve.add_argument(
+        "--server-option",
+        action="append",
+        metavar="OPTION",
+        help="an option for `alexnet serve`, e.g. --server-option=--max-batch=16 (repeatable)",
+    )
+    add_report_options(bench_serve)
+    bench_serve.set_defaults(run=_bench_serve)
 
     bench_fused = bench_commands.add_parser(
         "fused",

@@ -1,0 +1,493 @@
+"""The network behind the server, and the micro-batcher that feeds it.
+
+`Engine` holds one network: a checkpoint of ours, an imported one (`alexnet import`), a
+safetensors file (`alexnet export --format safetensors`), or an ONNX file run by ONNX
+Runtime, whose preprocessing is read from the file's metadata. It prepares a photo exactly as
+`alexnet predict` does (alexnet.evaluate.predict.views_of: the stored size, the view size,
+the center or the ten crops, minus the mean image), runs batches of views, and averages each
+photo's softmax over its views (section 4.1 of the paper). For one photo it also gives the
+Grad-CAM overlay of the top class (alexnet.evaluate.explain) and its nearest training images
+in fc7 space (section 6.1, Figure 4; the index `alexnet neighbors` builds).
+
+`Batcher` gathers the views of concurrent requests into one forward pass: it waits at most
+`max_wait` seconds for more once a request is waiting, and sends at most `max_batch` views,
+on one inference thread (which also runs Grad-CAM and the neighbor searches, so that no two
+of them compete for the cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alexnet.core.runtime import autocast, input_dtype, resolve_precision, widened
+from alexnet.core.version import __version__
+from alexnet.data.images import WEB_FORMATS, BadImage, decode
+from alexnet.evaluate.eval import normalization
+from alexnet.evaluate.predict import views_of
+from alexnet.export import metadata
+
+log = logging.getLogger("alexnet.serve")
+
+VIEWS = ("center", "ten-crop")
+RUNTIMES = ("torch", "onnxruntime")
+
+
+@dataclass
+class Prepared:
+    """A photo as the network sees it: its views (V, C, h, w), and the decoded picture at
+    the stored size (H, W, C) uint8 for the Grad-CAM overlay."""
+
+    views: torch.Tensor
+    picture: np.ndarray
+
+
+def read_onnx_record(meta: dict[str, str], path: str) -> dict:
+    """The preprocessing record an exported ONNX file carries (alexnet.export.metadata)."""
+    try:
+        described = json.loads(meta["alexnet"])
+        pre = described["preprocessing"]
+        shape = pre["mean_image_shape"]
+        mean = (
+            None if shape is None else metadata.read_mean_image(meta["alexnet.mean_image"], shape)
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{path} has no alexnet metadata ({error}): export it with `alexnet export`"
+        ) from None
+    return {
+        "model": described["model"],
+        "data": {
+            "class_ids": described["class_ids"],
+            "class_names": described["class_names"],
+            "channels": pre["channels"],
+            "image_size": pre["image_size"],
+            "view_size": pre["view_size"],
+            "crop_size": pre["crop_size"],
+            "normalize": pre["normalize"],
+            "scale": None if pre["scale"] is None else torch.tensor(pre["scale"]),
+            "mean_image": None if mean is None else torch.from_numpy(mean.copy()),
+        },
+    }
+
+
+class Engine:
+    """One network, ready for photos. `source`: a checkpoint file, a run directory, a
+    .safetensors file or a .onnx file. `runtime`: torch, or onnxruntime (an ONNX file is
+    always run by it; a checkpoint is exported to ONNX on start). Grad-CAM and neighbors
+    need the network's weights, so an ONNX file serves classification only."""
+
+    def __init__(
+        self,
+        source: str,
+        runtime: str = "torch",
+        precision: str = "fp32",
+        index: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.source, self.device = str(source), torch.device("cpu")
+        self.precision = resolve_precision(precision, self.device, log)
+        self.model = self.session = None
+        if str(source).endswith(".onnx"):
+            self._open_onnx(source, threads)
+        else:
+            from alexnet.models import checkpoint as ckpt
+
+            loaded = ckpt.load(source)
+            self.checkpoint = {k: v for k, v in loaded.items() if k != "state_dict"}
+            self.model = ckpt.load_model(loaded)
+            if runtime == "onnxruntime":
+                self._export_onnx(loaded, threads)
+        self.runtime = "onnxruntime" if self.session is not None else "torch"
+        self.record = self.checkpoint["data"]
+        if not self.record.get("class_names"):
+            raise ValueError(f"{source} names no classes: it holds no data record")
+        self.normalized = normalization(self.record, self.record["view_size"])
+        self.explainer = self.layer = None
+        if self.model is not None:
+            from alexnet.evaluate.explain import explainable, feature_layer
+
+            self.explainer = explainable(self.model)
+            self.layer = "conv5"
+            self.target = feature_layer(self.explainer, self.layer)
+        self.index = None if index is None else self._open_index(index)
+
+    # Loading.
+
+    def _open_onnx(self, path: str, threads: int | None) -> None:
+        from alexnet.export.onnx import session
+
+        if not Path(path).is_file():
+            raise ValueError(f"no ONNX file at {path}")
+        try:
+            self.session = session(path, threads)
+        except Exception as error:  # onnxruntime's own exception types
+            raise ValueError(f"{path} is not a readable ONNX file ({error})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.checkpoint = read_onnx_record(meta, path)
+        self.checkpoint["path"] = path
+
+    def _export_onnx(self, loaded: dict, threads: int | None) -> None:
+        import tempfile
+
+        from alexnet.export.onnx import export_onnx, session
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_onnx(loaded, Path(folder) / "model.onnx")
+            self.session = session(path, threads)
+
+    def _open_index(self, index: str) -> dict:
+        """The fc7 vectors of a store's training images that `alexnet neighbors` saved
+        (a file, or the folder holding one), checked to be this network's."""
+        from alexnet.data.store import Store
+
+        if self.model is None:
+            raise ValueError("--index needs the network's weights: serve a checkpoint, not ONNX")
+        path = Path(index)
+        if path.is_dir():
+            found = sorted(path.glob("fc7-train-*.pt"), key=lambda p: int(p.stem.split("-")[-1]))
+            if not found:
+                raise ValueError(f"{index} holds no fc7 index (fc7-train-N.pt, from "
+                                 "`alexnet neighbors`)")  # fmt: skip
+            path = found[-1]
+        try:
+            saved = torch.load(path, weights_only=True)
+            key = json.loads(saved["key"])
+            store = Store(key["store"])
+        except Exception as error:
+            raise ValueError(f"{path} is not a readable fc7 index ({error})") from None
+        train = store.split("train")
+        features, indices = saved["features"], saved["indices"]
+        # The index must hold this network's vectors: recompute two of them.
+        check = [0, len(indices) - 1]
+        pictures = [np.asarray(train.images[int(indices[i])]) for i in check]
+        mine = self.fc7(torch.cat([views_of(p, self.record, "center", self.normalized)
+                                   for p in pictures]))  # fmt: skip
+        theirs = features[check]
+        error = float((mine - theirs).norm() / theirs.norm().clamp_min(1e-12))
+        if error > 0.05:
+            raise ValueError(
+                f"{path} holds another network's fc7 vectors (relative difference {error:.2f} "
+                f"on two training images): build it with `alexnet neighbors --checkpoint "
+                f"{self.source}`"
+            )
+        log.info("neighbors from %s: %d training images of %s", path, len(indices), key["store"])
+        return {
+            "path": str(path),
+            "store": key["store"],
+            "features": features,
+            "labels": saved["labels"],
+            "indices": indices,
+            "images": train.images,
+            "class_names": store.class_names,
+        }
+
+    # Photos to views.
+
+    def prepare(self, data: bytes, views: str = "center") -> Prepared:
+        """Encoded bytes -> Prepared; BadImage says why a photo cannot be used."""
+        if views not in VIEWS:
+            raise ValueError(f"views must be one of {', '.join(VIEWS)}")
+        try:
+            picture = decode(data, self.record["image_size"], channels=self.record["channels"],
+                             exif=True, formats=WEB_FORMATS)  # fmt: skip
+        except BadImage:
+            raise
+        except Exception as error:  # a decoder's unforeseen failure is still the file's fault
+            raise BadImage(f"cannot decode the image ({type(error).__name__})") from None
+        out = views_of(picture, self.record, views, self.normalized)
+        return Prepared(out if views == "center" else out[0], picture)
+
+    # The network.
+
+    @torch.inference_mode()
+    def probabilities(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each photo's softmax (num_classes,), averaged over its views; the views of all
+        the photos go through the network as one batch."""
+        x = torch.cat(batches)
+        if self.session is not None:
+            name = self.session.get_inputs()[0].name
+            logits = torch.from_numpy(self.session.run(None, {name: x.numpy()})[0])
+        else:
+            with autocast(self.device, self.precision):
+                logits = self.model(x.to(self.device, input_dtype(self.precision)))
+        probs = torch.softmax(widened(logits), dim=1).float()
+        return [p.mean(0) for p in probs.split([len(b) for b in batches])]
+
+    @torch.inference_mode()
+    def fc7(self, views: torch.Tensor) -> torch.Tensor:
+        """fc7 (the 4096 activations fc8 reads) of a batch of views, float32."""
+        with autocast(self.device, self.precision):
+            out = self.model.forward_head(self.model.forward_features(views), pre_logits=True)
+        return out.float()
+
+    def top(self, probs: torch.Tensor, k: int) -> list[dict]:
+        values, classes = probs.topk(min(k, probs.shape[0]))
+        return [
+            {
+                "class": int(c),
+                "id": self.record["class_ids"][int(c)],
+                "name": self.record["class_names"][int(c)],
+                "probability": float(v),
+            }
+            for v, c in zip(values, classes, strict=True)
+        ]
+
+    def explain(self, prepared: Prepared) -> dict:
+        """Grad-CAM (conv5) of the top class on the center crop, as a PNG overlay."""
+        from alexnet.evaluate.explain import grad_cam
+
+        if self.explainer is None:
+            raise ValueError("explain needs the network's weights: serve a checkpoint, not ONNX")
+        x = prepared.views[:1] if len(prepared.views) == 1 else _center_of(prepared, self)
+        with torch.no_grad():
+            probs = torch.softmax(self.explainer(x), dim=1)
+        value, chosen = probs.topk(1, dim=1)
+        cam = grad_cam(self.explainer, x, self.target, chosen)[0, 0].numpy()
+        crop = _center_picture(prepared.picture, self.record)
+        return {
+            "layer": self.layer,
+            "class": int(chosen[0, 0]),
+            "name": self.record["class_names"][int(chosen[0, 0])],
+            "probability": float(value[0, 0]),
+            "overlay": png_data_uri(overlay(crop, cam)),
+        }
+
+    def neighbors(self, prepared: Prepared, k: int = 8) -> list[dict]:
+        """The k training images nearest the photo's center view in fc7 space."""
+        from alexnet.evaluate.neighbors import nearest
+
+        if self.index is None:
+            raise ValueError("no neighbor index: start the server with --index")
+        x = prepared.views[:1] if len(prepared.views) == 1 else _center_of(prepared, self)
+        distances, found = nearest(self.fc7(x), self.index["features"], k)
+        rows = []
+        for d, j in zip(distances[0].tolist(), found[0].tolist(), strict=True):
+            image = int(self.index["indices"][j])
+            label = int(self.index["labels"][j])
+            rows.append({
+                "index": image, "class": label, "name": self.index["class_names"][label],
+                "distance": round(d, 4),
+                "image": png_data_uri(thumbnail(np.asarray(self.index["images"][image]))),
+            })  # fmt: skip
+        return rows
+
+    def warm_up(self) -> None:
+        """One photo through every path, so that the first request does not pay for
+        compilation (numba's view kernels) and first-touch allocation."""
+        side = self.record["image_size"] or 64
+        picture = sample_png(side, self.record["channels"])
+        prepared = self.prepare(picture, "ten-crop")
+        self.probabilities([prepared.views, prepared.views[:1]])
+        if self.explainer is not None:
+            self.explain(prepared)
+        if self.index is not None:
+            self.neighbors(prepared, 1)
+
+    def describe(self) -> dict:
+        """GET /v1/model: the network, its classes, its preprocessing, this version."""
+        described = metadata.describe(self.checkpoint)
+        return {
+            "network": self.checkpoint["model"]["name"],
+            "model": described["model"],
+            "classes": [
+                {"class": i, "id": c, "name": n}
+                for i, (c, n) in enumerate(
+                    zip(described["class_ids"], described["class_names"], strict=True)
+                )
+            ],
+            "preprocessing": described["preprocessing"],
+            "source": self.source,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "explain": self.explainer is not None,
+            "neighbors": None
+            if self.index is None
+            else {
+                "index": self.index["path"],
+                "store": self.index["store"],
+                "images": len(self.index["indices"]),
+            },
+            "version": __version__,
+        }
+
+
+def _center_of(prepared: Prepared, engine: Engine) -> torch.Tensor:
+    return views_of(prepared.picture, engine.record, "center", engine.normalized)
+
+
+def _center_picture(picture: np.ndarray, record: dict) -> np.ndarray:
+    """The center crop of the view as uint8 (h, w, C): what the network saw."""
+    from alexnet.data.augment import center_crop, render
+
+    crop = render(picture[None], np.zeros(1, np.int64),
+                  [center_crop(record["crop_size"], record["view_size"])],
+                  record["crop_size"], view_size=record["view_size"])[0]  # fmt: skip
+    return np.clip(crop.transpose(1, 2, 0), 0, 255).astype(np.uint8)
+
+
+def sample_png(side: int, channels: int) -> bytes:
+    """A PNG of a gray gradient, `side` square, for the warm-up."""
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, side * side).reshape(side, side).astype(np.uint8)
+    image = Image.fromarray(ramp if channels == 1 else np.stack([ramp] * 3, -1))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+_JET = None
+
+
+def overlay(picture: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The class map (scaled to its maximum) in the jet colors over the picture, uint8 RGB."""
+    global _JET
+    if _JET is None:
+        from matplotlib import colormaps
+
+        _JET = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+    rgb = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture
+    level = np.clip(cam / max(float(cam.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
+    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * _JET[level]
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def thumbnail(picture: np.ndarray, side: int = 96) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(picture[..., 0] if picture.shape[2] == 1 else picture)
+    if max(image.size) > side:
+        image.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def png_data_uri(pixels: np.ndarray) -> str:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+# Micro-batching.
+
+
+@dataclass
+class _Waiting:
+    views: torch.Tensor
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """Runs `engine.probabilities` on the views of concurrent requests together.
+
+    The first waiting request opens a batch; the batch closes when it holds `max_batch`
+    views, or when `max_wait` seconds have passed, or as soon as it holds as many requests
+    as the largest of the last few batches and no other request is on its way
+    (`preparing()`: requests let in whose photos are still being read or decoded),
+    whichever is first; a request with more views than `max_batch` goes alone. Waiting
+    for the load the last batches saw makes the batches as large as the load allows (8
+    clients give batches of 8, not a batch of 3 and one of 5) while a lone client waits
+    for nothing. Requests whose caller has given up (timed out) are dropped before the
+    batch runs."""
+
+    def __init__(
+        self, engine: Engine, max_batch: int = 32, max_wait: float = 0.02, preparing=lambda: 0
+    ) -> None:
+        if max_batch < 1 or max_wait < 0:
+            raise ValueError(f"max batch must be 1 or more and max wait 0 or more: "
+                             f"{max_batch}, {max_wait}")  # fmt: skip
+        self.engine, self.max_batch, self.max_wait = engine, max_batch, max_wait
+        self.preparing = preparing
+        self.waiting: deque[_Waiting] = deque()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="alexnet-network")
+        self.batches = self.photos = 0
+        self.recent: deque[int] = deque([1], maxlen=8)  # requests in the last batches
+        self._ready: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._ready = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def probabilities(self, views: torch.Tensor) -> torch.Tensor:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(_Waiting(views, future))
+        self._ready.set()
+        return await future
+
+    def nudge(self) -> None:
+        """A request on its way will not come (its photo was refused): look again."""
+        if self._ready is not None:
+            self._ready.set()
+
+    async def run(self, function, *args):
+        """`function(*args)` on the network's thread (Grad-CAM, neighbor searches)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def _queued_views(self) -> int:
+        return sum(len(w.views) for w in self.waiting)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._ready.wait()
+            deadline = loop.time() + self.max_wait
+            expected = max(self.recent)
+            while (
+                self._queued_views() < self.max_batch
+                and (self.preparing() > 0 or len(self.waiting) < expected)
+                and (left := deadline - loop.time()) > 0
+            ):
+                self._ready.clear()
+                try:
+                    await asyncio.wait_for(self._ready.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+            batch, count = [], 0
+            while self.waiting and (
+                not batch or count + len(self.waiting[0].views) <= self.max_batch
+            ):
+                item = self.waiting.popleft()
+                if not item.future.done():  # its caller has not given up
+                    batch.append(item)
+                    count += len(item.views)
+            if not self.waiting:
+                self._ready.clear()
+            if not batch:
+                continue
+            try:
+                out = await loop.run_in_executor(
+                    self.executor, self.engine.probabilities, [w.views for w in batch]
+                )
+            except Exception as error:  # the network failed: every caller hears of it
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(error)
+                continue
+            self.batches, self.photos = self.batches + 1, self.photos + len(batch)
+            self.recent.append(len(batch))
+            for w, p in zip(batch, out, strict=True):
+                if not w.future.done():
+                    w.future.set_result(p)

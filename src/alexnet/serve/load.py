@@ -1,0 +1,287 @@
+"""`alexnet bench serve`: the server under load, on the loopback address only.
+
+The server runs in its own process (`alexnet serve`, as a user starts it); clients are
+asyncio connections of this process that each send one request, wait for the answer, and
+send the next (HTTP/1.1 keep-alive, the photo's raw bytes). Every phase is bounded in
+requests and seconds and stops by itself:
+
+- load: `clients` clients, at most `requests` requests or `seconds` seconds: requests/s,
+  p50/p99 latency, errors, and the server's peak resident memory (VmHWM);
+- overload: `overload_clients` clients against a server that lets in `overload_queue`
+  requests: how many are refused (503), how fast, and whether the server is still healthy.
+
+The reference is the same network on prepared inputs in this process, at batch 128 (what
+`alexnet bench model` times) and at a batch of `clients` (the largest batch `clients`
+clients can make), measured before and after the load, the server idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`alexnet serve` in a child process on 127.0.0.1; stopped on leaving the `with`."""
+
+    def __init__(self, checkpoint: str, *options: str, start_timeout: float = 180) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log = open(os.devnull, "w")  # noqa: SIM115 (closed in stop)
+        command = [sys.executable, "-m", "alexnet", "serve", "--checkpoint", str(checkpoint),
+                   "--host", HOST, "--port", str(self.port), *options]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.PIPE,
+                                        text=True)  # fmt: skip
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {self.process.stderr.read()[-2000:]}")
+            if self.healthy():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"the server did not answer within {start_timeout:g} s")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def memory(self) -> dict:
+        """The server's resident memory now and at its peak, MiB (Linux's /proc)."""
+        fields = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+        return {"rss_mib": round(fields["VmRSS"], 1), "peak_rss_mib": round(fields["VmHWM"], 1)}
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def request_bytes(path: str, body: bytes, content_type: str, port: int) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    return head.encode("ascii") + body
+
+
+async def _exchange(reader, writer, request: bytes) -> tuple[int, bytes, bool]:
+    """Send one request and read its answer: (status, body, whether the server closes)."""
+    writer.write(request)
+    await writer.drain()
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the server closed the connection")
+    status = int(status_line.split()[1])
+    length, close = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "connection" and value.strip().lower() == "close":
+            close = True
+    return status, await reader.readexactly(length), close
+
+
+async def run_clients(port: int, requests: list[bytes], clients: int, limit: int, seconds: float):
+    """`clients` connections, each sending the next request once it has its answer, until
+    `limit` requests are sent or `seconds` have passed. Returns (status, seconds) pairs."""
+    results: list[tuple[int, float]] = []
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(number: int) -> None:
+        nonlocal sent
+        reader = writer = None
+        while sent < limit and time.perf_counter() < deadline:
+            request = requests[sent % len(requests)]
+            sent += 1
+            if writer is None:
+                reader, writer = await asyncio.open_connection(HOST, port)
+            start = time.perf_counter()
+            try:
+                status, _, close = await _exchange(reader, writer, request)
+            except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+                status, close = 0, True  # no answer: counted as an error
+            results.append((status, time.perf_counter() - start))
+            if close:
+                writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return results, time.perf_counter() - start
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summarize(results: list[tuple[int, float]], wall: float) -> dict:
+    ok = [t for s, t in results if s == 200]
+    statuses: dict[str, int] = {}
+    for s, _ in results:
+        statuses[str(s)] = statuses.get(str(s), 0) + 1
+    ms = lambda v: None if v is None else round(1000 * v, 1)  # noqa: E731
+    return {
+        "requests": len(results),
+        "seconds": round(wall, 2),
+        "answered_per_s": round(len(ok) / wall, 1),
+        "statuses": statuses,
+        "errors": len(results) - len(ok),
+        "latency_ms": {
+            "p50": ms(_percentile(ok, 0.5)),
+            "p99": ms(_percentile(ok, 0.99)),
+            "max": ms(max(ok, default=None)),
+        },
+    }
+
+
+def bench_serve(
+    checkpoint: str,
+    images: list[str],
+    clients: int = 8,
+    requests: int = 2000,
+    seconds: float = 60,
+    overload_clients: int = 64,
+    overload_queue: int = 8,
+    overload_requests: int = 20000,
+    overload_seconds: float = 20,
+    server_options: tuple[str, ...] = (),
+    reference_images: int = 512,
+) -> dict:
+    from alexnet.bench.common import device_name, machine
+    from alexnet.bench.predict import inference_rate
+    from alexnet.models import checkpoint as ckpt
+
+    if not images:
+        raise ValueError("no images to send: give image files or a folder")
+    payloads = []
+    for path in images:
+        kind = {".png": "image/png", ".gif": "image/gif", ".bmp": "image/bmp",
+                ".webp": "image/webp"}.get(Path(path).suffix.lower(), "image/jpeg")  # fmt: skip
+        payloads.append((Path(path).read_bytes(), kind))
+    loaded = ckpt.load(checkpoint)
+    reference = {"batch_128": inference_rate(loaded, 128, reference_images),
+                 f"batch_{clients}": inference_rate(loaded, clients, reference_images)}  # fmt: skip
+    for run in reference.values():
+        run()  # warm-up, then timed
+    rates = {name: [run()] for name, run in reference.items()}
+
+    result = {"machine": (host := machine()), "device": device_name(_cpu(), host["cpu"])}
+    with Server(checkpoint, *server_options) as server:
+        before = server.memory()
+        port = server.port
+        wire = [request_bytes("/v1/predict", b, k, port) for b, k in payloads]
+        asyncio.run(run_clients(port, wire, min(clients, 2), 2 * clients, 30))  # warm-up
+        results, wall = asyncio.run(run_clients(port, wire, clients, requests, seconds))
+        load = summarize(results, wall)
+        load["clients"] = clients
+        load["memory_before"], load["memory_after"] = before, server.memory()
+        load["healthy_after"] = server.healthy()
+        model = json.loads(urllib.request.urlopen(server.url + "/v1/model").read())
+        health = json.loads(urllib.request.urlopen(server.url + "/healthz").read())
+        load["batches"] = health["batches"]
+        load["mean_batch"] = round(sum(s == 200 for s, _ in results) / max(1, health["batches"]), 2)
+    for name, run in reference.items():
+        rates[name].append(run())
+    result["reference_images_per_s"] = {k: round(statistics.median(v), 1) for k, v in rates.items()}
+    overload_options = (*server_options, "--max-queue", str(overload_queue))
+    with Server(checkpoint, *overload_options) as server:
+        wire = [request_bytes("/v1/predict", b, k, server.port) for b, k in payloads]
+        results, wall = asyncio.run(run_clients(server.port, wire, overload_clients,
+                                             overload_requests, overload_seconds))  # fmt: skip
+        overload = summarize(results, wall)
+        busy = [t for s, t in results if s == 503]
+        overload.update({
+            "clients": overload_clients, "max_queue": overload_queue,
+            "refused_503": len(busy),
+            "refused_latency_ms": {"p50": _ms(_percentile(busy, 0.5)),
+                                   "p99": _ms(_percentile(busy, 0.99))},
+            "healthy_after": server.healthy(), "memory_after": server.memory(),
+            "crashed": server.process.poll() is not None,
+        })  # fmt: skip
+    batch_rate = result["reference_images_per_s"]["batch_128"]
+    result.update({
+        "settings": {"checkpoint": str(checkpoint), "network": model["network"],
+                     "images": len(images), "server_options": list(server_options),
+                     "limits": model["limits"], "precision": model["precision"],
+                     "runtime": model["runtime"]},
+        "load": load, "overload": overload,
+        "load_vs_batch_128": round(load["answered_per_s"] / batch_rate, 3),
+        "load_vs_batch_of_clients": round(
+            load["answered_per_s"] / result["reference_images_per_s"][f"batch_{clients}"], 3),
+    })  # fmt: skip
+    result["table"] = table(result)
+    return result
+
+
+def _ms(value):
+    return None if value is None else round(1000 * value, 1)
+
+
+def _cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+def table(r: dict) -> str:
+    load, over, ref = r["load"], r["overload"], r["reference_images_per_s"]
+    clients = load["clients"]
+    settings = r["settings"]
+    return "\n".join([
+        f"alexnet bench serve on {r['device']}: {settings['network']}, "
+        f"{settings['images']} photos, {settings['runtime']} {settings['precision']}",
+        f"load, {clients} clients: {load['requests']:,} requests in {load['seconds']} s, "
+        f"{load['answered_per_s']:,.1f} answered/s, p50 {load['latency_ms']['p50']} ms, "
+        f"p99 {load['latency_ms']['p99']} ms, errors {load['errors']}, mean batch "
+        f"{load['mean_batch']}, peak memory {load['memory_after']['peak_rss_mib']:,.0f} MiB",
+        f"the network on prepared inputs: batch 128 {ref['batch_128']:,.1f} images/s, batch "
+        f"{clients} {ref[f'batch_{clients}']:,.1f} images/s",
+        f"served / batch 128: {r['load_vs_batch_128']:.2f}; served / batch {clients}: "
+        f"{r['load_vs_batch_of_clients']:.2f}",
+        f"overload, {over['clients']} clients, queue {over['max_queue']}: {over['requests']:,} "
+        f"requests, {over['refused_503']:,} refused (503, p50 "
+        f"{over['refused_latency_ms']['p50']} ms, p99 {over['refused_latency_ms']['p99']} ms), "
+        f"other errors {over['errors'] - over['refused_503']}, healthy after: "
+        f"{over['healthy_after']}",
+    ])  # fmt: skip
