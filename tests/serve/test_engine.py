@@ -1,0 +1,134 @@
+"""The engine behind the server and its micro-batcher, without HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from alexnet.data.images import BadImage
+from alexnet.serve.engine import Batcher, Engine
+
+from fixtures import encode, photo
+
+
+class Recording:
+    """An engine that records the batches it is given and answers each photo with the sum
+    of its views (so a mixed-up answer shows)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.fail = fail
+
+    def probabilities(self, batches):
+        if self.fail:
+            raise RuntimeError("the network broke")
+        self.batches.append([len(b) for b in batches])
+        return [b.sum(0) for b in batches]
+
+
+async def _submit_together(batcher: Batcher, sizes: list[int]):
+    batcher.start()
+    try:
+        items = [torch.full((n, 2), float(i)) for i, n in enumerate(sizes)]
+        return items, await asyncio.gather(
+            *(batcher.probabilities(x) for x in items), return_exceptions=True
+        )
+    finally:
+        await batcher.stop()
+
+
+def test_requests_waiting_together_share_batches_up_to_the_maximum():
+    engine = Recording()
+    items, out = asyncio.run(_submit_together(Batcher(engine, max_batch=5), [1] * 8))
+    assert engine.batches == [[1] * 5, [1] * 3]
+    for x, answer in zip(items, out, strict=True):
+        assert torch.equal(answer, x.sum(0))  # each caller gets its own photo's answer
+
+
+def test_a_request_larger_than_the_maximum_goes_alone():
+    engine = Recording()
+    asyncio.run(_submit_together(Batcher(engine, max_batch=4), [1, 10, 1, 1]))
+    assert engine.batches == [[1], [10], [1, 1]]
+
+
+def test_a_failing_network_fails_every_caller_of_its_batch():
+    _, out = asyncio.run(_submit_together(Batcher(Recording(fail=True), max_batch=8), [1, 1, 1]))
+    assert all(isinstance(e, RuntimeError) and "broke" in str(e) for e in out)
+
+
+def test_callers_who_gave_up_are_dropped_before_the_batch_runs():
+    engine = Recording()
+
+    async def scenario():
+        batcher = Batcher(engine, max_batch=8, max_wait=0.2, preparing=lambda: 1)
+        batcher.start()
+        try:
+            gone = asyncio.ensure_future(batcher.probabilities(torch.zeros(1, 2)))
+            await asyncio.sleep(0.01)
+            gone.cancel()  # its caller timed out while the batch waited for more
+            return await batcher.probabilities(torch.ones(3, 2))
+        finally:
+            await batcher.stop()
+
+    answer = asyncio.run(scenario())
+    assert engine.batches == [[3]] and torch.equal(answer, torch.full((2,), 3.0))
+
+
+def test_a_batch_waits_for_requests_on_their_way_but_not_past_the_maximum_wait():
+    engine = Recording()
+
+    async def scenario():
+        preparing = {"n": 1}
+        batcher = Batcher(engine, max_batch=8, max_wait=5.0, preparing=lambda: preparing["n"])
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.probabilities(torch.zeros(1, 2)))
+            await asyncio.sleep(0.05)
+            assert engine.batches == []  # one more is being decoded: the batch waits
+            preparing["n"] = 0
+            second = asyncio.ensure_future(batcher.probabilities(torch.zeros(1, 2)))
+            await asyncio.gather(first, second)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(scenario())
+    assert engine.batches == [[1, 1]]
+
+
+@pytest.fixture(scope="module")
+def engine(served):
+    return Engine(str(served))
+
+
+def test_only_the_webs_image_formats_are_decoded(engine):
+    assert engine.prepare(encode(photo(1), "PNG")).views.shape[0] == 1
+    assert engine.prepare(encode(photo(1), "PNG"), "ten-crop").views.shape[0] == 10
+    with pytest.raises(BadImage, match="accepted format"):
+        engine.prepare(encode(photo(1), "TIFF"))
+
+
+def test_onnx_file_serves_the_same_probabilities(engine, served, tmp_path):
+    from alexnet.export.onnx import export_onnx
+    from alexnet.models import checkpoint as ckpt
+
+    path = export_onnx(ckpt.load(served), tmp_path / "debug.onnx")
+    onnx = Engine(str(path))
+    assert onnx.runtime == "onnxruntime" and onnx.describe()["explain"] is False
+    assert onnx.describe()["classes"] == engine.describe()["classes"]
+    data = encode(photo(2), "PNG")
+    ours = engine.probabilities([engine.prepare(data, "ten-crop").views])[0]
+    theirs = onnx.probabilities([onnx.prepare(data, "ten-crop").views])[0]
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        onnx.explain(onnx.prepare(data))
+
+
+def test_an_index_of_another_network_is_refused(served, fc7_folder, tmp_path):
+    saved = torch.load(next(fc7_folder.glob("fc7-train-*.pt")), weights_only=True)
+    saved["features"] = saved["features"].flip(0)  # the vectors of other images
+    torch.save(saved, tmp_path / "fc7-train-160.pt")
+    with pytest.raises(ValueError, match="another network"):
+        Engine(str(served), index=str(tmp_path))
+    assert Engine(str(served), index=str(fc7_folder)).index is not None
