@@ -168,7 +168,7 @@ def test_there_are_over_a_hundred_cases():
     assert len(CASES) >= 100
 
 
-def _rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -183,7 +183,7 @@ def test_malformed_requests_get_clear_refusals_and_leave_the_server_as_it_was(se
     with Server(served) as server:
         for _ in range(3):  # the memory a working server settles at
             assert status_of(raw(server.port, good + b"")) in (200, 0)
-        start = _rss_mib(server.process.pid)
+        start = rss_mib(server.process.pid)
         failures, answered = [], {}
         for round_ in range(2):  # twice: a leak shows as growth from one round to the next
             for name, (request, app) in CASES.items():
@@ -199,10 +199,10 @@ def test_malformed_requests_get_clear_refusals_and_leave_the_server_as_it_was(se
                 if server.process.poll() is not None:
                     pytest.fail(f"the server died on {name!r}")
             if round_ == 0:
-                after_one = _rss_mib(server.process.pid)
+                after_one = rss_mib(server.process.pid)
         assert not failures, "\n".join(failures)
         assert server.healthy()
         assert status_of(raw(server.port, good)) == 200
-        end = _rss_mib(server.process.pid)
+        end = rss_mib(server.process.pid)
     assert end - start < 50, (start, after_one, end)
     assert set(answered) <= {200, 400, 404, 405, 413, 415, 422}, answered
