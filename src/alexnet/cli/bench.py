@@ -114,6 +114,7 @@ def _bench_serve(args: argparse.Namespace) -> None:
         overload_requests=args.overload_requests,
         overload_seconds=args.overload_seconds,
         server_options=tuple(args.server_option or ()),
+        rounds=args.rounds,
     )
     result["command"] = command_line()
     write_result(args, result)
@@ -320,8 +321,10 @@ def add_commands(commands) -> None:
     bench_serve.add_argument("images", nargs="+", help="photos to send: files or folders")
     bench_serve.add_argument("--checkpoint", required=True)
     bench_serve.add_argument("--clients", type=int, default=8)
-    bench_serve.add_argument("--requests", type=int, default=2000)
-    bench_serve.add_argument("--seconds", type=float, default=60)
+    bench_serve.add_argument("--requests", type=int, default=2000, help="per round")
+    bench_serve.add_argument("--seconds", type=float, default=60, help="per round")
+    bench_serve.add_argument("--rounds", type=int, default=3,
+                             help="load rounds, each after a reference timing")  # fmt: skip
     bench_serve.add_argument("--overload-clients", type=int, default=64)
     bench_serve.add_argument("--overload-queue", type=int, default=8)
     bench_serve.add_argument("--overload-requests", type=int, default=20000)

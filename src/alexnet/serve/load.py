@@ -187,6 +187,7 @@ def bench_serve(
     overload_seconds: float = 20,
     server_options: tuple[str, ...] = (),
     reference_images: int = 512,
+    rounds: int = 3,
 ) -> dict:
     from alexnet.bench.common import device_name, machine
     from alexnet.bench.predict import inference_rate
@@ -203,8 +204,9 @@ def bench_serve(
     reference = {"batch_128": inference_rate(loaded, 128, reference_images),
                  f"batch_{clients}": inference_rate(loaded, clients, reference_images)}  # fmt: skip
     for run in reference.values():
-        run()  # warm-up, then timed
-    rates = {name: [run()] for name, run in reference.items()}
+        run()  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in reference}
+    rounds_out = []
 
     result = {"machine": (host := machine()), "device": device_name(_cpu(), host["cpu"])}
     with Server(checkpoint, *server_options) as server:
@@ -212,18 +214,37 @@ def bench_serve(
         port = server.port
         wire = [request_bytes("/v1/predict", b, k, port) for b, k in payloads]
         asyncio.run(run_clients(port, wire, min(clients, 2), 2 * clients, 30))  # warm-up
-        results, wall = asyncio.run(run_clients(port, wire, clients, requests, seconds))
-        load = summarize(results, wall)
-        load["clients"] = clients
-        load["memory_before"], load["memory_after"] = before, server.memory()
-        load["healthy_after"] = server.healthy()
+        # Rounds alternate the reference (server idle) and the load, so that both see the
+        # same machine: a shared machine's speed drifts from minute to minute.
+        for _ in range(rounds):
+            for name, run in reference.items():
+                rates[name].append(run())
+            batches = _health(server)["batches"]
+            results, wall = asyncio.run(run_clients(port, wire, clients, requests, seconds))
+            load = summarize(results, wall)
+            load["mean_batch"] = round(
+                sum(s == 200 for s, _ in results) / max(1, _health(server)["batches"] - batches), 2
+            )
+            load["vs_batch_128"] = round(load["answered_per_s"] / rates["batch_128"][-1], 3)
+            load[f"vs_batch_{clients}"] = round(
+                load["answered_per_s"] / rates[f"batch_{clients}"][-1], 3
+            )
+            rounds_out.append(load)
         model = json.loads(urllib.request.urlopen(server.url + "/v1/model").read())
-        health = json.loads(urllib.request.urlopen(server.url + "/healthz").read())
-        load["batches"] = health["batches"]
-        load["mean_batch"] = round(sum(s == 200 for s, _ in results) / max(1, health["batches"]), 2)
-    for name, run in reference.items():
-        rates[name].append(run())
-    result["reference_images_per_s"] = {k: round(statistics.median(v), 1) for k, v in rates.items()}
+        memory = {"before": before, "after": server.memory()}
+        healthy = server.healthy()
+    result["reference_images_per_s"] = {k: [round(v, 1) for v in vs] for k, vs in rates.items()}
+    median = lambda key: round(statistics.median(r[key] for r in rounds_out), 3)  # noqa: E731
+    load = {
+        "clients": clients,
+        "rounds": rounds_out,
+        "answered_per_s": median("answered_per_s"),
+        "vs_batch_128": median("vs_batch_128"),
+        f"vs_batch_{clients}": median(f"vs_batch_{clients}"),
+        "errors": sum(r["errors"] for r in rounds_out),
+        "memory": memory,
+        "healthy_after": healthy,
+    }
     overload_options = (*server_options, "--max-queue", str(overload_queue))
     with Server(checkpoint, *overload_options) as server:
         wire = [request_bytes("/v1/predict", b, k, server.port) for b, k in payloads]
@@ -239,19 +260,19 @@ def bench_serve(
             "healthy_after": server.healthy(), "memory_after": server.memory(),
             "crashed": server.process.poll() is not None,
         })  # fmt: skip
-    batch_rate = result["reference_images_per_s"]["batch_128"]
     result.update({
         "settings": {"checkpoint": str(checkpoint), "network": model["network"],
                      "images": len(images), "server_options": list(server_options),
                      "limits": model["limits"], "precision": model["precision"],
                      "runtime": model["runtime"]},
         "load": load, "overload": overload,
-        "load_vs_batch_128": round(load["answered_per_s"] / batch_rate, 3),
-        "load_vs_batch_of_clients": round(
-            load["answered_per_s"] / result["reference_images_per_s"][f"batch_{clients}"], 3),
     })  # fmt: skip
     result["table"] = table(result)
     return result
+
+
+def _health(server: Server) -> dict:
+    return json.loads(urllib.request.urlopen(server.url + "/healthz").read())
 
 
 def _ms(value):
@@ -268,20 +289,28 @@ def table(r: dict) -> str:
     load, over, ref = r["load"], r["overload"], r["reference_images_per_s"]
     clients = load["clients"]
     settings = r["settings"]
-    return "\n".join([
+    lines = [
         f"alexnet bench serve on {r['device']}: {settings['network']}, "
         f"{settings['images']} photos, {settings['runtime']} {settings['precision']}",
-        f"load, {clients} clients: {load['requests']:,} requests in {load['seconds']} s, "
-        f"{load['answered_per_s']:,.1f} answered/s, p50 {load['latency_ms']['p50']} ms, "
-        f"p99 {load['latency_ms']['p99']} ms, errors {load['errors']}, mean batch "
-        f"{load['mean_batch']}, peak memory {load['memory_after']['peak_rss_mib']:,.0f} MiB",
-        f"the network on prepared inputs: batch 128 {ref['batch_128']:,.1f} images/s, batch "
-        f"{clients} {ref[f'batch_{clients}']:,.1f} images/s",
-        f"served / batch 128: {r['load_vs_batch_128']:.2f}; served / batch {clients}: "
-        f"{r['load_vs_batch_of_clients']:.2f}",
+        f"{'round':>5} {'answered/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+        f"{'batch':>5} {'net@128/s':>9} {f'net@{clients}/s':>9} {'/128':>5} {f'/{clients}':>5}",
+    ]
+    for i, row in enumerate(load["rounds"]):
+        lines.append(
+            f"{i + 1:>5} {row['answered_per_s']:>10,.1f} {row['latency_ms']['p50']:>7} "
+            f"{row['latency_ms']['p99']:>7} {row['errors']:>6} {row['mean_batch']:>5} "
+            f"{ref['batch_128'][i]:>9,.1f} {ref[f'batch_{clients}'][i]:>9,.1f} "
+            f"{row['vs_batch_128']:>5.2f} {row[f'vs_batch_{clients}']:>5.2f}"
+        )
+    lines += [
+        f"{clients} clients, median of {len(load['rounds'])} rounds: served / the network at "
+        f"batch 128 = {load['vs_batch_128']:.2f}, / at batch {clients} = "
+        f"{load[f'vs_batch_{clients}']:.2f}; peak memory "
+        f"{load['memory']['after']['peak_rss_mib']:,.0f} MiB",
         f"overload, {over['clients']} clients, queue {over['max_queue']}: {over['requests']:,} "
-        f"requests, {over['refused_503']:,} refused (503, p50 "
+        f"requests in {over['seconds']} s, {over['refused_503']:,} refused (503, p50 "
         f"{over['refused_latency_ms']['p50']} ms, p99 {over['refused_latency_ms']['p99']} ms), "
-        f"other errors {over['errors'] - over['refused_503']}, healthy after: "
-        f"{over['healthy_after']}",
-    ])  # fmt: skip
+        f"{over['statuses'].get('200', 0):,} answered, other errors "
+        f"{over['errors'] - over['refused_503']}, healthy after: {over['healthy_after']}",
+    ]
+    return "\n".join(lines)
