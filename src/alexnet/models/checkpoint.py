@@ -9,19 +9,24 @@ turn a photograph into the network's input (the mean image, the class names, the
 `load` also reads the weights-only safetensors files of `alexnet.models.tensorfile`.
 
 Files are written atomically (temporary file, fsync, rename): a kill or a full disk leaves
-the previous checkpoint as it was.
+the previous checkpoint as it was. Each carries the SHA-256 of its content
+(`alexnet.core.digest`), checked when it is read: torch.load checks nothing of the tensor
+data, so a file damaged after it was written (a flipped bit, a bad disk or copy) would
+otherwise load as other weights.
 """
 
 from __future__ import annotations
 
 import errno
 import random
+import warnings
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from alexnet.core.digest import content_digest
 from alexnet.core.files import atomic_write
 from alexnet.models.alexnet import AlexNet
 from alexnet.models.registry import create_model
@@ -84,6 +89,8 @@ def save(path: str | Path, checkpoint: dict) -> None:
     """Write atomically. A full disk raises CheckpointError saying the old file is intact."""
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, **checkpoint}
+    payload.pop("path", None)  # where it was read from: not part of it
+    payload["digest"] = content_digest(payload)
     try:
         atomic_write(path, lambda handle: torch.save(payload, handle))
     except OSError as error:
@@ -110,12 +117,14 @@ def load(path: str | Path, map_location="cpu") -> dict:
         checkpoint["path"] = str(path)
         return checkpoint
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol: it is refused below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated zip, wrong file type, foreign pickle ...
+        said = (str(error).splitlines() or ["no message"])[0][:200]
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); it may be truncated or corrupt. Use another "
-            "one (each run keeps `last.pt` and `best.pt`)"
+            f"{path} is not a readable checkpoint ({type(error).__name__}: {said}); it may be "
+            "truncated or corrupt. Use another one (each run keeps `last.pt` and `best.pt`)"
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an alexnet checkpoint")
@@ -123,6 +132,13 @@ def load(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(
             f"{path} has checkpoint format {checkpoint.get('version')}; this version reads "
             f"{VERSION}"
+        )
+    saved = checkpoint.pop("digest", None)  # absent from files written before it existed
+    if saved is not None and content_digest(checkpoint) != saved:
+        raise CheckpointError(
+            f"{path} is damaged: its contents do not match the SHA-256 saved with them (the "
+            "file changed after it was written: a bad disk, a bad copy, a flipped bit). Use "
+            "another checkpoint (each run keeps `last.pt` and `best.pt`)"
         )
     checkpoint["path"] = str(path)
     return checkpoint

@@ -6,7 +6,9 @@ its input from a photograph (class ids and names, sizes, normalization) in the m
 with the mean image and the per-channel scale as tensors of their own (`data.mean_image`,
 `data.scale`). `eval`, `predict`, `features` and `--init-from` take such a file as they take
 a checkpoint (`checkpoint.load` reads either). The optimizer and the run's position are not
-kept: it is for using a network, not for resuming its training.
+kept: it is for using a network, not for resuming its training. The metadata holds the
+SHA-256 of the tensors and the rest of the metadata (`alexnet.core.digest`), checked on
+reading: safetensors checks the header's offsets, not the values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 from pathlib import Path
 
 import torch
+
+from alexnet.core.digest import content_digest
 
 FORMAT = "alexnet-weights"
 VERSION = 1
@@ -51,6 +55,7 @@ def save_weights(checkpoint: dict, path: str | Path) -> None:
         "alexnet_version": str(checkpoint.get("alexnet_version", "")),
     }
     everything = dict(sorted({**tensors, **data_tensors}.items()))  # the same bytes each time
+    metadata["digest"] = content_digest({"tensors": everything, "metadata": metadata})
     # written whole or not at all: a kill never leaves half a file under the name
     atomic_write(Path(path), lambda handle: handle.write(_serialize(everything, metadata)))
 
@@ -89,6 +94,12 @@ def load_weights(path: str | Path) -> dict:
     if metadata.get("version") != str(VERSION):
         raise ValueError(
             f"{path} has weights format {metadata.get('version')}; this version reads {VERSION}"
+        )
+    saved = metadata.pop("digest", None)
+    if saved is not None and content_digest({"tensors": tensors, "metadata": metadata}) != saved:
+        raise ValueError(
+            f"{path} is damaged: its contents do not match the SHA-256 saved with them (the "
+            "file changed after it was written: a bad disk, a bad copy, a flipped bit)"
         )
     data = json.loads(metadata["data"])
     state_dict = {}
