@@ -1,0 +1,85 @@
+"""Damaged and hostile checkpoints: `eval`, `predict`, `train --resume` and `--init-from`
+each refuse every one with one clear line and a non-zero exit, and no pickled code runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from tamper import tampered
+
+from fixtures import DEBUG, ROOT, cli, encode, photo
+
+# ALEXNET_LONG_FAULTS=1: the long variant, as run for docs/reliability.md
+LONG = os.environ.get("ALEXNET_LONG_FAULTS") == "1"
+
+
+@pytest.fixture(scope="module")
+def cases(debug_run, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tampered")
+    marker = folder / "code-ran"
+    files = {}
+    made = tampered(debug_run / "checkpoints" / "last.pt", marker,
+                    truncations=200 if LONG else 12, flips=200 if LONG else 12)  # fmt: skip
+    for i, (name, data) in enumerate(made.items()):
+        path = folder / f"case-{i}.pt"
+        path.write_bytes(data)
+        files[name] = path
+    return files, marker
+
+
+def commands(path, run_dir, store, picture, tmp_path):
+    """The four ways a user hands the package a checkpoint."""
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run_dir, resumed, dirs_exist_ok=True)
+    shutil.copy(path, resumed / "checkpoints" / "last.pt")
+    return {
+        "eval": ["eval", "--checkpoint", path, "--data", store],
+        "predict": ["predict", picture, "--checkpoint", path],
+        "train --resume": ["train", "--resume", resumed],
+        "train --init-from": [
+            "train",
+            "--config",
+            DEBUG,
+            "--set",
+            f"data.store={store}",
+            "--init-from",
+            path,
+            "--out",
+            tmp_path / "fresh",
+        ],  # fmt: skip
+    }
+
+
+def test_every_damaged_or_hostile_checkpoint_is_refused_in_one_line(
+    cases, debug_run, store, tmp_path
+):
+    files, marker = cases
+    picture = tmp_path / "photo.png"
+    picture.write_bytes(encode(photo(0), "PNG"))
+    failures = []
+    for name, path in files.items():
+        for command, args in commands(path, debug_run, store, picture, tmp_path).items():
+            done = cli(*args)
+            lines = done.stderr.strip().splitlines()
+            if done.returncode == 0 or len(lines) != 1 or "Traceback" in done.stderr:
+                failures.append(f"{name} / {command}: exit {done.returncode}: {done.stderr[-500:]}")
+            elif str(path) not in lines[0] and "last.pt" not in lines[0]:
+                failures.append(f"{name} / {command}: the line does not name the file: {lines[0]}")
+            shutil.rmtree(tmp_path / "fresh", ignore_errors=True)
+    assert not failures, "\n".join(failures[:20])
+    assert not marker.exists(), "pickled code ran"
+    assert len(files) >= 30
+
+
+def test_the_real_command_refuses_a_hostile_pickle_without_running_it(cases, store):
+    files, marker = cases
+    path = files["torch.save of an object that runs code"]
+    done = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(path),
+                           "--data", str(store)], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1 and "not a readable checkpoint" in done.stderr
+    assert not marker.exists()
