@@ -50,7 +50,7 @@ def commands(path, run_dir, store, picture, tmp_path):
             path,
             "--out",
             tmp_path / "fresh",
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -78,8 +78,8 @@ def test_every_damaged_or_hostile_checkpoint_is_refused_in_one_line(
 def test_the_real_command_refuses_a_hostile_pickle_without_running_it(cases, store):
     files, marker = cases
     path = files["torch.save of an object that runs code"]
-    done = subprocess.run([sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(path),
-                           "--data", str(store)], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    command = [sys.executable, "-m", "alexnet", "eval", "--checkpoint", str(path), "--data", store]
+    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, cwd=ROOT)
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1 and "not a readable checkpoint" in done.stderr
     assert not marker.exists()
