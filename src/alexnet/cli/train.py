@@ -11,6 +11,15 @@ from pathlib import Path
 def _train(args: argparse.Namespace) -> None:
     from alexnet.train.trainer import TrainingError, run_from_args
 
+    if args.auto_resume:
+        if not args.out or args.resume:
+            raise ValueError("--auto-resume takes --out RUN_DIR (and --config for the first "
+                             "start), not --resume")  # fmt: skip
+        if (Path(args.out) / "checkpoints" / "last.pt").is_file():
+            # torchrun --max-restarts runs the same command again after a failure: the run
+            # goes on from its last checkpoint, with its own recipe
+            args.resume, args.config, args.set, args.init_from = args.out, None, [], None
+            args.out = None
     if not args.config and not args.resume:
         raise ValueError("give a recipe with --config configs/NAME.yaml, or --resume RUN_DIR")
     overrides = list(args.set)
@@ -87,6 +96,13 @@ def add_commands(commands) -> None:
     )
     train.add_argument("--out", help="run directory (default: runs/RECIPE-DATE-TIME)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="with --out RUN_DIR: continue the run there if RUN_DIR holds a checkpoint, else "
+        "start it with --config. The same command then starts and restarts a run, as "
+        "`torchrun --max-restarts=N` and job schedulers that requeue a job need",
+    )
     train.add_argument(
         "--init-from",
         metavar="SOURCE",
