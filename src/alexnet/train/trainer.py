@@ -23,6 +23,7 @@ import gc
 import logging
 import math
 import os
+import random
 import shlex
 import signal
 import sys
@@ -212,6 +213,10 @@ class Trainer:
     def _open_checkpoint(self, resume: bool) -> dict | None:
         """The checkpoint to resume from; a new run refuses a directory that holds one."""
         if resume:
+            if self.procs.main:
+                for stale in (self.run_dir / "checkpoints").glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)  # what a save cut short by a kill left
+                    log.info("removed %s, left by a save that was cut short", stale)
             return ckpt.load(ckpt.find(self.run_dir), map_location="cpu")
         if self.procs.main and (self.run_dir / "checkpoints" / "last.pt").exists():
             raise ConfigError(
@@ -288,6 +293,12 @@ class Trainer:
         `step_model` what trains."""
         config, run, device = self.config, self.config.run, self.device
         torch.manual_seed(run.seed)  # the initial weights
+        # The run draws nothing from Python's or numpy's global generators (the views have
+        # their own, seeded per image), but code it calls could: seeded too, so that every
+        # generator a checkpoint records starts where the recipe says (a resumed run
+        # restores them from the checkpoint instead)
+        random.seed(run.seed)
+        np.random.seed(run.seed)
         model = create_model(
             config.model_name,
             num_classes=self.num_classes,
