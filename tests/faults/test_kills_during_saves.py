@@ -1,0 +1,88 @@
+"""SIGKILLs at seeded random moments of a run that saves a checkpoint after every step, so
+that some land inside a save: after each, every checkpoint in the folder loads, the same
+command continues the run, and it ends with the weights, velocities, generator states and
+metrics of a run never killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from alexnet.models import checkpoint as ckpt
+
+from fixtures import DEBUG, ROOT, cli
+
+LONG = os.environ.get("ALEXNET_LONG_FAULTS") == "1"
+ENV = {**os.environ, "ALEXNET_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+
+
+def kill_at_random_moments(args, run, kills: int, seed: int) -> list[dict]:
+    """Start the command, wait until it has saved a checkpoint of this start, SIGKILL it
+    after a random delay; `kills` times. What each kill left is checked and returned."""
+    rng = random.Random(seed)
+    folder = run / "checkpoints"
+    record = []
+    while len(record) < kills:
+        before = (folder / "last.pt").stat().st_mtime_ns if (folder / "last.pt").exists() else 0
+        process = subprocess.Popen([sys.executable, "-m", "alexnet", *map(str, args)], env=ENV,
+                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not ((folder / "last.pt").exists()
+                   and (folder / "last.pt").stat().st_mtime_ns != before):  # fmt: skip
+            assert process.poll() is None, process.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint was saved"
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.4))
+        if process.poll() is not None:  # it finished first
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        inside = sorted(p.name for p in folder.glob(".*.tmp"))  # a save it cut short
+        loads = {p.name: ckpt.load(p)["progress"]["global_step"] for p in folder.glob("*.pt")}
+        record.append({"inside_a_save": inside, "checkpoints": loads})
+    return record
+
+
+def test_kills_inside_and_between_saves_never_lose_the_run(store, tmp_path):
+    # fc layers of 2048 units: a 43 MB checkpoint, whose save takes much of each step
+    sets = [f"data.store={store}", "run.epochs=4", "run.checkpoint_steps=1", "model.fc_width=2048"]
+    args = ["train", "--config", DEBUG, *[x for s in sets for x in ("--set", s)]]
+    whole = subprocess.run([sys.executable, "-m", "alexnet", *map(str, args), "--out",
+                            str(tmp_path / "whole")], env=ENV, cwd=ROOT, capture_output=True,
+                           text=True)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+
+    run = tmp_path / "killed"
+    command = [*args, "--out", run, "--auto-resume"]
+    record = kill_at_random_moments(command, run, kills=40 if LONG else 8, seed=0)
+    assert len(record) >= 8, record
+    steps = [max(r["checkpoints"].values()) for r in record]
+    assert steps == sorted(steps) and steps[-1] < 80, steps  # all mid-run, never lost ground
+    finished = cli(*command)
+    assert finished.returncode == 0, finished.stderr
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+
+    a = ckpt.load(tmp_path / "whole" / "checkpoints" / "last.pt")
+    b = ckpt.load(run / "checkpoints" / "last.pt")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for key, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["velocity"], b["optimizer"]["state"][key]["velocity"])
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert a["rng"]["python"] == b["rng"]["python"]
+    assert torch.equal(a["rng"]["numpy"]["key"], b["rng"]["numpy"]["key"])
+    losses = [
+        [json.loads(x)["train_loss"] for x in (r / "metrics.jsonl").read_text().splitlines()]
+        for r in (tmp_path / "whole", run)
+    ]
+    assert losses[0] == losses[1]
+    inside = sum(bool(r["inside_a_save"]) for r in record)
+    assert inside >= 2, record  # the test is about kills inside saves: some must be
+    print(json.dumps({"kills": len(record), "inside_a_save": inside}))
