@@ -31,8 +31,9 @@ def kill_at_random_moments(args, run, kills: int, seed: int) -> list[dict]:
     record = []
     while len(record) < kills:
         before = (folder / "last.pt").stat().st_mtime_ns if (folder / "last.pt").exists() else 0
-        process = subprocess.Popen([sys.executable, "-m", "alexnet", *map(str, args)], env=ENV,
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        command = [sys.executable, "-m", "alexnet", *map(str, args)]
+        process = subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)  # fmt: skip
         deadline = time.monotonic() + 120
         while not ((folder / "last.pt").exists()
                    and (folder / "last.pt").stat().st_mtime_ns != before):  # fmt: skip
