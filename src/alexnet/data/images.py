@@ -23,9 +23,12 @@ FILTERS = {
 DEFAULT_FILTER = "bilinear"
 # Pillow's own default limit. Larger images are refused as decompression bombs.
 DEFAULT_MAX_PIXELS = 89_478_485
-#: The formats a photo sent to the server may have (Pillow's names): the web's image
-#: formats. Only their decoders look at the bytes, so a file in another format, or
-#: pretending to be one, reaches no other parser.
+#: The formats a photo may have (Pillow's names): those of photo datasets and cameras.
+#: Only their decoders ever look at a file's bytes, so a file in another format, or
+#: pretending to be one, reaches none of Pillow's other parsers (its rarely used ones are
+#: where most of its advisories have been).
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+#: The formats a photo sent to the server may have: the web's.
 WEB_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 
 
@@ -84,7 +87,7 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft: bool = True,
     exif: bool = False,
-    formats: tuple[str, ...] | None = None,
+    formats: tuple[str, ...] | None = PHOTO_FORMATS,
 ) -> np.ndarray:
     """Encoded image bytes -> uint8 array (size, size, channels).
 
@@ -97,8 +100,8 @@ def decode(
     datasets). `draft` lets libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale, but only
     while the result keeps at least twice the target side, so the antialiased filter still
     does the final reduction (Pillow's `thumbnail` does the same). `formats`: the only
-    formats tried (Pillow's names, e.g. WEB_FORMATS); None tries every one Pillow reads.
-    An animated image gives its first frame. Raises BadImage.
+    formats tried (Pillow's names); None tries every one Pillow reads. An animated image
+    gives its first frame. Raises BadImage, whatever the bytes.
     """
     if not data:
         raise BadImage("empty file (0 bytes)")
@@ -106,6 +109,9 @@ def decode(
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; we refuse at 1x.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # a damaged file's complaints (corrupt EXIF, tags past the end): it decodes or
+            # is refused, and says nothing in between
+            warnings.simplefilter("ignore", UserWarning)
             image = Image.open(io.BytesIO(data), formats=formats)
             width, height = image.size
             if width * height > max_pixels:
@@ -128,18 +134,25 @@ def decode(
         raise BadImage("not an image (no decoder recognises its contents)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise BadImage(f"corrupt or truncated image: {error}") from None
-    if channels == 1:
-        image = to_rgb(image).convert("L") if image.mode != "L" else image
-    elif channels == 3:
-        image = to_rgb(image)
-    else:
+    except MemoryError:
+        raise BadImage("decoding it takes more memory than there is") from None
+    except Exception as error:  # a decoder tripped on damaged bytes (struct.error, IndexError)
+        raise BadImage(f"corrupt image ({type(error).__name__}: {error})"[:300]) from None
+    if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if size is None:
-        if image.width != image.height:
-            raise BadImage(f"expected a square image, got {image.width}x{image.height}")
-    else:
-        image = center_square(resize_shorter_side(image, size, FILTERS[filter]), size)
-    pixels = np.asarray(image, dtype=np.uint8)
+    if size is None and image.width != image.height:
+        raise BadImage(f"expected a square image, got {image.width}x{image.height}")
+    try:
+        if channels == 1:
+            image = to_rgb(image).convert("L") if image.mode != "L" else image
+        else:
+            image = to_rgb(image)
+        if size is not None:
+            image = center_square(resize_shorter_side(image, size, FILTERS[filter]), size)
+        pixels = np.asarray(image, dtype=np.uint8)
+    except Exception as error:  # a mode or a size the converters cannot take
+        raise BadImage(f"cannot convert the {image.mode} image of size {image.size} "
+                       f"({type(error).__name__}: {error})"[:300]) from None  # fmt: skip
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
 
 
