@@ -96,6 +96,24 @@ def _split_classes(args: argparse.Namespace) -> None:
           f"train on one with --set data.class_ids={out}/A.txt")  # fmt: skip
 
 
+def _data_verify(args: argparse.Namespace) -> None:
+    from alexnet.data.store import Store
+
+    report = Store(args.store).verify(progress=lambda name: print(f"  checked {name}"))
+    if report["unchecked"]:
+        print(f"{args.store} was prepared before stores kept checksums: nothing to compare "
+              "(prepare it again to have them)")  # fmt: skip
+        return
+    for name in report["differ"]:
+        print(f"  DIFFERS {name}", file=sys.stderr)
+    for name in report["missing"]:
+        print(f"  MISSING {name}", file=sys.stderr)
+    bad = len(report["differ"]) + len(report["missing"])
+    print(f"{args.store}: {len(report['checked'])} files as prepared, {bad} not")
+    if bad:
+        raise SystemExit(1)
+
+
 def add_commands(commands) -> None:
     data = commands.add_parser("data", help="prepare datasets into stores and look at them")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -149,6 +167,15 @@ def add_commands(commands) -> None:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--out", required=True, help="folder for A.txt, B.txt and split.json")
     split.set_defaults(run=_split_classes)
+
+    verify = data_commands.add_parser(
+        "verify",
+        help="check a store's files against the SHA-256 its manifest recorded",
+        description="Reads every split file of the store and compares its SHA-256 with the "
+        "one `alexnet data prepare` recorded; exit status 1 when one differs or is missing.",
+    )
+    verify.add_argument("store", help="a prepared store")
+    verify.set_defaults(run=_data_verify)
 
     show = data_commands.add_parser("show", help="counts, classes, sample grid, mean and PCA")
     show.add_argument("store")

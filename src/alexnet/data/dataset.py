@@ -128,6 +128,7 @@ class StoreDataset(torch.utils.data.Dataset):
         return images[0], labels[0]
 
     def __getitems__(self, indices) -> tuple[torch.Tensor | ViewBatch, torch.Tensor]:
+        self.split.check()  # the store's files are the ones opened (StoreChanged if not)
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"index out of range for a split of {len(self)} images")
@@ -152,6 +153,7 @@ class StoreDataset(torch.utils.data.Dataset):
                 np.repeat(rows, 10), ten_crops(self.crop_size, view_size) * len(rows)
             )
             out = out.reshape(len(indices), 10, *out.shape[1:])
+        self.split.check()  # and were so while the pixels were read
         if self.render == "device":
             return out, labels
         images = torch.from_numpy(out)

@@ -26,7 +26,15 @@ from alexnet.core.version import __version__
 from alexnet.data import images as image_codec
 from alexnet.data.sources import Listing, Reader, list_source
 from alexnet.data.stats import PixelStats, PixelSums
-from alexnet.data.store import FORMAT, FORMAT_VERSION, MANIFEST, WORK, Store
+from alexnet.data.store import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    SPLIT_FILES,
+    WORK,
+    Store,
+    file_sha256,
+)
 
 log = logging.getLogger(__name__)
 
@@ -422,6 +430,13 @@ def prepare_listing(
             for split in listing.splits
         },
         "quarantined": len(quarantine),
+        # what `alexnet data verify` and a run's resume check the files against
+        "checksums": {
+            f"{split}/{name}": file_sha256(out / split / name)
+            for split in listing.splits
+            for name in SPLIT_FILES
+            if (out / split / name).is_file()
+        },
         "stats": {
             "file": "stats.npz",
             "channel_mean": stats.channel_mean.tolist(),

@@ -9,12 +9,20 @@
 
 Raw bytes rather than .npy so that prepare can append images and, after a kill, cut the
 file back to the last checkpoint; numpy maps it with the shape the manifest records.
+
+The manifest records each split file's SHA-256 (`alexnet data verify` recomputes them). A
+split refuses to open when a file's size is not the manifest's, and a split in use notices a
+file changed under it (size, modification time, inode: `StoreSplit.check`, which the views
+call before and after reading each batch) and raises StoreChanged rather than hand on
+pixels that are not the prepared ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -32,15 +40,56 @@ class StoreError(ValueError):
     """The directory is not a usable store; the message says what to do."""
 
 
+class StoreChanged(StoreError):
+    """A store file changed while a split of it was in use."""
+
+
+#: The files of a split whose bytes the manifest's checksums cover.
+SPLIT_FILES = ("images.u8", "labels.npy")
+
+
+def file_sha256(path: Path, block: int = 16 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev
+
+
 @dataclass
 class StoreSplit:
     name: str
     images: np.ndarray  # (N, H, W, C) uint8, memory-mapped
     labels: np.ndarray  # (N,) int64
     root: Path
+    seen: dict = field(default_factory=dict)  # path -> its identity when it was opened
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def check(self) -> None:
+        """Raise StoreChanged if a file of the split is not the one opened (a truncation,
+        a rewrite, a replacement): a few stat calls."""
+        for path, seen in self.seen.items():
+            try:
+                now = _identity(path)
+            except OSError as error:
+                now = (f"gone: {error.strerror}",)
+            if now != seen:
+                what = (f"{seen[0]:,} bytes, now {now[0]:,}" if isinstance(now[0], int)
+                        else now[0])  # fmt: skip
+                raise StoreChanged(
+                    f"{path} changed while the run was reading it ({what}; modified "
+                    f"{'at another time' if now[:1] == seen[:1] else 'in size'}): the store "
+                    f"{self.root.parent} no longer holds the images it was prepared with. "
+                    "Stopped before using them; restore or prepare the store again (`alexnet "
+                    "data verify` checks it), then continue with --resume"
+                )
 
     @cached_property
     def files(self) -> list[str]:
@@ -109,6 +158,15 @@ class Store:
             count, side = info["images"], self.image_size
             folder = self.root / name
             shape = (count, side, side, self.channels)
+            expected = count * side * side * self.channels
+            size = (folder / "images.u8").stat().st_size if count else 0
+            if size != expected:
+                raise StoreError(
+                    f"{folder / 'images.u8'} is {size:,} bytes; the manifest's {count:,} "
+                    f"images of {side}x{side}x{self.channels} take {expected:,}: the store was "
+                    "cut short or changed. Prepare it again (`alexnet data verify` says which "
+                    "files differ)"
+                )
             images = (
                 np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=shape)
                 if count
@@ -117,12 +175,32 @@ class Store:
             labels = np.load(folder / "labels.npy")
             if len(labels) != count:
                 raise StoreError(f"{folder}: {len(labels)} labels for {count} images")
-            self._splits[name] = StoreSplit(name, images, labels, folder)
+            seen = {folder / f: _identity(folder / f) for f in SPLIT_FILES
+                    if (folder / f).exists()}  # fmt: skip
+            self._splits[name] = StoreSplit(name, images, labels, folder, seen)
         return self._splits[name]
 
     @cached_property
     def stats(self) -> PixelStats:
         return PixelStats.load(self.root / "stats.npz")
+
+    def verify(self, progress=None) -> dict:
+        """Each split file's SHA-256 against the manifest's: {"checked": [...], "differ":
+        [...], "missing": [...]}; stores prepared before checksums were kept have none to
+        check ("unchecked")."""
+        kept = self.manifest.get("checksums")
+        if not kept:
+            return {"checked": [], "differ": [], "missing": [], "unchecked": True}
+        report = {"checked": [], "differ": [], "missing": [], "unchecked": False}
+        for name, sha in sorted(kept.items()):
+            path = self.root / name
+            if not path.is_file():
+                report["missing"].append(name)
+                continue
+            (report["checked"] if file_sha256(path) == sha else report["differ"]).append(name)
+            if progress is not None:
+                progress(name)
+        return report
 
     def quarantine(self) -> list[dict]:
         path = self.root / "quarantine.jsonl"

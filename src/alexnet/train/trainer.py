@@ -58,7 +58,7 @@ from alexnet.data.loader import (
     subset,
 )
 from alexnet.data.render import DeviceRenderer
-from alexnet.data.store import Store
+from alexnet.data.store import Store, StoreError
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.registry import VARIANTS, create_model
@@ -74,6 +74,15 @@ log = logging.getLogger("alexnet.train.trainer")
 
 class TrainingError(RuntimeError):
     """A run that had to stop; the message says why and what is kept."""
+
+
+def _own_message(error: Exception) -> str:
+    """An exception's message without what a DataLoader worker wraps it in ("Caught X in
+    DataLoader worker process 0. Original Traceback ...": the message is the last line)."""
+    text = str(error)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text
 
 
 # ---------------------------------------------------------------------------------------
@@ -530,6 +539,8 @@ class Trainer:
                 previous[signum] = signal.signal(signum, self._request_stop)
         try:
             return self._run()
+        except StoreError as error:  # its files changed under the run: stop, say which
+            raise TrainingError(_own_message(error)) from None
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
