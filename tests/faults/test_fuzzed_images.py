@@ -28,7 +28,9 @@ FUZZ = settings(max_examples=2000 if LONG else 60, derandomize=True, database=No
 
 
 @pytest.mark.parametrize("kind", sorted(SEEDS))
-def test_mutated_files_decode_or_are_refused_with_a_reason(kind):
+def test_mutated_files_decode_or_are_refused_with_a_reason(kind, record):
+    seen = {"decoded": 0, "refused": 0, "slowest_s": 0.0}
+
     @FUZZ
     @given(mutated(SEEDS[kind]))
     def check(data):
@@ -36,11 +38,16 @@ def test_mutated_files_decode_or_are_refused_with_a_reason(kind):
         try:
             pixels = decode(data, 64)
             assert pixels.shape == (64, 64, 3) and pixels.dtype.name == "uint8"
+            seen["decoded"] += 1
         except BadImage as error:
             assert str(error)
-        assert time.perf_counter() - start < 5
+            seen["refused"] += 1
+        seconds = time.perf_counter() - start
+        seen["slowest_s"] = max(seen["slowest_s"], round(seconds, 4))
+        assert seconds < 5
 
     check()
+    record(f"fuzz-{kind.replace(' ', '-')}", {"seed": kind, **seen, "uncaught": 0})
 
 
 @pytest.mark.parametrize("name", sorted(hand_made()))
@@ -83,7 +90,7 @@ def fuzzed_folder(folder: Path, per_seed: int) -> Path:
     return folder
 
 
-def test_decoding_under_a_memory_limit_stays_within_it(tmp_path):
+def test_decoding_under_a_memory_limit_stays_within_it(tmp_path, record):
     folder = fuzzed_folder(tmp_path / "files", per_seed=300 if LONG else 12)
     worker = Path(__file__).with_name("decode_worker.py")
     done = subprocess.run([sys.executable, str(worker), str(folder), "768"], cwd=ROOT,
@@ -94,9 +101,16 @@ def test_decoding_under_a_memory_limit_stays_within_it(tmp_path):
     assert not [r for r in rows if r["outcome"] == "uncaught"]
     assert max(r["seconds"] for r in rows) < 5
     assert max(r["peak_mib"] for r in rows) < 400, max(rows, key=lambda r: r["peak_mib"])
+    record("fuzz-memory-limit", {
+        "files": len(rows), "limit_mib_above_imports": 768,
+        "outcomes": {k: sum(r["outcome"] == k for r in rows) for k in ("decoded", "refused")},
+        "uncaught": 0, "slowest_s": max(r["seconds"] for r in rows),
+        "largest_peak_mib": max(r["peak_mib"] for r in rows),
+        "hand_made": [r for r in rows if r["file"].startswith("hand-")],
+    })  # fmt: skip
 
 
-def test_prepare_quarantines_and_predict_reports_every_bad_file(tmp_path, debug_run):
+def test_prepare_quarantines_and_predict_reports_every_bad_file(tmp_path, debug_run, record):
     from alexnet.data.prepare import NoProgress, Settings, prepare
 
     files = fuzzed_folder(tmp_path / "fuzzed", per_seed=6)
@@ -116,3 +130,5 @@ def test_prepare_quarantines_and_predict_reports_every_bad_file(tmp_path, debug_
     assert len(rows) == total and done.returncode == 1  # some files gave no prediction
     bad = [r for r in rows if r["error"]]
     assert len(bad) * 2 == len(report.quarantined)  # the same files, in both splits
+    record("fuzz-prepare-predict", {"files": total, "quarantined_per_split": len(bad),
+                                    "predict_error_rows": len(bad), "predict_exit": 1})  # fmt: skip

@@ -36,7 +36,7 @@ def overwrite(path):
 
 
 @pytest.mark.parametrize("damage", [truncate, overwrite])
-def test_a_store_file_changed_under_a_running_run_stops_it(own_store, tmp_path, damage):
+def test_a_store_file_changed_under_a_running_run_stops_it(own_store, tmp_path, damage, record):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "alexnet", "train", "--config", str(DEBUG), "--set",
                f"data.store={own_store}", "--set", "run.epochs=100", "--set",
@@ -54,6 +54,8 @@ def test_a_store_file_changed_under_a_running_run_stops_it(own_store, tmp_path, 
     lines = err.strip().splitlines()
     assert "changed while the run was reading it" in lines[-1], err[-2000:]
     assert str(own_store / "train" / "images.u8") in lines[-1]
+    record(f"store-{damage.__name__}", {"damage": damage.__name__, "exit": process.returncode,
+                                        "message": lines[-1]})  # fmt: skip
 
 
 def test_a_store_cut_short_before_a_run_is_refused_on_open(own_store):
