@@ -9,7 +9,13 @@ import pytest
 
 from fixtures import ROOT
 
-RESULT_DOCS = ["docs/results.md", "docs/benchmarks.md", "docs/reproduction.md", "docs/serving.md"]
+RESULT_DOCS = [
+    "docs/results.md",
+    "docs/benchmarks.md",
+    "docs/reproduction.md",
+    "docs/serving.md",
+    "docs/reliability.md",
+]
 NAMING_DOCS = [*RESULT_DOCS, "README.md", "docs/usage.md", "docs/testing.md", "docs/paper.md"]
 # a record: a file under docs/bench or docs/runs (docs/bench-... too, an old place that must
 # not be named any more, since nothing is there; a relative link from docs/ leaves out

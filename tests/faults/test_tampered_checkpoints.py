@@ -11,6 +11,8 @@ import sys
 import pytest
 from tamper import tampered
 
+from alexnet.models import checkpoint as ckpt
+
 from fixtures import DEBUG, ROOT, cli, encode, photo
 
 # ALEXNET_LONG_FAULTS=1: the long variant, as run for docs/reliability.md
@@ -54,14 +56,32 @@ def commands(path, run_dir, store, picture, tmp_path):
     }
 
 
+def carries_nothing(path, good: dict) -> bool:
+    """Whether a damaged file loads, digest checked, with exactly the original's content."""
+    from alexnet.core.digest import content_digest
+
+    try:
+        loaded = ckpt.load(path)
+    except ValueError:
+        return False
+    strip = lambda c: {k: v for k, v in c.items() if k != "path"}  # noqa: E731
+    return content_digest(strip(loaded)) == content_digest(strip(good))
+
+
 def test_every_damaged_or_hostile_checkpoint_is_refused_in_one_line(
     cases, debug_run, store, tmp_path, record
 ):
     files, marker = cases
     picture = tmp_path / "photo.png"
     picture.write_bytes(encode(photo(0), "PNG"))
-    failures, tried = [], 0
+    good = ckpt.load(debug_run / "checkpoints" / "last.pt")
+    failures, tried, harmless = [], 0, []
     for name, path in files.items():
+        if name.startswith("bit ") and carries_nothing(path, good):
+            # the flip hit bytes no value is read from (zip timestamps, padding, a CRC that
+            # torch does not check): the file loads as the original, and rightly so
+            harmless.append(name)
+            continue
         for command, args in commands(path, debug_run, store, picture, tmp_path).items():
             done = cli(*args)
             tried += 1
@@ -80,6 +100,7 @@ def test_every_damaged_or_hostile_checkpoint_is_refused_in_one_line(
             "pickles that run code": 2,
         },
         "commands": ["eval", "predict", "train --resume", "train --init-from"],
+        "harmless_flips": harmless,
         "runs": tried,
         "refused_in_one_line_nonzero_exit": tried - len(failures),
         "failures": failures,

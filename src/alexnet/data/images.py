@@ -126,8 +126,10 @@ def decode(
                 image = ImageOps.exif_transpose(image)
     except BadImage:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise BadImage(f"decompression bomb: {error}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow itself refuses, on opening, what claims over twice its limit
+        raise BadImage(f"decompression bomb: its header claims more than "
+                       f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None  # fmt: skip
     except UnidentifiedImageError:
         if formats is not None:
             raise BadImage(f"not an image in an accepted format ({', '.join(formats)})") from None
