@@ -132,3 +132,31 @@ def test_an_index_of_another_network_is_refused(served, fc7_folder, tmp_path):
     with pytest.raises(ValueError, match="another network"):
         Engine(str(served), index=str(tmp_path))
     assert Engine(str(served), index=str(fc7_folder)).index is not None
+
+
+def test_an_imported_torchvision_checkpoint_serves_torchvisions_probabilities(tmp_path):
+    from alexnet.models import checkpoint as ckpt
+    from alexnet.models.weights import torchvision_checkpoint
+
+    from references import torchvision_forward, torchvision_state_dict
+
+    state = torchvision_state_dict()
+    ckpt.save(tmp_path / "tv.pt", torchvision_checkpoint(state))
+    served = Engine(str(tmp_path / "tv.pt"))
+    prepared = served.prepare(encode(photo(4, (320, 240)), "JPEG"))
+    with torch.no_grad():
+        expected = torch.softmax(torchvision_forward(state, prepared.views), dim=1)[0]
+    assert torch.allclose(served.probabilities([prepared.views])[0], expected, atol=1e-6)
+    assert served.describe()["classes"][1]["name"].startswith("goldfish")
+
+
+def test_a_safetensors_export_serves_what_its_checkpoint_does(engine, served, tmp_path):
+    from alexnet.models import checkpoint as ckpt
+    from alexnet.models.tensorfile import save_weights
+
+    save_weights(ckpt.load(served), tmp_path / "debug.safetensors")
+    exported = Engine(str(tmp_path / "debug.safetensors"))
+    data = encode(photo(5), "PNG")
+    a = engine.probabilities([engine.prepare(data).views])[0]
+    b = exported.probabilities([exported.prepare(data).views])[0]
+    assert torch.equal(a, b)
