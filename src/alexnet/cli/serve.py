@@ -7,7 +7,12 @@ import logging
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as error:
+        raise ValueError(f"alexnet serve needs {error.name}: pip install 'alexnet[serve]' "
+                         "(FastAPI, uvicorn, python-multipart, swagger-ui-bundle)") from None  # fmt: skip
 
     from alexnet.serve.app import Limits, create_app
     from alexnet.serve.engine import Engine
