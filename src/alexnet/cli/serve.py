@@ -11,8 +11,9 @@ def _serve(args: argparse.Namespace) -> None:
         import fastapi  # noqa: F401
         import uvicorn
     except ImportError as error:
-        raise ValueError(f"alexnet serve needs {error.name}: pip install 'alexnet[serve]' "
-                         "(FastAPI, uvicorn, python-multipart, swagger-ui-bundle)") from None  # fmt: skip
+        missing = error.name
+        raise ValueError(f"alexnet serve needs {missing}: pip install 'alexnet[serve]' (FastAPI, "
+                         "uvicorn, python-multipart, swagger-ui-bundle)") from None  # fmt: skip
 
     from alexnet.serve.app import Limits, create_app
     from alexnet.serve.engine import Engine
