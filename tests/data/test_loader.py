@@ -41,3 +41,18 @@ def test_a_holdout_that_cannot_leave_training_images_is_refused(count, message):
     labels = np.array([0, 0, 0, 0, 1, 1]) if count != 3 else np.array([0, 0, 0, 0, 1, 2])
     with pytest.raises(ConfigError, match=message):
         holdout(labels, count, seed=0)
+
+
+def test_per_class_takes_that_many_of_each_class_and_nests():
+    from alexnet.data.loader import per_class
+
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 7)
+    four = per_class(labels, 4, seed=3)
+    # by hand: 4 of class 0, all 3 of class 1, 4 of class 2
+    assert np.bincount(labels[four]).tolist() == [4, 3, 4]
+    assert list(four) == sorted(four) and len(set(four)) == 11
+    assert set(per_class(labels, 2, seed=3)) <= set(four)  # the 2 are among the 4
+    assert list(per_class(labels, 4, seed=3)) == list(four)
+    assert list(per_class(labels, 4, seed=4)) != list(four)
+    with pytest.raises(ValueError, match="per_class"):
+        per_class(labels, 0, seed=0)

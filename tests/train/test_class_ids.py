@@ -100,3 +100,19 @@ def test_class_ids_that_do_not_fit_are_refused(store, halves, tmp_path):
     with pytest.raises(ConfigError, match="both choose classes"):
         load_config(DEBUG, [f"data.store={store}", "data.classes=3",
                             f"data.class_ids={halves / 'A.txt'}"])  # fmt: skip
+
+
+def test_per_class_trains_on_that_many_images_of_each_class(store, tmp_path):
+    from alexnet.train.config import load_config
+    from alexnet.train.distributed import Processes
+    from alexnet.train.trainer import Trainer
+
+    from fixtures import DEBUG
+
+    config = load_config(DEBUG, [f"data.store={store}", "data.per_class=3", "data.holdout=20"])
+    trainer = Trainer(config, tmp_path / "run", Processes(), torch.device("cpu"), False, "")
+    labels = trainer.train_set.split.labels
+    counts = np.bincount(labels[trainer.train_indices], minlength=10)
+    assert counts.tolist() == [3] * 10  # 3 of each of the 10 classes, by hand
+    assert not set(trainer.train_indices) & set(trainer.held_out)  # none of the held out
+    trainer.writer.close()

@@ -19,6 +19,21 @@ def subset(n: int, count: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 0x5EB5E7]).choice(n, size=count, replace=False))
 
 
+def per_class(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Positions of `count` images of each class in `labels` (all of a class that has
+    fewer), drawn with a generator of their own seeded by `seed`; sorted. The draws of a
+    smaller count are the first of a larger one's, so 10 images of a class are among its 50."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"data.per_class is a number of images, 1 or more, got {count!r}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 0xC1A55])
+    chosen = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen.append(members[rng.permutation(len(members))[:count]])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
 def among(dataset, classes, count: int | None, seed: int) -> np.ndarray:
     """`subset` of the images of the first `classes` classes (an int; None: all), or of the
     classes a label map keeps (an array: `class_map`'s, -1 for the classes left out)."""

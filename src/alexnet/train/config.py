@@ -67,6 +67,10 @@ class DataConfig:
     # val_split validates and steers, so its numbers are not test numbers.
     holdout: int | float | None = None
     holdout_seed: int = 0  # apart from run.seed, so that runs of several seeds share one
+    # Train on this many images of each class (of those left after the holdout), drawn with
+    # per_class_seed: the few-images regimes of a transfer study (data.loader.per_class)
+    per_class: int | None = None
+    per_class_seed: int = 0
 
 
 @dataclass

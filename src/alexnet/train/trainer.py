@@ -54,6 +54,7 @@ from alexnet.data.loader import (
     epoch_batches,
     holdout,
     make_loader,
+    per_class,
     read_class_ids,
     subset,
 )
@@ -286,6 +287,11 @@ class Trainer:
             rest = np.setdiff1d(pool, self.held_out)
             self.train_indices = rest[subset(len(rest), data.train_images, run.seed)]
             self.val_indices = self.held_out[subset(len(self.held_out), data.val_images, run.seed)]
+        if data.per_class is not None:
+            labels = self.train_set.split.labels[self.train_indices]
+            self.train_indices = self.train_indices[
+                per_class(labels, data.per_class, data.per_class_seed)
+            ]
         if self.chosen_ids is not None:
             self.train_set.relabel(choice)
             self.val_set.relabel(choice)
