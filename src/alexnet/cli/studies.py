@@ -1,4 +1,4 @@
-"""`alexnet ablate` and `alexnet report`."""
+"""`alexnet ablate`, `alexnet transfer` and `alexnet report`."""
 
 from __future__ import annotations
 
@@ -72,7 +72,55 @@ def _report_run(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _numbers(text: str, what: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(
+            f"{what} is a comma-separated list of whole numbers, got {text!r}"
+        ) from None
+    if not values or min(values) < 0:
+        raise ValueError(f"{what} needs one number or more, none negative: {text!r}")
+    return values
+
+
+def _transfer(args: argparse.Namespace) -> None:
+    from alexnet.studies.transfer import run_transfer, table_text
+    from alexnet.train.config import load_config
+
+    recipe = load_config(args.recipe, args.set)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = run_transfer(recipe, args.source, args.out, _numbers(args.per_class, "--per-class"),
+                          _numbers(args.seeds, "--seeds"), methods,
+                          log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    result["command"] = command_line()
+    (Path(args.out) / "transfer.json").write_text(json.dumps(result, indent=2))
+    print(table_text(result))
+    print(f"wrote {Path(args.out) / 'transfer.json'} and {Path(args.out) / 'transfer.png'}")
+
+
 def add_commands(commands) -> None:
+    tra = commands.add_parser(
+        "transfer",
+        help="a network pretrained on some classes, on others: scratch, probe, fc8, all",
+        description="Yosinski et al. (2014)'s design: for each number of images per class "
+        "and seed, the recipe's classes learned from scratch, by a linear probe on the "
+        "source's fc7, by fine-tuning fc8 alone, and by fine-tuning everything; each tested "
+        "on the recipe's validation images (ten crops; the probe: center). Cells that "
+        "finished are kept and stopped ones resumed when the same command runs again.",
+    )
+    tra.add_argument("--recipe", required=True,
+                     help="the new classes' recipe, e.g. configs/tiny-imagenet-b.yaml")  # fmt: skip
+    tra.add_argument("--source", required=True,
+                     help="the pretrained run (its best.pt) or checkpoint")  # fmt: skip
+    tra.add_argument("--out", required=True)
+    tra.add_argument("--per-class", default="10,50,500", help="images per class, e.g. 10,50,500")
+    tra.add_argument("--seeds", default="0,1")
+    tra.add_argument("--methods", default="scratch,probe,fc8,all")
+    tra.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override one key of the recipe (repeatable)")  # fmt: skip
+    tra.set_defaults(run=_transfer)
+
     abl = commands.add_parser(
         "ablate",
         help="train the variants a claim of the paper compares, and tabulate them",

@@ -34,6 +34,21 @@ def per_class(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
+def training_images(labels: np.ndarray, pool: np.ndarray, data, seed: int):
+    """(train, held_out) store indices among `pool` (the images of the classes used) as a
+    recipe's `data` section chooses them: `holdout` images held out (or None), then
+    `train_images` of the rest (seeded by `seed`), then `per_class` of each class. The
+    trainer and the transfer study's probe both choose this way."""
+    held_out = None
+    if data.holdout is not None:
+        held_out = pool[holdout(labels[pool], data.holdout, data.holdout_seed)]
+        pool = np.setdiff1d(pool, held_out)
+    train = pool[subset(len(pool), data.train_images, seed)]
+    if data.per_class is not None:
+        train = train[per_class(labels[train], data.per_class, data.per_class_seed)]
+    return train, held_out
+
+
 def among(dataset, classes, count: int | None, seed: int) -> np.ndarray:
     """`subset` of the images of the first `classes` classes (an int; None: all), or of the
     classes a label map keeps (an array: `class_map`'s, -1 for the classes left out)."""

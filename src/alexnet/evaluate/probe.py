@@ -45,9 +45,12 @@ def errors(w, b, x, y) -> dict:
     return {"top1_error": 1 - hits1, "top5_error": 1 - hits5, "images": len(y)}
 
 
-def probe(train: str | Path, test: str | Path, layer: str = "fc7", seed: int = 0) -> dict:
+def probe(
+    train: str | Path, test: str | Path, layer: str = "fc7", seed: int = 0, rows=None
+) -> dict:
     """Fit on TRAIN/LAYER.npy with TRAIN/labels.npy (from `alexnet features --data`), choose
-    l2 on a held-out tenth of them, report errors on TEST's."""
+    l2 on a held-out tenth of them, report errors on TEST's. `rows`: only these rows of
+    TRAIN (a subset of the images, as a training run would choose them)."""
     from alexnet.data.loader import holdout
 
     def load(folder):
@@ -60,6 +63,9 @@ def probe(train: str | Path, test: str | Path, layer: str = "fc7", seed: int = 0
         return torch.from_numpy(x.reshape(len(x), -1)), labels
 
     x, y = load(train)
+    if rows is not None:
+        rows = torch.as_tensor(np.asarray(rows), dtype=torch.int64)
+        x, y = x[rows], y[rows]
     x_test, y_test = load(test)
     classes = int(max(y.max(), y_test.max())) + 1
     mean, std = x.mean(0), x.std(0).clamp_min(1e-12)

@@ -52,11 +52,10 @@ from alexnet.data.loader import (
     among,
     class_map,
     epoch_batches,
-    holdout,
     make_loader,
-    per_class,
     read_class_ids,
     subset,
+    training_images,
 )
 from alexnet.data.render import DeviceRenderer
 from alexnet.data.store import Store, StoreError
@@ -276,22 +275,14 @@ class Trainer:
             # ten crops are rendered by the loader, whatever data.render says
             render=data.render if run.eval_views == "center" else "cpu",
         )
-        if data.holdout is None:
-            self.held_out = None
-            self.train_indices = among(self.train_set, choice, data.train_images, run.seed)
+        pool = among(self.train_set, choice, None, run.seed)
+        self.train_indices, self.held_out = training_images(
+            self.train_set.split.labels, pool, data, run.seed
+        )
+        if self.held_out is None:
             self.val_indices = among(self.val_set, choice, data.val_images, run.seed)
         else:
-            pool = among(self.train_set, choice, None, run.seed)
-            labels = self.train_set.split.labels[pool]
-            self.held_out = pool[holdout(labels, data.holdout, data.holdout_seed)]
-            rest = np.setdiff1d(pool, self.held_out)
-            self.train_indices = rest[subset(len(rest), data.train_images, run.seed)]
             self.val_indices = self.held_out[subset(len(self.held_out), data.val_images, run.seed)]
-        if data.per_class is not None:
-            labels = self.train_set.split.labels[self.train_indices]
-            self.train_indices = self.train_indices[
-                per_class(labels, data.per_class, data.per_class_seed)
-            ]
         if self.chosen_ids is not None:
             self.train_set.relabel(choice)
             self.val_set.relabel(choice)

@@ -1,0 +1,249 @@
+"""`alexnet transfer`: how well a network pretrained on some classes serves others, with few
+or many images of them (the design of Yosinski et al. 2014, "How transferable are features
+in deep neural networks?", who split ImageNet's classes into halves A and B; the paper's own
+"1 CNN*" pretrains on more classes and fine-tunes, section 6).
+
+A recipe for the B classes (data.class_ids, a holdout of their training images for the
+plateau rule and best.pt, their validation images as the test of record) and a checkpoint
+pretrained on A are given. For each number of images per class N (data.per_class, the
+images drawn from those the holdout left, nested across N) and each seed S, four ways:
+
+- `scratch`: the recipe from its own initialization;
+- `probe`: a linear probe (alexnet.evaluate.probe) on the source's fc7 features of the same
+  N images per class, tested on the validation images' (center crops: a probe has no
+  crops to average);
+- `fc8`: the source's weights, fc8 afresh (model.reinit), every other layer frozen;
+- `all`: the source's weights, fc8 afresh, every layer trained, at a tenth of the recipe's
+  rate with fc8 at ten times that (Caffe's fine-tuning convention: optim.layer_lr_mult).
+
+Each training cell is an ordinary run in OUT/METHOD/n-N/seed-S, tested at its end on the
+validation images with ten crops and the center (`alexnet train --test`); a cell whose test
+is written is kept when the study runs again, one that was stopped is resumed, so the study
+can be stopped and started at will. OUT/transfer.json holds every cell and the table (mean
+and spread over seeds of the ten-crop top-1 and top-5 error), OUT/transfer.png the top-1
+accuracy against images per class.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.train.config import TrainConfig, from_dict
+
+METHODS = ("scratch", "probe", "fc8", "all")
+#: fine-tuning everything: the recipe's rate times this, fc8's times FC8_MULT (Caffe's
+#: flickr_style example: base_lr 0.001 against 0.01, fc8 at lr_mult 10)
+FINE_TUNE_RATE = 0.1
+FC8_MULT = 10.0
+
+
+def cell_config(recipe: TrainConfig, method: str, n: int, seed: int, source: str,
+                layers: list[str]) -> TrainConfig:  # fmt: skip
+    """The recipe for one training cell: `layers` are the network's parameter layers."""
+    values = recipe.to_dict()
+    values["data"] = {**values["data"], "per_class": n, "per_class_seed": seed}
+    values["run"] = {**values["run"], "seed": seed}
+    if method in ("fc8", "all"):
+        values["run"]["init_from"] = source
+        values["model"] = {**values["model"], "reinit": ["fc8"]}
+    if method == "fc8":
+        values["optim"] = {**values["optim"], "freeze": [x for x in layers if x != "fc8"]}
+    if method == "all":
+        values["optim"] = {
+            **values["optim"],
+            "lr": values["optim"]["lr"] * FINE_TUNE_RATE,
+            "layer_lr_mult": {"fc8": FC8_MULT},
+        }
+    return from_dict(values)
+
+
+def parameter_layers(recipe: TrainConfig) -> list[str]:
+    from alexnet.models.registry import create_model
+
+    model = create_model(recipe.model_name, num_classes=2, **recipe.model_options)
+    return list(dict.fromkeys(name.split(".")[0] for name, _ in model.named_parameters()))
+
+
+def probe_rows(recipe: TrainConfig, n: int, seed: int) -> np.ndarray:
+    """The rows of the B training features (`alexnet features --class-ids`, in store order)
+    of the images a training cell with N per class and seed S trains on."""
+    from dataclasses import replace
+
+    from alexnet.data.loader import class_map, read_class_ids, training_images
+    from alexnet.data.store import Store
+
+    store = Store(recipe.data.store)
+    labels = store.split(recipe.data.train_split).labels
+    chosen = class_map(store.class_ids, read_class_ids(recipe.data.class_ids))
+    pool = np.flatnonzero(chosen[labels] >= 0)
+    data = replace(recipe.data, per_class=n, per_class_seed=seed)
+    train, _ = training_images(labels, pool, data, seed)
+    return np.searchsorted(pool, train)
+
+
+def run_transfer(
+    recipe: TrainConfig,
+    source: str,
+    out: str | Path,
+    per_class: list[int],
+    seeds: list[int],
+    methods: list[str] = METHODS,
+    log=print,
+) -> dict:
+    """Every cell not yet done, then the table (OUT/transfer.json, OUT/transfer.png)."""
+    from alexnet.models import checkpoint as ckpt
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"no method {', '.join(unknown)}; the methods are {', '.join(METHODS)}")
+    if recipe.data.class_ids is None:
+        raise ValueError("the recipe names no data.class_ids: the classes to transfer to")
+    if recipe.data.holdout is None:
+        raise ValueError("the recipe holds out no images (data.holdout): the cells' schedules "
+                         "and best.pt must not look at the test images")  # fmt: skip
+    source_file = ckpt.find(source, "best") if Path(source).is_dir() else Path(source)
+    ckpt.load(source_file)  # a source that cannot be read fails before any work
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    layers = parameter_layers(recipe)
+    for method in methods:
+        for n in per_class:
+            for seed in seeds:
+                cell = out / method / f"n-{n}" / f"seed-{seed}"
+                if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
+                    continue  # done before
+                log(f"transfer: {method}, {n} per class, seed {seed}")
+                if method == "probe":
+                    _probe_cell(recipe, source_file, out, cell, n, seed, log)
+                else:
+                    config = cell_config(recipe, method, n, seed, str(source_file), layers)
+                    _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
+    result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
+    result.update(source=str(source_file), recipe=recipe.to_dict())
+    (out / "transfer.json").write_text(json.dumps(result, indent=2))
+    plot(result, out / "transfer.png")
+    return result
+
+
+def _probe_cell(recipe, source: Path, out: Path, cell: Path, n: int, seed: int, log) -> None:
+    """fc7 of the B images (once for the study), then the probe on the cell's images."""
+    from alexnet.evaluate.features import features
+    from alexnet.evaluate.probe import probe
+
+    data, folders = recipe.data, {}
+    for split in (data.train_split, data.val_split):
+        folder = out / f"features-{split}"
+        if not (folder / "features.json").is_file():  # written last
+            log(f"transfer: fc7 of the {split} images of the classes")
+            features(str(source), folder, ["fc7"], data=data.store, split=split,
+                     class_ids=data.class_ids, workers=data.workers)  # fmt: skip
+        folders[split] = folder
+    result = probe(folders[data.train_split], folders[data.val_split], "fc7", seed=seed,
+                   rows=probe_rows(recipe, n, seed))  # fmt: skip
+    cell.mkdir(parents=True, exist_ok=True)
+    (cell / "probe.json").write_text(json.dumps(result, indent=2))
+
+
+def _train_cell(config: TrainConfig, cell: Path, command: str) -> None:
+    """Train (or resume) the cell's run, then test best.pt: center and ten crops."""
+    from alexnet.evaluate.eval import evaluate_checkpoints
+    from alexnet.train.trainer import train
+
+    resume = (cell / "checkpoints" / "last.pt").is_file()
+    train(config, cell, resume=resume, command=command)
+    data = config.data
+    for views in ("center", "ten-crop"):  # ten-crop last: its file marks the cell done
+        result = evaluate_checkpoints([str(cell / "checkpoints" / "best.pt")], data.store,
+                                      split=data.val_split, views=views, workers=data.workers,
+                                      progress=False)  # fmt: skip
+        result["confusion"] = result["confusion"].tolist()
+        folder = cell / f"test-{data.val_split}-{views}"
+        folder.mkdir(exist_ok=True)
+        (folder / "eval.json").write_text(json.dumps(result, indent=2))
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values), "n": len(values)}  # fmt: skip
+
+
+def cell_result(out: Path, method: str, n: int, seed: int, split: str) -> dict | None:
+    """A finished cell's test errors: ten crops for a trained network, the center for the
+    probe; None while the cell is not done."""
+    cell = Path(out) / method / f"n-{n}" / f"seed-{seed}"
+    if method == "probe":
+        path, views = cell / "probe.json", "center"
+    else:
+        path, views = cell / f"test-{split}-ten-crop" / "eval.json", "ten-crop"
+    if not path.is_file():
+        return None
+    test = json.loads(path.read_text())
+    test = test["test"] if method == "probe" else test
+    return {"method": method, "per_class": n, "seed": seed, "views": views,
+            "top1_error": test["top1_error"], "top5_error": test["top5_error"]}  # fmt: skip
+
+
+def summarize(out: Path, methods, per_class, seeds, split: str = "val") -> dict:
+    """Each finished cell's test errors, and their mean and spread over seeds."""
+    cells, table = [], []
+    for method in methods:
+        for n in per_class:
+            found = [c for s in seeds if (c := cell_result(out, method, n, s, split))]
+            cells += found
+            table.append({
+                "method": method, "per_class": n, "seeds": len(found),
+                "top1_error": _spread([f["top1_error"] for f in found]),
+                "top5_error": _spread([f["top5_error"] for f in found]),
+            })  # fmt: skip
+    return {"cells": cells, "table": table}
+
+
+def table_text(result: dict) -> str:
+    def cell(spread: dict) -> str:
+        if spread["mean"] is None:
+            return "-"
+        text = f"{100 * spread['mean']:.2f}"
+        return text + (f" +- {100 * spread['std']:.2f}" if spread["std"] is not None else "")
+
+    lines = [f"{'method':8} {'per class':>9} {'seeds':>5} {'top-1 error %':>16} "
+             f"{'top-5 error %':>16}"]  # fmt: skip
+    for row in result["table"]:
+        lines.append(f"{row['method']:8} {row['per_class']:>9} {row['seeds']:>5} "
+                     f"{cell(row['top1_error']):>16} {cell(row['top5_error']):>16}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Top-1 accuracy against images per class (log scale), a line per method, each seed
+    a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(6, 4))
+    for method in dict.fromkeys(r["method"] for r in result["table"]):
+        rows = [r for r in result["table"] if r["method"] == method and r["seeds"]]
+        if not rows:
+            continue
+        xs = [r["per_class"] for r in rows]
+        ys = [100 * (1 - r["top1_error"]["mean"]) for r in rows]
+        (line,) = ax.plot(xs, ys, marker="o", label=method)
+        dots = [c for c in result["cells"] if c["method"] == method]
+        ax.scatter([c["per_class"] for c in dots], [100 * (1 - c["top1_error"]) for c in dots],
+                   color=line.get_color(), alpha=0.35, s=12)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("top-1 accuracy on the test images, %")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

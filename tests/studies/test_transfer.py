@@ -1,0 +1,60 @@
+"""`alexnet transfer` on the debug store: classes 0-4 (A) pretrain, 5-9 (B) are learned four
+ways with 2 and 4 images per class; each cell's network and images are what the method
+says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from alexnet.models import checkpoint as ckpt
+from alexnet.studies.transfer import probe_rows, run_transfer, table_text
+from alexnet.train.config import load_config
+from alexnet.train.trainer import train
+
+from fixtures import DEBUG
+
+
+def test_the_four_ways_on_the_other_classes(store, tmp_path):
+    (tmp_path / "A.txt").write_text("0\n1\n2\n3\n4\n")
+    (tmp_path / "B.txt").write_text("5\n6\n7\n8\n9\n")
+    common = [f"data.store={store}", "run.epochs=1"]
+    source = tmp_path / "source"
+    train(load_config(DEBUG, [*common, f"data.class_ids={tmp_path / 'A.txt'}"]), source)
+    recipe = load_config(DEBUG, [*common, f"data.class_ids={tmp_path / 'B.txt'}",
+                                 "data.holdout=10"])  # fmt: skip
+    out = tmp_path / "transfer"
+    result = run_transfer(recipe, str(source), out, [2, 4], [0], log=lambda line: None)
+
+    assert [(r["method"], r["per_class"], r["seeds"]) for r in result["table"]] == [
+        (m, n, 1) for m in ("scratch", "probe", "fc8", "all") for n in (2, 4)
+    ]
+    assert all(0 <= c["top5_error"] <= c["top1_error"] <= 1 for c in result["cells"])
+    assert "probe" in table_text(result) and (out / "transfer.png").is_file()
+
+    # fc8 alone: every other layer is the source's, bit for bit; all: every layer moved
+    origin = ckpt.load(source / "checkpoints" / "best.pt")["state_dict"]
+    frozen = ckpt.load(out / "fc8" / "n-4" / "seed-0" / "checkpoints" / "last.pt")["state_dict"]
+    tuned = ckpt.load(out / "all" / "n-4" / "seed-0" / "checkpoints" / "last.pt")["state_dict"]
+    for key, value in origin.items():
+        if key.startswith("fc8"):
+            assert frozen[key].shape[0] == 5  # B's five classes, afresh
+        else:
+            assert torch.equal(frozen[key], value), key
+            assert not torch.equal(tuned[key], value), key
+
+    # the probe's images are a training cell's: 4 of each B class, none of the held out
+    held = set(json.loads((out / "scratch" / "n-4" / "seed-0" / "holdout.json").read_text())
+               ["indices"])  # fmt: skip
+    labels = np.load(out / "features-train" / "labels.npy")
+    rows = probe_rows(recipe, 4, 0)
+    assert np.bincount(labels[rows]).tolist() == [4] * 5
+    store_labels = np.load(store / "train" / "labels.npy")
+    pool = np.flatnonzero(store_labels >= 5)
+    assert not set(pool[rows].tolist()) & held
+    assert set(probe_rows(recipe, 2, 0)) <= set(rows)
+
+    again = run_transfer(recipe, str(source), out, [2, 4], [0], log=lambda line: None)
+    assert again["cells"] == result["cells"]  # done cells are kept, not trained again
