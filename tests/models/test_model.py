@@ -472,10 +472,10 @@ def test_the_six_conv_network_adds_conv6_over_pool5_across_both_towers():
         torch.testing.assert_close(model.forward_features(x), expected)
     # its layer names reach features and Grad-CAM as the rectified output
     from alexnet.evaluate.explain import feature_layer
-    from alexnet.evaluate.features import hooked_module
+    from alexnet.models.alexnet import layer_output
 
     assert feature_layer(model, "conv6") is model.act_conv6
-    assert hooked_module(model, "conv6") is model.act_conv6
+    assert layer_output(model, "conv6") is model.act_conv6
     assert feature_layer(model, "fc6") is model.act6
 
 

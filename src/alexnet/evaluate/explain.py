@@ -23,19 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.models.alexnet import RECTIFIED_BY
+from alexnet.models.alexnet import layer_output
 
 
 def feature_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module whose output are `name`'s feature maps (convN: actN, where it has one)."""
-    modules = dict(model.named_children())
-    rectified = RECTIFIED_BY.get(name)
-    if rectified and modules.get(rectified) is not None:
-        return modules[rectified]
-    if modules.get(name) is None:
-        maps = [n for n, m in modules.items() if m is not None and not isinstance(m, nn.Linear)]
-        raise ValueError(f"no layer {name!r} with feature maps; layers: {', '.join(maps)}")
-    return modules[name]
+    """The module whose output are `name`'s feature maps (convN: actN, where it has one):
+    the names `alexnet features` takes (alexnet.models.alexnet.layer_output)."""
+    return layer_output(model, name)
 
 
 def explainable(model: nn.Module) -> nn.Module:

@@ -20,29 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet.models.alexnet import RECTIFIED_BY as RECTIFIED
-
-
-def layer_names(model: nn.Module) -> list[str]:
-    """The layers whose outputs `features` can write, in the network's order."""
-    children = dict(model.named_children())
-    names = []
-    for name, module in children.items():
-        if module is None or name.startswith(("act", "drop")) or name == "avgpool":
-            continue
-        names.append(name)
-    return names
-
-
-def hooked_module(model: nn.Module, name: str) -> nn.Module:
-    children = dict(model.named_children())
-    if name not in layer_names(model):
-        raise ValueError(f"no layer {name!r} in {model.name}; its layers: "
-                         f"{', '.join(layer_names(model))}")  # fmt: skip
-    rectified = RECTIFIED.get(name)
-    if rectified and children.get(rectified) is not None:
-        return children[rectified]
-    return children[name]
+from alexnet.models.alexnet import layer_output
 
 
 class FeatureWriter:
@@ -90,7 +68,7 @@ def extract(
     """Run `model` over `batches` of images and write the named layers' outputs."""
     from tqdm.auto import tqdm
 
-    modules = {name: hooked_module(model, name) for name in layers}
+    modules = {name: layer_output(model, name) for name in layers}
     kept: dict[str, torch.Tensor] = {}
     handles = [
         module.register_forward_hook(
@@ -161,7 +139,7 @@ def features(
     record = loaded["data"]
     model = ckpt.load_model(loaded)
     for name in layers:
-        hooked_module(model, name)  # a name it does not have fails before any work
+        layer_output(model, name)  # a name it does not have fails before any work
     dev = resolve_device(device)
     model.to(dev)
     out = Path(out)

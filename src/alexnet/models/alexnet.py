@@ -34,6 +34,29 @@ EXTRA_LAYERS = ("conv6",)
 RECTIFIED_BY = {"conv1": "act1", "conv2": "act2", "conv3": "act3", "conv4": "act4",
                 "conv5": "act5", "conv6": "act_conv6", "fc6": "act6", "fc7": "act7"}  # fmt: skip
 
+
+def output_layers(model: nn.Module) -> list[str]:
+    """The names whose outputs can be asked for (features, Grad-CAM), in the network's
+    order: its layers, without the activations and dropouts, which a layer's name stands for
+    (convN and fcN give their rectified outputs)."""
+    return [name for name, module in model.named_children()
+            if module is not None and not name.startswith(("act", "drop"))
+            and name != "avgpool"]  # fmt: skip
+
+
+def layer_output(model: nn.Module, name: str) -> nn.Module:
+    """The module whose output is layer `name`'s: convN and fcN's activation (the rectified
+    maps the next layer reads) where it has one, else the layer itself; ValueError listing
+    the names for one the network does not have."""
+    names = output_layers(model)
+    if name not in names:
+        raise ValueError(f"no layer {name!r} in {getattr(model, 'name', 'the network')}; its "
+                         f"layers: {', '.join(names)}")  # fmt: skip
+    children = dict(model.named_children())
+    rectified = RECTIFIED_BY.get(name)
+    return children[rectified] if children.get(rectified) is not None else children[name]
+
+
 #: fc6 sees a 6x6 map of each conv5 kernel (Figure 2: 9216 = 256x6x6).
 FEATURE_MAP_SIZE = 6
 
