@@ -66,3 +66,31 @@ def as_strings(checkpoint: dict) -> dict[str, str]:
     if mean is not None:
         strings["alexnet.mean_image"] = mean
     return strings
+
+
+def read(meta: dict[str, str], path: str) -> dict:
+    """The checkpoint-shaped record (model, data) that `as_strings` wrote into a file's
+    metadata: what a runtime needs to prepare photos for it."""
+    try:
+        described = json.loads(meta["alexnet"])
+        pre = described["preprocessing"]
+        shape = pre["mean_image_shape"]
+        mean = None if shape is None else read_mean_image(meta["alexnet.mean_image"], shape)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{path} has no alexnet metadata ({error}): export it with `alexnet export`"
+        ) from None
+    return {
+        "model": described["model"],
+        "data": {
+            "class_ids": described["class_ids"],
+            "class_names": described["class_names"],
+            "channels": pre["channels"],
+            "image_size": pre["image_size"],
+            "view_size": pre["view_size"],
+            "crop_size": pre["crop_size"],
+            "normalize": pre["normalize"],
+            "scale": None if pre["scale"] is None else torch.tensor(pre["scale"]),
+            "mean_image": None if mean is None else torch.from_numpy(mean.copy()),
+        },
+    }

@@ -37,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
+from alexnet.core.version import __version__
 from alexnet.data.images import WEB_FORMATS, BadImage
 from alexnet.serve.engine import Batcher, Engine
 
@@ -118,7 +119,7 @@ def create_app(engine: Engine, limits: Limits | None = None):
     app = FastAPI(
         title="alexnet",
         summary="The network of Krizhevsky, Sutskever and Hinton (2012), served",
-        version=engine.describe()["version"],
+        version=__version__,
         lifespan=lifespan,
         docs_url=None,  # served below from this machine, not from a CDN
         redoc_url=None,

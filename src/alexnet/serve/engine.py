@@ -33,7 +33,7 @@ import torch
 
 from alexnet.core.runtime import autocast, input_dtype, resolve_precision, widened
 from alexnet.core.version import __version__
-from alexnet.data.images import WEB_FORMATS, BadImage, decode
+from alexnet.data.images import WEB_FORMATS, decode
 from alexnet.evaluate.eval import normalization
 from alexnet.evaluate.predict import views_of
 from alexnet.export import metadata
@@ -51,35 +51,6 @@ class Prepared:
 
     views: torch.Tensor
     picture: np.ndarray
-
-
-def read_onnx_record(meta: dict[str, str], path: str) -> dict:
-    """The preprocessing record an exported ONNX file carries (alexnet.export.metadata)."""
-    try:
-        described = json.loads(meta["alexnet"])
-        pre = described["preprocessing"]
-        shape = pre["mean_image_shape"]
-        mean = (
-            None if shape is None else metadata.read_mean_image(meta["alexnet.mean_image"], shape)
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(
-            f"{path} has no alexnet metadata ({error}): export it with `alexnet export`"
-        ) from None
-    return {
-        "model": described["model"],
-        "data": {
-            "class_ids": described["class_ids"],
-            "class_names": described["class_names"],
-            "channels": pre["channels"],
-            "image_size": pre["image_size"],
-            "view_size": pre["view_size"],
-            "crop_size": pre["crop_size"],
-            "normalize": pre["normalize"],
-            "scale": None if pre["scale"] is None else torch.tensor(pre["scale"]),
-            "mean_image": None if mean is None else torch.from_numpy(mean.copy()),
-        },
-    }
 
 
 class Engine:
@@ -137,7 +108,7 @@ class Engine:
         except Exception as error:  # onnxruntime's own exception types
             raise ValueError(f"{path} is not a readable ONNX file ({error})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.checkpoint = read_onnx_record(meta, path)
+        self.checkpoint = metadata.read(meta, path)
         self.checkpoint["path"] = path
 
     def _export_onnx(self, loaded: dict, threads: int | None) -> None:
@@ -201,13 +172,9 @@ class Engine:
         """Encoded bytes -> Prepared; BadImage says why a photo cannot be used."""
         if views not in VIEWS:
             raise ValueError(f"views must be one of {', '.join(VIEWS)}")
-        try:
-            picture = decode(data, self.record["image_size"], channels=self.record["channels"],
-                             exif=True, formats=WEB_FORMATS)  # fmt: skip
-        except BadImage:
-            raise
-        except Exception as error:  # a decoder's unforeseen failure is still the file's fault
-            raise BadImage(f"cannot decode the image ({type(error).__name__})") from None
+        # decode raises BadImage, with its reason, whatever the bytes
+        size, channels = self.record["image_size"], self.record["channels"]
+        picture = decode(data, size, channels=channels, exif=True, formats=WEB_FORMATS)
         out = views_of(picture, self.record, views, self.normalized)
         return Prepared(out if views == "center" else out[0], picture)
 

@@ -160,7 +160,6 @@ def summarize(results: list[tuple[int, float]], wall: float) -> dict:
     statuses: dict[str, int] = {}
     for s, _ in results:
         statuses[str(s)] = statuses.get(str(s), 0) + 1
-    ms = lambda v: None if v is None else round(1000 * v, 1)  # noqa: E731
     return {
         "requests": len(results),
         "seconds": round(wall, 2),
@@ -168,9 +167,9 @@ def summarize(results: list[tuple[int, float]], wall: float) -> dict:
         "statuses": statuses,
         "errors": len(results) - len(ok),
         "latency_ms": {
-            "p50": ms(_percentile(ok, 0.5)),
-            "p99": ms(_percentile(ok, 0.99)),
-            "max": ms(max(ok, default=None)),
+            "p50": _ms(_percentile(ok, 0.5)),
+            "p99": _ms(_percentile(ok, 0.99)),
+            "max": _ms(max(ok, default=None)),
         },
     }
 
@@ -189,6 +188,8 @@ def bench_serve(
     reference_images: int = 512,
     rounds: int = 3,
 ) -> dict:
+    import torch
+
     from alexnet.bench.common import device_name, machine
     from alexnet.bench.predict import inference_rate
     from alexnet.models import checkpoint as ckpt
@@ -208,7 +209,10 @@ def bench_serve(
     rates: dict[str, list[float]] = {name: [] for name in reference}
     rounds_out = []
 
-    result = {"machine": (host := machine()), "device": device_name(_cpu(), host["cpu"])}
+    result = {
+        "machine": (host := machine()),
+        "device": device_name(torch.device("cpu"), host["cpu"]),
+    }
     with Server(checkpoint, *server_options) as server:
         before = server.memory()
         port = server.port
@@ -277,12 +281,6 @@ def _health(server: Server) -> dict:
 
 def _ms(value):
     return None if value is None else round(1000 * value, 1)
-
-
-def _cpu():
-    import torch
-
-    return torch.device("cpu")
 
 
 def table(r: dict) -> str:
