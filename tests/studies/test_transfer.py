@@ -26,11 +26,16 @@ def test_the_four_ways_on_the_other_classes(store, tmp_path):
     recipe = load_config(DEBUG, [*common, f"data.class_ids={tmp_path / 'B.txt'}",
                                  "data.holdout=10"])  # fmt: skip
     out = tmp_path / "transfer"
-    result = run_transfer(recipe, str(source), out, [2, 4], [0], log=lambda line: None)
+    said = []
+    result = run_transfer(recipe, str(source), out, [4, 2], [0], log=said.append)
 
     assert [(r["method"], r["per_class"], r["seeds"]) for r in result["table"]] == [
-        (m, n, 1) for m in ("scratch", "probe", "fc8", "all") for n in (2, 4)
+        (m, n, 1) for m in ("scratch", "probe", "fc8", "all") for n in (4, 2)
     ]
+    # cheapest first: the smaller N whole, and for each N scratch (the most epochs) last
+    cells = [line for line in said if "per class" in line]
+    assert cells == [f"transfer: {m}, {n} per class, seed 0"
+                     for n in (2, 4) for m in ("probe", "fc8", "all", "scratch")]  # fmt: skip
     assert all(0 <= c["top5_error"] <= c["top1_error"] <= 1 for c in result["cells"])
     assert "probe" in table_text(result) and (out / "transfer.png").is_file()
 
@@ -56,5 +61,7 @@ def test_the_four_ways_on_the_other_classes(store, tmp_path):
     assert not set(pool[rows].tolist()) & held
     assert set(probe_rows(recipe, 2, 0)) <= set(rows)
 
-    again = run_transfer(recipe, str(source), out, [2, 4], [0], log=lambda line: None)
+    said.clear()
+    again = run_transfer(recipe, str(source), out, [4, 2], [0], log=said.append)
     assert again["cells"] == result["cells"]  # done cells are kept, not trained again
+    assert said == []

@@ -85,6 +85,16 @@ def probe_rows(recipe: TrainConfig, n: int, seed: int) -> np.ndarray:
     return np.searchsorted(pool, train)
 
 
+def cell_order(methods, per_class, seeds) -> list[tuple[int, str, int]]:
+    """(N, method, seed) cheapest first: fewer images per class first, and for each N the
+    probe, fc8 (a forward pass and one layer's backward), all, then scratch (the most epochs),
+    every seed of a method together. A study stopped on a budget then has whole rows of the
+    table, the costly ones missing, not a scatter of cells."""
+    cost = {method: rank for rank, method in enumerate(("probe", "fc8", "all", "scratch"))}
+    ordered = sorted(methods, key=lambda m: cost.get(m, len(cost)))
+    return [(n, m, s) for n in sorted(per_class) for m in ordered for s in seeds]
+
+
 def run_transfer(
     recipe: TrainConfig,
     source: str,
@@ -110,18 +120,16 @@ def run_transfer(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     layers = parameter_layers(recipe)
-    for method in methods:
-        for n in per_class:
-            for seed in seeds:
-                cell = out / method / f"n-{n}" / f"seed-{seed}"
-                if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
-                    continue  # done before
-                log(f"transfer: {method}, {n} per class, seed {seed}")
-                if method == "probe":
-                    _probe_cell(recipe, source_file, out, cell, n, seed, log)
-                else:
-                    config = cell_config(recipe, method, n, seed, str(source_file), layers)
-                    _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
+    for n, method, seed in cell_order(methods, per_class, seeds):
+        cell = out / method / f"n-{n}" / f"seed-{seed}"
+        if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
+            continue  # done before
+        log(f"transfer: {method}, {n} per class, seed {seed}")
+        if method == "probe":
+            _probe_cell(recipe, source_file, out, cell, n, seed, log)
+        else:
+            config = cell_config(recipe, method, n, seed, str(source_file), layers)
+            _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
     result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
     result.update(source=str(source_file), recipe=recipe.to_dict())
     (out / "transfer.json").write_text(json.dumps(result, indent=2))
