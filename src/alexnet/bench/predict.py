@@ -32,23 +32,10 @@ def bench_predict(
         return len(files) / (time.perf_counter() - start)
 
     inference = inference_rate(loaded, batch, len(files))
-    inference()  # warm-up
-    spread = _alternate({"predict": photos, "inference": inference}, repeats)
-    result = {
-        "machine": (host := machine()),
-        "device": device_name(torch.device("cpu"), host["cpu"]),
-        "settings": {
-            "folder": folder,
-            "images": len(files),
-            "batch": batch,
-            "workers": workers,
-            "repeats": repeats,
-            "network": loaded["model"]["name"],
-        },
-        "predict_images_per_s": spread["predict"],
-        "inference_images_per_s": spread["inference"],
-        "predict_vs_inference": spread["predict"]["median"] / spread["inference"]["median"],
-    }
+    settings = {"folder": folder, "images": len(files), "batch": batch, "workers": workers}
+    result = _against_inference("predict", photos, inference, loaded, settings, repeats)
+    spread = {"predict": result["predict_images_per_s"],
+              "inference": result["inference_images_per_s"]}  # fmt: skip
     result["table"] = (
         f"alexnet bench predict on {result['device']}: {len(files):,} files, batch {batch}, "
         f"{workers} decoding worker(s)\n"
@@ -79,25 +66,11 @@ def bench_features(
             return result["images"] / (time.perf_counter() - start)
 
     inference = inference_rate(loaded, batch, images)
-    inference()  # warm-up
-    spread = _alternate({"features": extracting, "inference": inference}, repeats)
-    result = {
-        "machine": (host := machine()),
-        "device": device_name(torch.device("cpu"), host["cpu"]),
-        "settings": {
-            "data": data,
-            "split": split,
-            "images": images,
-            "batch": batch,
-            "workers": workers,
-            "layers": layers,
-            "repeats": repeats,
-            "network": loaded["model"]["name"],
-        },
-        "features_images_per_s": spread["features"],
-        "inference_images_per_s": spread["inference"],
-        "features_vs_inference": spread["features"]["median"] / spread["inference"]["median"],
-    }
+    settings = {"data": data, "split": split, "images": images, "batch": batch,
+                "workers": workers, "layers": layers}  # fmt: skip
+    result = _against_inference("features", extracting, inference, loaded, settings, repeats)
+    spread = {"features": result["features_images_per_s"],
+              "inference": result["inference_images_per_s"]}  # fmt: skip
     result["table"] = (
         f"alexnet bench features on {result['device']}: {images:,} images of {data}, batch "
         f"{batch}, layers {','.join(layers)}\n"
@@ -124,6 +97,23 @@ def inference_rate(checkpoint: dict, batch: int, images: int):
         return steps * batch / (time.perf_counter() - start)
 
     return run
+
+
+def _against_inference(name: str, timed, inference, checkpoint: dict, settings: dict,
+                       repeats: int) -> dict:  # fmt: skip
+    """`timed` and the network's `inference` alternating for `repeats` rounds (after one
+    warm-up of the network): the record, with NAME_images_per_s, inference_images_per_s and
+    NAME_vs_inference, the ratio of their medians."""
+    inference()  # warm-up
+    spread = _alternate({name: timed, "inference": inference}, repeats)
+    return {
+        "machine": (host := machine()),
+        "device": device_name(torch.device("cpu"), host["cpu"]),
+        "settings": {**settings, "repeats": repeats, "network": checkpoint["model"]["name"]},
+        f"{name}_images_per_s": spread[name],
+        "inference_images_per_s": spread["inference"],
+        f"{name}_vs_inference": spread[name]["median"] / spread["inference"]["median"],
+    }
 
 
 def _alternate(named: dict, repeats: int) -> dict:
