@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,7 +208,9 @@ def test_report_renders_in_headless_chromium_with_its_curves(store, run, tmp_pat
     assert shot.is_file(), browser.stderr
     console = [line for line in browser.stderr.splitlines() if "CONSOLE" in line]
     assert not console, console
-    # the learning curves are on the first screen: the training curve's color is there
-    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    # the learning curves are on the first screen, and in a file of their own: the training
+    # curve's color is there
     red = np.array([int(TRAIN_COLOR[i : i + 2], 16) for i in (1, 3, 5)])
-    assert (np.abs(pixels - red).sum(1) < 30).sum() > 50
+    for picture in (shot, Path(run) / "figures" / "curves.png"):
+        pixels = np.asarray(Image.open(picture).convert("RGB")).reshape(-1, 3).astype(int)
+        assert (np.abs(pixels - red).sum(1) < 30).sum() > 50, picture

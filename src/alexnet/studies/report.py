@@ -131,10 +131,16 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
                         f"{start['network']}; started afresh: {fresh})"])  # fmt: skip
     sections.append(_table(["run", run_dir.name], summary))
 
+    figures = run_dir / "figures"
     if metrics:
+        # also a file of its own, for docs that show a run's curves without the page
         fig = curves(metrics)
-        sections.append(f'<h2>Learning curves</h2><img alt="curves" src="{_png(fig)}">')
+        figures.mkdir(parents=True, exist_ok=True)
+        fig.savefig(figures / "curves.png", dpi=100)
         plt.close(fig)
+        sections.append(
+            f'<h2>Learning curves</h2><img alt="curves" src="{_png(figures / "curves.png")}">'
+        )
         rates = [m["images_per_s"] for m in metrics if m.get("images_per_s")]
         if rates:
             rates.sort()
@@ -179,7 +185,6 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
         )
 
     checkpoint = _checkpoint(run_dir)
-    figures = run_dir / "figures"
     if checkpoint is not None:
         result = filters(str(checkpoint), figures)
         scores = result["color_specificity"]
