@@ -22,7 +22,7 @@ from alexnet.evaluate.neighbors import (
     precision_at_k,
     train_autoencoder,
 )
-from alexnet.studies.report import TRAIN_COLOR, write_report
+from alexnet.studies.report import TRAIN_COLOR, curves, write_report
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train
 
@@ -214,3 +214,12 @@ def test_report_renders_in_headless_chromium_with_its_curves(store, run, tmp_pat
     for picture in (shot, Path(run) / "figures" / "curves.png"):
         pixels = np.asarray(Image.open(picture).convert("RGB")).reshape(-1, 3).astype(int)
         assert (np.abs(pixels - red).sum(1) < 30).sum() > 50, picture
+
+
+@pytest.mark.parametrize(("split", "name"), [("val", "val"), ("train-holdout", "held-out")])
+def test_the_curves_name_what_validated(split, name):
+    line = {"train_top1_error": 0.2, "val_top1_error": 0.1, "val_top5_error": 0.01, "lr": 0.01,
+            "images_per_s": 80.0, "val_split": split}  # fmt: skip
+    fig = curves([{**line, "epoch": 1}, {**line, "epoch": 2}])
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["train top-1", f"{name} top-1", f"{name} top-5"]

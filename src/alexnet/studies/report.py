@@ -54,14 +54,18 @@ def curves(metrics: list[dict]):
     import matplotlib.pyplot as plt
 
     epochs = [m["epoch"] for m in metrics]
+    # a run with data.holdout validates on training images held out ("train-holdout")
+    held_out = str(metrics[-1].get("val_split", "")).endswith("-holdout")
+    val = "held-out" if held_out else "val"
 
     def series(key):
         return [100 * m[key] if m.get(key) is not None else None for m in metrics]
 
     fig, (err, lr, speed) = plt.subplots(1, 3, figsize=(13, 3.8))
     err.plot(epochs, series("train_top1_error"), color=TRAIN_COLOR, lw=2.5, label="train top-1")
-    err.plot(epochs, series("val_top1_error"), color=VAL_COLOR, lw=2.5, label="val top-1")
-    err.plot(epochs, series("val_top5_error"), color=VAL_COLOR, lw=1.5, ls="--", label="val top-5")
+    err.plot(epochs, series("val_top1_error"), color=VAL_COLOR, lw=2.5, label=f"{val} top-1")
+    err.plot(epochs, series("val_top5_error"), color=VAL_COLOR, lw=1.5, ls="--",
+             label=f"{val} top-5")  # fmt: skip
     err.set(xlabel="epoch", ylabel="error (%)", title="error")
     err.legend(fontsize=8)
     err.grid(alpha=0.3)
