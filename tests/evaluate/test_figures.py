@@ -216,6 +216,17 @@ def test_report_renders_in_headless_chromium_with_its_curves(store, run, tmp_pat
         assert (np.abs(pixels - red).sum(1) < 30).sum() > 50, picture
 
 
+def test_the_report_of_a_held_out_run_shows_its_test_evaluations(store, tmp_path):
+    run = tmp_path / "run"
+    done = cli("train", "--config", DEBUG, "--out", run, "--set", f"data.store={store}",
+               "--set", "data.holdout=20", "--set", "run.epochs=1", "--test")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = write_report(run).read_text()
+    assert "No ten-crop evaluation yet" not in text
+    assert "test-val-ten-crop (ten-crop)" in text and "test-val-center (center)" in text
+    assert "last epoch&#x27;s held-out validation (center)" in text
+
+
 @pytest.mark.parametrize(("split", "name"), [("val", "val"), ("train-holdout", "held-out")])
 def test_the_curves_name_what_validated(split, name):
     line = {"train_top1_error": 0.2, "val_top1_error": 0.1, "val_top5_error": 0.01, "lr": 0.01,

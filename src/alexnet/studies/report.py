@@ -54,9 +54,7 @@ def curves(metrics: list[dict]):
     import matplotlib.pyplot as plt
 
     epochs = [m["epoch"] for m in metrics]
-    # a run with data.holdout validates on training images held out ("train-holdout")
-    held_out = str(metrics[-1].get("val_split", "")).endswith("-holdout")
-    val = "held-out" if held_out else "val"
+    val = "held-out" if _validated_on(metrics[-1]).startswith("held-out") else "val"
 
     def series(key):
         return [100 * m[key] if m.get(key) is not None else None for m in metrics]
@@ -90,11 +88,22 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def _evals(run_dir: Path) -> list[dict]:
     results = []
-    for path in sorted(run_dir.glob("eval*/eval.json")):
+    # alexnet eval's folders, then the test split's from the end of a run (train --test)
+    found = [*run_dir.glob("eval*/eval.json"), *run_dir.glob("test-*/eval.json")]
+    for path in sorted(found):
         result = json.loads(path.read_text(encoding="utf-8"))
         result["folder"] = path.parent.name
         results.append(result)
     return results
+
+
+def _validated_on(line: dict) -> str:
+    # a run with data.holdout validates on training images held out ("train-holdout")
+    return (
+        "held-out validation"
+        if str(line.get("val_split", "")).endswith("-holdout")
+        else "validation"
+    )
 
 
 def _checkpoint(run_dir: Path) -> Path | None:
@@ -160,7 +169,7 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
     ]  # fmt: skip
     if last.get("val_top1_error") is not None:
         rows.append(
-            [f"last epoch's validation ({last.get('val_views', 'center')})",
+            [f"last epoch's {_validated_on(last)} ({last.get('val_views', 'center')})",
              f"{100 * last['val_top1_error']:.2f}%", f"{100 * last['val_top5_error']:.2f}%",
              f"{last.get('val_images', 0):,}", "during training"]
         )  # fmt: skip
