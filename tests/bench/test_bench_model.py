@@ -1,6 +1,7 @@
 """`alexnet bench model` and the process settings it applies."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -175,6 +176,9 @@ def test_bench_train_times_the_store_against_synthetic_input(store):
     assert len(result["real_images_per_s"]) == len(result["synthetic_images_per_s"]) == 2
     assert result["ratio"] == result["real_median"] / result["synthetic_median"]
     assert "from the store" in result["table"] and result["batch"] == 8
+    # timed as training runs, with glibc keeping freed memory (where there is glibc)
+    linux = sys.platform.startswith("linux")
+    assert result["malloc_keeps_freed_memory"] is True or not linux
     with pytest.raises(ValueError, match="fewer than"):
         bench_train(config, steps=50, rounds=2)
 
