@@ -54,7 +54,7 @@ def curves(metrics: list[dict]):
     import matplotlib.pyplot as plt
 
     epochs = [m["epoch"] for m in metrics]
-    val = "held-out" if _validated_on(metrics[-1]).startswith("held-out") else "val"
+    val = "held-out" if _held_out(metrics[-1]) else "val"
 
     def series(key):
         return [100 * m[key] if m.get(key) is not None else None for m in metrics]
@@ -97,13 +97,9 @@ def _evals(run_dir: Path) -> list[dict]:
     return results
 
 
-def _validated_on(line: dict) -> str:
+def _held_out(line: dict) -> bool:
     # a run with data.holdout validates on training images held out ("train-holdout")
-    return (
-        "held-out validation"
-        if str(line.get("val_split", "")).endswith("-holdout")
-        else "validation"
-    )
+    return str(line.get("val_split", "")).endswith("-holdout")
 
 
 def _checkpoint(run_dir: Path) -> Path | None:
@@ -162,14 +158,16 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
                 f"{len(rates)} epochs (range {rates[0]:,.1f}-{rates[-1]:,.1f}).</p>"
             )
 
+    evals = _evals(run_dir)
     rows = [
         [f"{m['folder']} ({m['views']})", f"{100 * m['top1_error']:.2f}%",
          f"{100 * m['top5_error']:.2f}%", f"{m['images']:,}", Path(m["checkpoints"][0]).name]
-        for m in _evals(run_dir)
+        for m in evals
     ]  # fmt: skip
     if last.get("val_top1_error") is not None:
         rows.append(
-            [f"last epoch's {_validated_on(last)} ({last.get('val_views', 'center')})",
+            [f"last epoch's {'held-out ' if _held_out(last) else ''}validation "
+             f"({last.get('val_views', 'center')})",
              f"{100 * last['val_top1_error']:.2f}%", f"{100 * last['val_top5_error']:.2f}%",
              f"{last.get('val_images', 0):,}", "during training"]
         )  # fmt: skip
@@ -177,7 +175,6 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
         "<h2>Final error</h2>"
         + _table(["evaluation", "top-1 error", "top-5 error", "images", "checkpoint"], rows)
     )
-    evals = _evals(run_dir)
     if evals:
         worst = sorted(
             (c for c in evals[-1]["per_class"] if c["top1_error"] is not None),
