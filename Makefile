@@ -3,6 +3,7 @@
 #   make summary              the paper's network, layer by layer
 #   make demo                 Fashion-MNIST: prepare, train 5 minutes, evaluate (under 10 min)
 #   make serve                the latest demo run's network at http://127.0.0.1:8000/
+#   make transfer-study       docs/results.md's transfer study on Tiny ImageNet (a day of CPU)
 # GPU users: choose the torch build, e.g.
 #   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
@@ -12,7 +13,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: test lint chromium summary demo serve clean
+.PHONY: test lint chromium summary demo serve transfer-study clean
 
 # The demo's time budget for training, in minutes; it also validates and evaluates.
 DEMO_MINUTES ?= 5
@@ -72,5 +73,17 @@ serve: $(VENV)/.installed
 	index=""; ls $$run/neighbors/fc7-train-*.pt >/dev/null 2>&1 && index="--index $$run/neighbors"; \
 	$(BIN)/alexnet serve --checkpoint $$run --port $(PORT) $$index
 
+# The transfer study of docs/results.md: pretrain alexnet2012 on half of Tiny ImageNet's
+# classes (A), then learn the other half (B) four ways with 10, 50 and 450 images a class.
+# About 30 hours of a 2-core CPU. Every step resumes: stopped at any point (Ctrl-C, a killed
+# job), the same command goes on where it stopped.
+TINY_IMAGENET ?= ../shared/data/tiny-imagenet-200.zip
+transfer-study: $(VENV)/.installed
+	$(BIN)/alexnet data prepare --source tiny-imagenet --src $(TINY_IMAGENET) --out data/tiny-imagenet
+	$(BIN)/alexnet train --config configs/tiny-imagenet-a.yaml --out runs/tiny-a --auto-resume --test
+	$(BIN)/alexnet transfer --recipe configs/tiny-imagenet-b.yaml --source runs/tiny-a \
+		--out runs/transfer-b --per-class 10,50,450 --seeds 0,1
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+
