@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from alexnet.models import checkpoint as ckpt
@@ -27,15 +28,28 @@ def test_the_four_ways_on_the_other_classes(store, tmp_path):
                                  "data.holdout=10"])  # fmt: skip
     out = tmp_path / "transfer"
     said = []
+
+    def stop_at_fc8(line):  # the study stopped (Ctrl-C, a killed job) after its first cell
+        said.append(line)
+        if line.startswith("transfer: fc8"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_transfer(recipe, str(source), out, [4, 2], [0], log=stop_at_fc8, command="cmd")
+    partial = json.loads((out / "transfer.json").read_text())
+    assert [(c["method"], c["per_class"]) for c in partial["cells"]] == [("probe", 2)]
+    assert partial["command"] == "cmd" and (out / "transfer.png").is_file()
+
     result = run_transfer(recipe, str(source), out, [4, 2], [0], log=said.append)
 
     assert [(r["method"], r["per_class"], r["seeds"]) for r in result["table"]] == [
         (m, n, 1) for m in ("scratch", "probe", "fc8", "all") for n in (4, 2)
     ]
     # cheapest first: the smaller N whole, and for each N scratch (the most epochs) last
-    cells = [line for line in said if "per class" in line]
-    assert cells == [f"transfer: {m}, {n} per class, seed 0"
-                     for n in (2, 4) for m in ("probe", "fc8", "all", "scratch")]  # fmt: skip
+    # the stopped fc8 cell again, then the rest; the finished probe cell not again
+    order = [f"transfer: {m}, {n} per class, seed 0"
+             for n in (2, 4) for m in ("probe", "fc8", "all", "scratch")]  # fmt: skip
+    assert [line for line in said if "per class" in line] == order[:2] + order[1:]
     assert all(0 <= c["top5_error"] <= c["top1_error"] <= 1 for c in result["cells"])
     assert "probe" in table_text(result) and (out / "transfer.png").is_file()
 

@@ -92,9 +92,8 @@ def _transfer(args: argparse.Namespace) -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     result = run_transfer(recipe, args.source, args.out, _numbers(args.per_class, "--per-class"),
                           _numbers(args.seeds, "--seeds"), methods,
-                          log=lambda line: print(line, file=sys.stderr))  # fmt: skip
-    result["command"] = command_line()
-    (Path(args.out) / "transfer.json").write_text(json.dumps(result, indent=2))
+                          log=lambda line: print(line, file=sys.stderr),
+                          command=command_line())  # fmt: skip
     print(table_text(result))
     print(f"wrote {Path(args.out) / 'transfer.json'} and {Path(args.out) / 'transfer.png'}")
 

@@ -19,9 +19,9 @@ images drawn from those the holdout left, nested across N) and each seed S, four
 Each training cell is an ordinary run in OUT/METHOD/n-N/seed-S, tested at its end on the
 validation images with ten crops and the center (`alexnet train --test`); a cell whose test
 is written is kept when the study runs again, one that was stopped is resumed, so the study
-can be stopped and started at will. OUT/transfer.json holds every cell and the table (mean
-and spread over seeds of the ten-crop top-1 and top-5 error), OUT/transfer.png the top-1
-accuracy against images per class.
+can be stopped and started at will. OUT/transfer.json holds every finished cell and the
+table (mean and spread over seeds of the ten-crop top-1 and top-5 error), OUT/transfer.png
+the top-1 accuracy against images per class; both are written again after each cell.
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def run_transfer(
     seeds: list[int],
     methods: list[str] = METHODS,
     log=print,
+    command: str | None = None,
 ) -> dict:
-    """Every cell not yet done, then the table (OUT/transfer.json, OUT/transfer.png)."""
+    """Every cell not yet done, each followed by the table of those finished
+    (OUT/transfer.json with `command`, the study's command line; OUT/transfer.png)."""
     from alexnet.models import checkpoint as ckpt
 
     unknown = [m for m in methods if m not in METHODS]
@@ -120,6 +122,15 @@ def run_transfer(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     layers = parameter_layers(recipe)
+
+    def tabulate() -> dict:
+        # after every cell: a study stopped part way has the table of the cells it finished
+        result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
+        result.update(source=str(source_file), recipe=recipe.to_dict(), command=command)
+        (out / "transfer.json").write_text(json.dumps(result, indent=2))
+        plot(result, out / "transfer.png")
+        return result
+
     for n, method, seed in cell_order(methods, per_class, seeds):
         cell = out / method / f"n-{n}" / f"seed-{seed}"
         if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
@@ -130,11 +141,8 @@ def run_transfer(
         else:
             config = cell_config(recipe, method, n, seed, str(source_file), layers)
             _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
-    result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
-    result.update(source=str(source_file), recipe=recipe.to_dict())
-    (out / "transfer.json").write_text(json.dumps(result, indent=2))
-    plot(result, out / "transfer.png")
-    return result
+        tabulate()
+    return tabulate()
 
 
 def _probe_cell(recipe, source: Path, out: Path, cell: Path, n: int, seed: int, log) -> None:
