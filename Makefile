@@ -3,7 +3,7 @@
 #   make summary              the paper's network, layer by layer
 #   make demo                 Fashion-MNIST: prepare, train 5 minutes, evaluate (under 10 min)
 #   make serve                the latest demo run's network at http://127.0.0.1:8000/
-#   make transfer-study       docs/results.md's transfer study on Tiny ImageNet (a day of CPU)
+#   make transfer-study       docs/results.md's transfer study on Tiny ImageNet (~30 h of CPU)
 # GPU users: choose the torch build, e.g.
 #   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
@@ -86,4 +86,3 @@ transfer-study: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
-
