@@ -39,6 +39,14 @@ def test_the_four_ways_on_the_other_classes(store, tmp_path):
     partial = json.loads((out / "transfer.json").read_text())
     assert [(c["method"], c["per_class"]) for c in partial["cells"]] == [("probe", 2)]
     assert partial["command"] == "cmd" and (out / "transfer.png").is_file()
+    # the Markdown table: the one finished row, its error read from the cell's own record
+    probe = json.loads((out / "probe" / "n-2" / "seed-0" / "probe.json").read_text())["test"]
+    lines = (out / "transfer.md").read_text().splitlines()
+    assert lines[0].startswith("| method |") and lines[-1] == "`cmd`"
+    rows = [line for line in lines[2:] if line.startswith("|")]
+    assert rows == [f"| probe | 2 | center | 1 | {100 * probe['top1_error']:.2f} "
+                    f"| {100 * probe['top5_error']:.2f} "
+                    f"| {100 * probe['top1_error']:.2f} (seed 0) |"]  # fmt: skip
 
     result = run_transfer(recipe, str(source), out, [4, 2], [0], log=said.append)
 
@@ -52,6 +60,10 @@ def test_the_four_ways_on_the_other_classes(store, tmp_path):
     assert [line for line in said if "per class" in line] == order[:2] + order[1:]
     assert all(0 <= c["top5_error"] <= c["top1_error"] <= 1 for c in result["cells"])
     assert "probe" in table_text(result) and (out / "transfer.png").is_file()
+    rows = [line.split(" | ")[:3] for line in (out / "transfer.md").read_text().splitlines()[2:]
+            if line.startswith("|")]  # fmt: skip
+    assert rows == [[f"| {m}", str(n), "center" if m == "probe" else "ten-crop"]
+                    for m in ("scratch", "probe", "fc8", "all") for n in (4, 2)]  # fmt: skip
 
     # fc8 alone: every other layer is the source's, bit for bit; all: every layer moved
     origin = ckpt.load(source / "checkpoints" / "best.pt")["state_dict"]

@@ -20,8 +20,9 @@ Each training cell is an ordinary run in OUT/METHOD/n-N/seed-S, tested at its en
 validation images with ten crops and the center (`alexnet train --test`); a cell whose test
 is written is kept when the study runs again, one that was stopped is resumed, so the study
 can be stopped and started at will. OUT/transfer.json holds every finished cell and the
-table (mean and spread over seeds of the ten-crop top-1 and top-5 error), OUT/transfer.png
-the top-1 accuracy against images per class; both are written again after each cell.
+table (mean and spread over seeds of the ten-crop top-1 and top-5 error), OUT/transfer.md
+that table in Markdown with each seed's error and the command, OUT/transfer.png the top-1
+accuracy against images per class; all three are written again after each cell.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def run_transfer(
         result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
         result.update(source=str(source_file), recipe=recipe.to_dict(), command=command)
         (out / "transfer.json").write_text(json.dumps(result, indent=2))
+        (out / "transfer.md").write_text(table_markdown(result))
         plot(result, out / "transfer.png")
         return result
 
@@ -234,6 +236,31 @@ def table_text(result: dict) -> str:
         lines.append(f"{row['method']:8} {row['per_class']:>9} {row['seeds']:>5} "
                      f"{cell(row['top1_error']):>16} {cell(row['top5_error']):>16}")  # fmt: skip
     return "\n".join(lines)
+
+
+def table_markdown(result: dict) -> str:
+    """The finished rows as a Markdown table, in percent: mean ± sample standard deviation
+    over the seeds, each seed's top-1 error, the views tested; the study's command below."""
+
+    def spread(s: dict) -> str:
+        text = f"{100 * s['mean']:.2f}"
+        return text + (f" ± {100 * s['std']:.2f}" if s["std"] is not None else "")
+
+    lines = ["| method | images per class | views | seeds | top-1 error, % | top-5 error, % "
+             "| seeds' top-1 error, % |",
+             "| --- | ---: | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+    for row in result["table"]:
+        if not row["seeds"]:
+            continue
+        cells = [c for c in result["cells"]
+                 if (c["method"], c["per_class"]) == (row["method"], row["per_class"])]  # fmt: skip
+        each = ", ".join(f"{100 * c['top1_error']:.2f} (seed {c['seed']})" for c in cells)
+        lines.append(f"| {row['method']} | {row['per_class']} | {cells[0]['views']} "
+                     f"| {row['seeds']} | {spread(row['top1_error'])} "
+                     f"| {spread(row['top5_error'])} | {each} |")  # fmt: skip
+    if result.get("command"):
+        lines += ["", f"`{result['command']}`"]
+    return "\n".join(lines) + "\n"
 
 
 def plot(result: dict, path: Path) -> None:
