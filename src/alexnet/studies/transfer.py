@@ -283,6 +283,9 @@ def plot(result: dict, path: Path) -> None:
         ax.scatter([c["per_class"] for c in dots], [100 * (1 - c["top1_error"]) for c in dots],
                    color=line.get_color(), alpha=0.35, s=12)  # fmt: skip
     ax.set_xscale("log")
+    counts = sorted({r["per_class"] for r in result["table"] if r["seeds"]})
+    ax.set_xticks(counts, [str(n) for n in counts])  # the grid's N, not powers of ten
+    ax.minorticks_off()
     ax.set_xlabel("training images per class")
     ax.set_ylabel("top-1 accuracy on the test images, %")
     ax.grid(alpha=0.3)
