@@ -223,28 +223,27 @@ def summarize(out: Path, methods, per_class, seeds, split: str = "val") -> dict:
     return {"cells": cells, "table": table}
 
 
-def table_text(result: dict) -> str:
-    def cell(spread: dict) -> str:
-        if spread["mean"] is None:
-            return "-"
-        text = f"{100 * spread['mean']:.2f}"
-        return text + (f" +- {100 * spread['std']:.2f}" if spread["std"] is not None else "")
+def _percent(spread: dict, plus_minus: str = "+-") -> str:
+    """A row's mean (and standard deviation, given two seeds or more) in percent."""
+    if spread["mean"] is None:
+        return "-"
+    text = f"{100 * spread['mean']:.2f}"
+    return text + (f" {plus_minus} {100 * spread['std']:.2f}" if spread["std"] is not None else "")
 
+
+def table_text(result: dict) -> str:
     lines = [f"{'method':8} {'per class':>9} {'seeds':>5} {'top-1 error %':>16} "
              f"{'top-5 error %':>16}"]  # fmt: skip
     for row in result["table"]:
+        top1, top5 = _percent(row["top1_error"]), _percent(row["top5_error"])
         lines.append(f"{row['method']:8} {row['per_class']:>9} {row['seeds']:>5} "
-                     f"{cell(row['top1_error']):>16} {cell(row['top5_error']):>16}")  # fmt: skip
+                     f"{top1:>16} {top5:>16}")  # fmt: skip
     return "\n".join(lines)
 
 
 def table_markdown(result: dict) -> str:
     """The finished rows as a Markdown table, in percent: mean ± sample standard deviation
     over the seeds, each seed's top-1 error, the views tested; the study's command below."""
-
-    def spread(s: dict) -> str:
-        text = f"{100 * s['mean']:.2f}"
-        return text + (f" ± {100 * s['std']:.2f}" if s["std"] is not None else "")
 
     lines = ["| method | images per class | views | seeds | top-1 error, % | top-5 error, % "
              "| seeds' top-1 error, % |",
@@ -256,8 +255,8 @@ def table_markdown(result: dict) -> str:
                  if (c["method"], c["per_class"]) == (row["method"], row["per_class"])]  # fmt: skip
         each = ", ".join(f"{100 * c['top1_error']:.2f} (seed {c['seed']})" for c in cells)
         lines.append(f"| {row['method']} | {row['per_class']} | {cells[0]['views']} "
-                     f"| {row['seeds']} | {spread(row['top1_error'])} "
-                     f"| {spread(row['top5_error'])} | {each} |")  # fmt: skip
+                     f"| {row['seeds']} | {_percent(row['top1_error'], '±')} "
+                     f"| {_percent(row['top5_error'], '±')} | {each} |")  # fmt: skip
     if result.get("command"):
         lines += ["", f"`{result['command']}`"]
     return "\n".join(lines) + "\n"
