@@ -4,11 +4,15 @@
 # transfer.json/.md/.png; each probe cell's probe.json; each trained cell whose ten-crop test
 # is written: its config, metrics.jsonl, train.log, version.json and both tests' eval.json
 # (not its checkpoints); and one holdout.json, which must be the same for every cell.
+# DOCS is made afresh: records of cells the study no longer holds (a study redone from new
+# weights) do not stay beside the new ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=${1:-runs/transfer-b}
 dst=${2:-docs/runs/transfer-b}
 python=${PYTHON:-.venv/bin/python}
+[ -f "$src/transfer.json" ] || { echo "no $src/transfer.json: not a transfer study" >&2; exit 1; }
+rm -rf "$dst"
 mkdir -p "$dst"
 # transfer.md from transfer.json (a study started before transfer.md existed has none)
 "$python" -c 'import json, sys

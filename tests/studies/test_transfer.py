@@ -4,6 +4,7 @@ says."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -91,3 +92,40 @@ def test_the_four_ways_on_the_other_classes(store, tmp_path):
     again = run_transfer(recipe, str(source), out, [4, 2], [0], log=said.append)
     assert again["cells"] == result["cells"]  # done cells are kept, not trained again
     assert said == []
+
+
+def test_work_made_from_other_weights_is_refused(store, tmp_path):
+    """A study's cells and cached features stand on one pretraining: an OUT holding those of
+    another (a source trained again, another file) is refused, naming them, and nothing is
+    written; scratch cells, which stand on no source, are not named."""
+    (tmp_path / "A.txt").write_text("0\n1\n2\n3\n4\n")
+    (tmp_path / "B.txt").write_text("5\n6\n7\n8\n9\n")
+    common = [f"data.store={store}", "run.epochs=1"]
+    first = tmp_path / "first"
+    train(load_config(DEBUG, [*common, f"data.class_ids={tmp_path / 'A.txt'}"]), first)
+    other = ckpt.load(first / "checkpoints" / "best.pt")
+    other["state_dict"]["conv1.bias"] += 1.0
+    ckpt.save(tmp_path / "other.pt", other)
+    recipe = load_config(DEBUG, [*common, f"data.class_ids={tmp_path / 'B.txt'}",
+                                 "data.holdout=10"])  # fmt: skip
+    out, grid = tmp_path / "transfer", ([2], [0], ["scratch", "probe", "fc8"])
+    run_transfer(recipe, str(first), out, *grid, log=lambda line: None)
+    digest = hashlib.sha256((first / "checkpoints" / "best.pt").read_bytes()).hexdigest()
+    table = json.loads((out / "transfer.json").read_text())
+    probe = json.loads((out / "probe" / "n-2" / "seed-0" / "probe.json").read_text())
+    assert table["source_sha256"] == probe["source"]["sha256"] == digest
+
+    before = (out / "transfer.json").read_text()
+    with pytest.raises(ValueError, match="other weights than") as refused:
+        run_transfer(recipe, str(tmp_path / "other.pt"), out, *grid, log=lambda line: None)
+    named = str(refused.value)
+    for folder in ("features-train", "features-val", "probe/n-2/seed-0", "fc8/n-2/seed-0"):
+        assert f"{folder} ({digest[:16]})" in named
+    assert "scratch" not in named
+    assert (out / "transfer.json").read_text() == before
+
+    # a record that names no source (a study older than the sha256) is not taken as this one's
+    del probe["source"]
+    (out / "probe" / "n-2" / "seed-0" / "probe.json").write_text(json.dumps(probe))
+    with pytest.raises(ValueError, match=r"probe/n-2/seed-0 \(no sha256 recorded\)"):
+        run_transfer(recipe, str(first), out, *grid, log=lambda line: None)

@@ -129,6 +129,7 @@ def features(
     from alexnet.evaluate.eval import normalization
     from alexnet.evaluate.predict import Photos, list_photos
     from alexnet.models import checkpoint as ckpt
+    from alexnet.models.transfer import sha256
 
     if (data is None) == (paths is None):
         raise ValueError("give --data STORE or image files, one of the two")
@@ -191,6 +192,7 @@ def features(
     written = extract(model, batches, len(names), layers, out, spatial_mean, dtype, progress)
     result = {
         "checkpoint": loaded["path"],
+        "sha256": sha256(loaded["path"]),
         "network": loaded["model"]["name"],
         "source": {"store": data, "split": split} if data is not None else {"files": len(names)},
         "images": len(names),

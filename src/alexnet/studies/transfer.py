@@ -19,10 +19,13 @@ images drawn from those the holdout left, nested across N) and each seed S, four
 Each training cell is an ordinary run in OUT/METHOD/n-N/seed-S, tested at its end on the
 validation images with ten crops and the center (`alexnet train --test`); a cell whose test
 is written is kept when the study runs again, one that was stopped is resumed, so the study
-can be stopped and started at will. OUT/transfer.json holds every finished cell and the
-table (mean and spread over seeds of the ten-crop top-1 and top-5 error), OUT/transfer.md
-that table in Markdown with each seed's error and the command, OUT/transfer.png the top-1
-accuracy against images per class; all three are written again after each cell.
+can be stopped and started at will. Every cell that stands on the source (probe, fc8, all, and
+the cached fc7 features) records the source's sha256, and the study refuses an OUT holding
+such work from other weights: a table never mixes two pretrainings. OUT/transfer.json holds
+every finished cell and the table (mean and spread over seeds of the ten-crop top-1 and
+top-5 error), OUT/transfer.md that table in Markdown with each seed's error and the command,
+OUT/transfer.png the top-1 accuracy against images per class; all three are written again
+after each cell.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ def run_transfer(
     """Every cell not yet done, each followed by the table of those finished
     (OUT/transfer.json with `command`, the study's command line; OUT/transfer.png)."""
     from alexnet.models import checkpoint as ckpt
+    from alexnet.models.transfer import sha256
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -120,14 +124,25 @@ def run_transfer(
                          "and best.pt must not look at the test images")  # fmt: skip
     source_file = ckpt.find(source, "best") if Path(source).is_dir() else Path(source)
     ckpt.load(source_file)  # a source that cannot be read fails before any work
+    digest = sha256(source_file)
     out = Path(out)
+    others = made_from_other_weights(out, digest)
+    if others:
+        listed = ", ".join(f"{name} ({sha[:16] if sha else 'no sha256 recorded'})"
+                           for name, sha in others.items())  # fmt: skip
+        raise ValueError(
+            f"{out} holds work made from other weights than {source_file} (sha256 "
+            f"{digest[:16]}): {listed}. A table mixing them would be no one source's: move "
+            "those folders away, or give another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     layers = parameter_layers(recipe)
 
     def tabulate() -> dict:
         # after every cell: a study stopped part way has the table of the cells it finished
         result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
-        result.update(source=str(source_file), recipe=recipe.to_dict(), command=command)
+        result.update(source=str(source_file), source_sha256=digest, recipe=recipe.to_dict(),
+                      command=command)  # fmt: skip
         (out / "transfer.json").write_text(json.dumps(result, indent=2))
         (out / "transfer.md").write_text(table_markdown(result))
         plot(result, out / "transfer.png")
@@ -139,7 +154,7 @@ def run_transfer(
             continue  # done before
         log(f"transfer: {method}, {n} per class, seed {seed}")
         if method == "probe":
-            _probe_cell(recipe, source_file, out, cell, n, seed, log)
+            _probe_cell(recipe, source_file, digest, out, cell, n, seed, log)
         else:
             config = cell_config(recipe, method, n, seed, str(source_file), layers)
             _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
@@ -147,7 +162,29 @@ def run_transfer(
     return tabulate()
 
 
-def _probe_cell(recipe, source: Path, out: Path, cell: Path, n: int, seed: int, log) -> None:
+def made_from_other_weights(out: Path, digest: str) -> dict[str, str | None]:
+    """The work in OUT that stands on a source (the cached features, probe cells, fc8 and
+    all cells, finished or stopped) whose recorded sha256 is not `digest`: its folder
+    relative to OUT -> the sha256 it records (None: it records none)."""
+    records = [
+        ("features-*/features.json", ("sha256",)),
+        ("probe/n-*/seed-*/probe.json", ("source", "sha256")),
+        ("fc8/n-*/seed-*/version.json", ("init_from", "sha256")),
+        ("all/n-*/seed-*/version.json", ("init_from", "sha256")),
+    ]
+    others = {}
+    for pattern, keys in records:
+        for path in sorted(Path(out).glob(pattern)):
+            value = json.loads(path.read_text())
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value != digest:
+                others[str(path.parent.relative_to(out))] = value
+    return others
+
+
+def _probe_cell(recipe, source: Path, digest: str, out: Path, cell: Path, n: int, seed: int,
+                log) -> None:  # fmt: skip
     """fc7 of the B images (once for the study), then the probe on the cell's images."""
     from alexnet.evaluate.features import features
     from alexnet.evaluate.probe import probe
@@ -162,6 +199,7 @@ def _probe_cell(recipe, source: Path, out: Path, cell: Path, n: int, seed: int, 
         folders[split] = folder
     result = probe(folders[data.train_split], folders[data.val_split], "fc7", seed=seed,
                    rows=probe_rows(recipe, n, seed))  # fmt: skip
+    result["source"] = {"file": str(source), "sha256": digest}
     cell.mkdir(parents=True, exist_ok=True)
     (cell / "probe.json").write_text(json.dumps(result, indent=2))
 
