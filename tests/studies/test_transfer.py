@@ -109,7 +109,16 @@ def test_work_made_from_other_weights_is_refused(store, tmp_path):
     recipe = load_config(DEBUG, [*common, f"data.class_ids={tmp_path / 'B.txt'}",
                                  "data.holdout=10"])  # fmt: skip
     out, grid = tmp_path / "transfer", ([2], [0], ["scratch", "probe", "fc8"])
-    run_transfer(recipe, str(first), out, *grid, log=lambda line: None)
+    # scratch alone needs no source; a later study with one keeps its cells
+    with pytest.raises(ValueError, match="probe start from the pretrained network"):
+        run_transfer(recipe, None, out, [2], [0], ["scratch", "probe"])
+    run_transfer(recipe, None, out, [2], [0], ["scratch"], log=lambda line: None)
+    said = []
+    run_transfer(recipe, str(first), out, *grid, log=said.append)
+    assert [line for line in said if "per class" in line] == [
+        "transfer: probe, 2 per class, seed 0",
+        "transfer: fc8, 2 per class, seed 0",
+    ]
     digest = hashlib.sha256((first / "checkpoints" / "best.pt").read_bytes()).hexdigest()
     table = json.loads((out / "transfer.json").read_text())
     probe = json.loads((out / "probe" / "n-2" / "seed-0" / "probe.json").read_text())

@@ -110,8 +110,8 @@ def add_commands(commands) -> None:
     )
     tra.add_argument("--recipe", required=True,
                      help="the new classes' recipe, e.g. configs/tiny-imagenet-b.yaml")  # fmt: skip
-    tra.add_argument("--source", required=True,
-                     help="the pretrained run (its best.pt) or checkpoint")  # fmt: skip
+    tra.add_argument("--source", help="the pretrained run (its best.pt) or checkpoint; "
+                     "not needed for --methods scratch")  # fmt: skip
     tra.add_argument("--out", required=True)
     tra.add_argument("--per-class", default="10,50,500", help="images per class, e.g. 10,50,500")
     tra.add_argument("--seeds", default="0,1")

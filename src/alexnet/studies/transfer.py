@@ -101,7 +101,7 @@ def cell_order(methods, per_class, seeds) -> list[tuple[int, str, int]]:
 
 def run_transfer(
     recipe: TrainConfig,
-    source: str,
+    source: str | None,
     out: str | Path,
     per_class: list[int],
     seeds: list[int],
@@ -110,7 +110,8 @@ def run_transfer(
     command: str | None = None,
 ) -> dict:
     """Every cell not yet done, each followed by the table of those finished
-    (OUT/transfer.json with `command`, the study's command line; OUT/transfer.png)."""
+    (OUT/transfer.json with `command`, the study's command line; OUT/transfer.png).
+    `source` (a run or checkpoint) may be None when the methods are scratch alone."""
     from alexnet.models import checkpoint as ckpt
     from alexnet.models.transfer import sha256
 
@@ -122,27 +123,34 @@ def run_transfer(
     if recipe.data.holdout is None:
         raise ValueError("the recipe holds out no images (data.holdout): the cells' schedules "
                          "and best.pt must not look at the test images")  # fmt: skip
-    source_file = ckpt.find(source, "best") if Path(source).is_dir() else Path(source)
-    ckpt.load(source_file)  # a source that cannot be read fails before any work
-    digest = sha256(source_file)
     out = Path(out)
-    others = made_from_other_weights(out, digest)
-    if others:
-        listed = ", ".join(f"{name} ({sha[:16] if sha else 'no sha256 recorded'})"
-                           for name, sha in others.items())  # fmt: skip
-        raise ValueError(
-            f"{out} holds work made from other weights than {source_file} (sha256 "
-            f"{digest[:16]}): {listed}. A table mixing them would be no one source's: move "
-            "those folders away, or give another --out"
-        )
+    source_file = digest = None
+    if source is None:
+        needing = [m for m in methods if m != "scratch"]
+        if needing:
+            raise ValueError(f"{', '.join(needing)} start from the pretrained network: give "
+                             "--source (only scratch needs none)")  # fmt: skip
+    else:
+        source_file = ckpt.find(source, "best") if Path(source).is_dir() else Path(source)
+        ckpt.load(source_file)  # a source that cannot be read fails before any work
+        digest = sha256(source_file)
+        others = made_from_other_weights(out, digest)
+        if others:
+            listed = ", ".join(f"{name} ({sha[:16] if sha else 'no sha256 recorded'})"
+                               for name, sha in others.items())  # fmt: skip
+            raise ValueError(
+                f"{out} holds work made from other weights than {source_file} (sha256 "
+                f"{digest[:16]}): {listed}. A table mixing them would be no one source's: "
+                "move those folders away, or give another --out"
+            )
     out.mkdir(parents=True, exist_ok=True)
     layers = parameter_layers(recipe)
 
     def tabulate() -> dict:
         # after every cell: a study stopped part way has the table of the cells it finished
         result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
-        result.update(source=str(source_file), source_sha256=digest, recipe=recipe.to_dict(),
-                      command=command)  # fmt: skip
+        result.update(source=source_file and str(source_file), source_sha256=digest,
+                      recipe=recipe.to_dict(), command=command)  # fmt: skip
         (out / "transfer.json").write_text(json.dumps(result, indent=2))
         (out / "transfer.md").write_text(table_markdown(result))
         plot(result, out / "transfer.png")
