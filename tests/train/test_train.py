@@ -153,16 +153,18 @@ def test_interrupt_saves_a_checkpoint_and_resume_continues(store, tmp_path):
 # Data parallelism must give the gradient of the whole global batch. Both sides run in
 # processes of their own with one thread each, so neither depends on how many threads the
 # test's worker has: the same run with 1 and 2 threads sums in other orders and ends 2e-3
-# apart in float32 after two epochs.
+# apart in float32 after two epochs. One gradient sums the batch's 16 images, the other two
+# sums of 8, so the two differ by rounding: each entry may differ by its relative tolerance,
+# or by 100 units in the last place of the layer's largest entry (an entry near zero is the
+# difference of large terms; on an Intel Xeon one conv1 entry of 968 was 1.07x the former
+# alone). A lost or doubled all-reduce differs by a factor of 2, beyond either.
 ONE_THREAD = {**ENV, "OMP_NUM_THREADS": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-@pytest.mark.parametrize(
-    ("precision", "rtol", "atol"), [("fp32", 1e-5, 1e-7), ("fp64", 1e-12, 1e-15)]
-)
+@pytest.mark.parametrize(("precision", "rtol"), [("fp32", 1e-5), ("fp64", 1e-12)])
 def test_the_all_reduced_gradient_of_two_processes_is_the_one_process_gradient(
-    store, tmp_path, precision, rtol, atol
+    store, tmp_path, precision, rtol
 ):
     step = Path(__file__).with_name("data_parallel_step.py")
     sets = ["optim.batch_size=16", "model.dropout=0.0"]
@@ -179,7 +181,10 @@ def test_the_all_reduced_gradient_of_two_processes_is_the_one_process_gradient(
     for key in a:
         assert a[key].dtype == (torch.float64 if precision == "fp64" else torch.float32)
         assert a[key].abs().sum() > 0, key  # a gradient reached every layer
-        torch.testing.assert_close(b[key], a[key], rtol=rtol, atol=atol, msg=key)
+        atol = 100 * torch.finfo(a[key].dtype).eps * a[key].abs().max().item()
+        torch.testing.assert_close(
+            b[key], a[key], rtol=rtol, atol=atol, msg=lambda m, key=key: f"{key}: {m}"
+        )
 
 
 def test_two_gloo_processes_train_as_one_process_with_the_same_global_batch_in_float64(
