@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -36,7 +37,8 @@ class Browser:
     def __init__(self, width: int = 1280, height: int = 900, timeout: float = 60) -> None:
         from websockets.sync.client import connect
 
-        self.profile = tempfile.TemporaryDirectory()
+        # a helper that outlives close() must not fail the caller over a file left in /tmp
+        self.profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         executable = chromium()
         if executable is None:
             raise RuntimeError("no Chromium: `make test` installs Debian's chromium package")
@@ -46,6 +48,7 @@ class Browser:
              f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "HOME": self.profile.name},
+            start_new_session=True,  # its helpers in a process group of their own, for close()
         )  # fmt: skip
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
@@ -111,12 +114,28 @@ class Browser:
     def close(self) -> None:
         if getattr(self, "socket", None) is not None:
             self.socket.__exit__(None, None, None)
-        self.process.terminate()
+        # Chromium's helpers (renderers, crashpad) may write into the profile after the
+        # browser itself has exited: end the whole group and wait for it to be gone, so
+        # that the profile is removed whole.
+        self._signal_group(signal.SIGTERM)
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self._signal_group(signal.SIGKILL)
+            self.process.wait()
+        deadline = time.monotonic() + 10
+        while self._signal_group(0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._signal_group(signal.SIGKILL)
         self.profile.cleanup()
+
+    def _signal_group(self, sig: int) -> bool:
+        """Send `sig` to Chromium's process group; False once no process is left in it."""
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def __enter__(self) -> Browser:
         return self
