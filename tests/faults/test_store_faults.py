@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,11 +37,13 @@ def overwrite(path):
         handle.write(os.urandom(4096))
 
 
-@pytest.mark.parametrize("damage", [truncate, overwrite])
-def test_a_store_file_changed_under_a_running_run_stops_it(own_store, tmp_path, damage, record):
-    run = tmp_path / "run"
+def damaged_under_a_run(store, folder, damage) -> tuple[int, str, Path]:
+    """Train on a copy of `store` in `folder`, damage its training images once the run has
+    saved a checkpoint; the run's exit status, its stderr, and the damaged file."""
+    copy, run = folder / "store", folder / "run"
+    shutil.copytree(store, copy)
     command = [sys.executable, "-m", "alexnet", "train", "--config", str(DEBUG), "--set",
-               f"data.store={own_store}", "--set", "run.epochs=100", "--set",
+               f"data.store={copy}", "--set", "run.epochs=100", "--set",
                "run.checkpoint_steps=5", "--out", str(run)]  # fmt: skip
     process = subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -47,14 +51,26 @@ def test_a_store_file_changed_under_a_running_run_stops_it(own_store, tmp_path, 
     while not (run / "checkpoints" / "last.pt").exists():  # training is under way
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.01)
-    damage(own_store / "train" / "images.u8")
+    damage(copy / "train" / "images.u8")
     _, err = process.communicate(timeout=60)
-    assert process.returncode not in (0, None), err
-    assert process.returncode != -7, "killed by SIGBUS: the change was not noticed"
+    return process.returncode, err, copy / "train" / "images.u8"
+
+
+@pytest.mark.parametrize("damage", [truncate, overwrite])
+def test_a_store_file_changed_under_a_running_run_stops_it(store, tmp_path, damage, record):
+    # A truncation that lands inside a read of the mapped pixels, after the check, kills the
+    # run with SIGBUS (microseconds; the limit docs/reliability.md states): such a draw is
+    # run once more, and a second SIGBUS fails, so a check that never catches it fails.
+    for attempt in range(2):
+        code, err, images = damaged_under_a_run(store, tmp_path / f"try-{attempt}", damage)
+        if code != -signal.SIGBUS:
+            break
+    assert code not in (0, None), err
+    assert code != -signal.SIGBUS, "killed by SIGBUS twice: the change was not noticed"
     lines = err.strip().splitlines()
     assert "changed while the run was reading it" in lines[-1], err[-2000:]
-    assert str(own_store / "train" / "images.u8") in lines[-1]
-    record(f"store-{damage.__name__}", {"damage": damage.__name__, "exit": process.returncode,
+    assert str(images) in lines[-1]
+    record(f"store-{damage.__name__}", {"damage": damage.__name__, "exit": code,
                                         "message": lines[-1]})  # fmt: skip
 
 
