@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +67,10 @@ def test_a_run_directory_holds_everything_the_issue_lists(store, tmp_path):
     assert (run / "checkpoints" / "best.pt").is_file()
     version = json.loads((run / "version.json").read_text())
     assert version["torch"] == torch.__version__
+    # the processor and threads: runs on two processors differ in their last bits
+    assert version["threads"] == torch.get_num_threads()
+    named = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    assert version["cpu"] == (named.group(1).strip() if named else version["machine"])
 
 
 def test_checkpoints_load_without_unpickling_objects(store, tmp_path):

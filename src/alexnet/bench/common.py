@@ -8,10 +8,10 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from alexnet.core.runtime import cpu_name
 from alexnet.core.version import __version__
 
 
@@ -33,22 +33,12 @@ def measure(run, count: int, repeats: int) -> dict:
 
 def machine() -> dict:
     return {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores_given": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "alexnet": __version__,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device, cpu: str) -> str:

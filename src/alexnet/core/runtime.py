@@ -76,6 +76,21 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
     return bool(flags & BF16_FLAGS) if flags else None
 
 
+def cpu_name() -> str:
+    """The processor's model name (/proc/cpuinfo), for the records: float arithmetic, and so
+    a run's numbers, differ in their last bits from one processor to another."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def auto_precision(device) -> tuple[str, str]:
     """What `precision: auto` runs on `device` (a torch.device), and why: bf16 autocast
     where the hardware computes bf16 products natively (GPUs that support it; CPUs with

@@ -22,6 +22,7 @@ import torch
 
 from alexnet.core.checks import ConfigError
 from alexnet.core.files import atomic_write
+from alexnet.core.runtime import cpu_name
 from alexnet.core.version import __version__
 from alexnet.train.distributed import Processes
 
@@ -42,6 +43,8 @@ def version_info(device: torch.device, procs: Processes, command: str) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "threads": torch.get_num_threads(),
         "host": platform.node(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "world_size": procs.world,
