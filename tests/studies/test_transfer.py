@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from alexnet.core.files import held
 from alexnet.models import checkpoint as ckpt
-from alexnet.studies.transfer import probe_rows, run_transfer, table_text
+from alexnet.studies.transfer import CLAIMS, probe_rows, run_transfer, table_text
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train
 
-from fixtures import DEBUG
+from fixtures import DEBUG, ROOT
 
 
 def test_the_four_ways_on_the_other_classes(store, tmp_path):
@@ -138,3 +142,43 @@ def test_work_made_from_other_weights_is_refused(store, tmp_path):
     (out / "probe" / "n-2" / "seed-0" / "probe.json").write_text(json.dumps(probe))
     with pytest.raises(ValueError, match=r"probe/n-2/seed-0 \(no sha256 recorded\)"):
         run_transfer(recipe, str(first), out, *grid, log=lambda line: None)
+
+
+HOLD = """import sys, time
+from alexnet.core.files import held
+with held(sys.argv[1]) as holder:
+    print(holder, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_studies_running_at_once_share_the_cells(store, tmp_path):
+    """A cell another study holds is passed over, naming the holder; once that study is
+    killed (its lock goes with it) the cell is run; a lock held in one process is held for
+    every other, so two studies never train one cell."""
+    (tmp_path / "B.txt").write_text("5\n6\n7\n8\n9\n")
+    recipe = load_config(DEBUG, [f"data.store={store}", "run.epochs=1", "data.holdout=10",
+                                 f"data.class_ids={tmp_path / 'B.txt'}"])  # fmt: skip
+    out = tmp_path / "transfer"
+    claim = out / CLAIMS / "scratch-n-2-seed-0"
+    other = subprocess.Popen([sys.executable, "-c", HOLD, str(claim)], stdout=subprocess.PIPE,
+                             text=True, cwd=ROOT)  # fmt: skip
+    try:
+        assert other.stdout.readline().strip() == "None"  # it holds the cell
+        with held(claim) as holder:  # and so this process does not
+            assert holder == f"pid {other.pid} on {socket.gethostname()}"
+        said = []
+        first = run_transfer(recipe, None, out, [2], [0, 1], ["scratch"], log=said.append)
+    finally:
+        other.kill()
+        other.wait()
+    assert [c["seed"] for c in first["cells"]] == [1]
+    assert not (out / "scratch" / "n-2" / "seed-0").exists()
+    assert f"transfer: scratch, 2 per class, seed 0: run by pid {other.pid}" in said[0]
+    assert "1 cells were being run by other studies" in said[-1]
+
+    said.clear()  # the holder was killed: its lock is gone, nothing to clear by hand
+    second = run_transfer(recipe, None, out, [2], [0, 1], ["scratch"], log=said.append)
+    assert [c["seed"] for c in second["cells"]] == [0, 1]
+    assert said == ["transfer: scratch, 2 per class, seed 0"]
+    assert json.loads((out / "transfer.json").read_text())["cells"] == second["cells"]

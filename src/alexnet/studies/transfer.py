@@ -26,6 +26,11 @@ every finished cell and the table (mean and spread over seeds of the ten-crop to
 top-5 error), OUT/transfer.md that table in Markdown with each seed's error and the command,
 OUT/transfer.png the top-1 accuracy against images per class; all three are written again
 after each cell.
+
+The same command may run several times at once on one OUT (on one machine, or on several
+sharing a file system with flock, as NFS has): each cell is locked while it runs (OUT/.claims, flock: a killed study's
+locks go with it), a study passes over the cells another holds, and one extraction of the
+features serves them all.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.core.files import atomic_write, atomic_write_json, held
 from alexnet.train.config import TrainConfig, from_dict
 
 METHODS = ("scratch", "probe", "fc8", "all")
@@ -43,6 +49,8 @@ METHODS = ("scratch", "probe", "fc8", "all")
 #: flickr_style example: base_lr 0.001 against 0.01, fc8 at lr_mult 10)
 FINE_TUNE_RATE = 0.1
 FC8_MULT = 10.0
+#: OUT's folder of the locks by which studies running at once on one OUT share its cells
+CLAIMS = ".claims"
 
 
 def cell_config(recipe: TrainConfig, method: str, n: int, seed: int, source: str,
@@ -148,25 +156,37 @@ def run_transfer(
 
     def tabulate() -> dict:
         # after every cell: a study stopped part way has the table of the cells it finished
-        result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
-        result.update(source=source_file and str(source_file), source_sha256=digest,
-                      recipe=recipe.to_dict(), command=command)  # fmt: skip
-        (out / "transfer.json").write_text(json.dumps(result, indent=2))
-        (out / "transfer.md").write_text(table_markdown(result))
-        plot(result, out / "transfer.png")
+        with held(out / CLAIMS / "table", wait=True):  # one writer at a time
+            result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
+            result.update(source=source_file and str(source_file), source_sha256=digest,
+                          recipe=recipe.to_dict(), command=command)  # fmt: skip
+            atomic_write_json(out / "transfer.json", result)
+            atomic_write(out / "transfer.md", lambda f: f.write(table_markdown(result)), "w")
+            plot(result, out / "transfer.png")
         return result
 
+    elsewhere = []
     for n, method, seed in cell_order(methods, per_class, seeds):
         cell = out / method / f"n-{n}" / f"seed-{seed}"
         if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
             continue  # done before
-        log(f"transfer: {method}, {n} per class, seed {seed}")
-        if method == "probe":
-            _probe_cell(recipe, source_file, digest, out, cell, n, seed, log)
-        else:
-            config = cell_config(recipe, method, n, seed, str(source_file), layers)
-            _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
+        with held(out / CLAIMS / f"{method}-n-{n}-seed-{seed}") as holder:
+            if holder is not None:  # another study on this OUT runs it: the next cell
+                log(f"transfer: {method}, {n} per class, seed {seed}: run by {holder}")
+                elsewhere.append(holder)
+                continue
+            if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
+                continue  # finished by another study between the two looks
+            log(f"transfer: {method}, {n} per class, seed {seed}")
+            if method == "probe":
+                _probe_cell(recipe, source_file, digest, out, cell, n, seed, log)
+            else:
+                config = cell_config(recipe, method, n, seed, str(source_file), layers)
+                _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
         tabulate()
+    if elsewhere:
+        log(f"transfer: {len(elsewhere)} cells were being run by other studies on {out}; "
+            "the last of them to finish writes the whole table")  # fmt: skip
     return tabulate()
 
 
@@ -200,16 +220,18 @@ def _probe_cell(recipe, source: Path, digest: str, out: Path, cell: Path, n: int
     data, folders = recipe.data, {}
     for split in (data.train_split, data.val_split):
         folder = out / f"features-{split}"
-        if not (folder / "features.json").is_file():  # written last
-            log(f"transfer: fc7 of the {split} images of the classes")
-            features(str(source), folder, ["fc7"], data=data.store, split=split,
-                     class_ids=data.class_ids, workers=data.workers)  # fmt: skip
+        # another study on OUT extracting them: wait for it rather than extract them twice
+        with held(out / CLAIMS / f"features-{split}", wait=True):
+            if not (folder / "features.json").is_file():  # written last
+                log(f"transfer: fc7 of the {split} images of the classes")
+                features(str(source), folder, ["fc7"], data=data.store, split=split,
+                         class_ids=data.class_ids, workers=data.workers)  # fmt: skip
         folders[split] = folder
     result = probe(folders[data.train_split], folders[data.val_split], "fc7", seed=seed,
                    rows=probe_rows(recipe, n, seed))  # fmt: skip
     result["source"] = {"file": str(source), "sha256": digest}
     cell.mkdir(parents=True, exist_ok=True)
-    (cell / "probe.json").write_text(json.dumps(result, indent=2))
+    atomic_write_json(cell / "probe.json", result)
 
 
 def _train_cell(config: TrainConfig, cell: Path, command: str) -> None:
@@ -227,7 +249,7 @@ def _train_cell(config: TrainConfig, cell: Path, command: str) -> None:
         result["confusion"] = result["confusion"].tolist()
         folder = cell / f"test-{data.val_split}-{views}"
         folder.mkdir(exist_ok=True)
-        (folder / "eval.json").write_text(json.dumps(result, indent=2))
+        atomic_write_json(folder / "eval.json", result)
 
 
 def _spread(values: list[float]) -> dict:
