@@ -28,9 +28,9 @@ OUT/transfer.png the top-1 accuracy against images per class; all three are writ
 after each cell.
 
 The same command may run several times at once on one OUT (on one machine, or on several
-sharing a file system with flock, as NFS has): each cell is locked while it runs (OUT/.claims, flock: a killed study's
-locks go with it), a study passes over the cells another holds, and one extraction of the
-features serves them all.
+sharing a file system with flock, as NFS has): each cell is locked while it runs
+(OUT/.claims; a killed study's locks go with it), a study passes over the cells another
+holds, and one extraction of the features serves them all.
 """
 
 from __future__ import annotations
