@@ -165,7 +165,7 @@ def run_transfer(
             plot(result, out / "transfer.png")
         return result
 
-    elsewhere = []
+    passed_over = 0  # cells another study held
     for n, method, seed in cell_order(methods, per_class, seeds):
         cell = out / method / f"n-{n}" / f"seed-{seed}"
         if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
@@ -173,7 +173,7 @@ def run_transfer(
         with held(out / CLAIMS / f"{method}-n-{n}-seed-{seed}") as holder:
             if holder is not None:  # another study on this OUT runs it: the next cell
                 log(f"transfer: {method}, {n} per class, seed {seed}: run by {holder}")
-                elsewhere.append(holder)
+                passed_over += 1
                 continue
             if cell_result(out, method, n, seed, recipe.data.val_split) is not None:
                 continue  # finished by another study between the two looks
@@ -184,8 +184,8 @@ def run_transfer(
                 config = cell_config(recipe, method, n, seed, str(source_file), layers)
                 _train_cell(config, cell, f"alexnet transfer ({method}, {n}, {seed})")
         tabulate()
-    if elsewhere:
-        log(f"transfer: {len(elsewhere)} cells were being run by other studies on {out}; "
+    if passed_over:
+        log(f"transfer: {passed_over} cells were being run by other studies on {out}; "
             "the last of them to finish writes the whole table")  # fmt: skip
     return tabulate()
 
