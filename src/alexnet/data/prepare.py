@@ -371,7 +371,7 @@ def prepare_listing(
     """Write a listing into `out` (prepare's second half; tests and benchmarks call it with
     listings of arrays)."""
     if progress is None:
-        from tqdm.auto import tqdm as progress
+        from alexnet.core.progress import bar as progress
     out, work = Path(out), Path(out) / WORK
     started = time.monotonic() if started is None else started
     fingerprint = settings.to_dict()

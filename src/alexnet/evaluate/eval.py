@@ -9,11 +9,11 @@ ensemble (the paper's 5-CNN entry) averages the softmax of several networks.
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import torch
 
+from alexnet.core.progress import bar as progress_bar
 from alexnet.evaluate.metrics import softmax_batches, summarize
 
 # ---------------------------------------------------------------------------------------
@@ -45,8 +45,6 @@ def evaluate_checkpoints(
     progress: bool = True,
 ) -> dict:
     """Top-1/top-5 error of one network or an ensemble (softmax averaged) on a store."""
-    from tqdm.auto import tqdm
-
     from alexnet.core.runtime import keep_freed_memory, resolve_device, resolve_precision
     from alexnet.data.dataset import StoreDataset
     from alexnet.data.loader import class_map, make_loader
@@ -92,8 +90,7 @@ def evaluate_checkpoints(
     indices = indices if limit is None else indices[:limit]
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
-    quiet = not progress or os.environ.get("ALEXNET_PROGRESS") == "0"  # as train's bar
-    bar = tqdm(total=len(indices), desc=f"eval {views}", unit="img", disable=quiet)
+    bar = progress_bar(len(indices), f"eval {views}", "img", show=progress)
     probs, labels = [], []
     for p, y in softmax_batches(models, loader, dev, precision, progress=bar):
         probs.append(p)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.core.progress import bar as progress_bar
 from alexnet.models.alexnet import layer_output
 
 
@@ -66,8 +67,6 @@ def extract(
     spatial_mean: bool = False, dtype: str = "float32", progress: bool = True,
 ) -> list[Path]:  # fmt: skip
     """Run `model` over `batches` of images and write the named layers' outputs."""
-    from tqdm.auto import tqdm
-
     modules = {name: layer_output(model, name) for name in layers}
     kept: dict[str, torch.Tensor] = {}
     handles = [
@@ -77,7 +76,7 @@ def extract(
         for name, module in modules.items()
     ]
     writer = FeatureWriter(out, count, dtype)
-    bar = tqdm(total=count, unit="img", desc="features", disable=not progress)
+    bar = progress_bar(count, "features", "img", show=progress)
     try:
         with torch.no_grad():
             for images in batches:

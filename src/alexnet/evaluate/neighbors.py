@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from alexnet.core.files import atomic_write
+from alexnet.core.progress import bar as progress_bar
 
 # Search.
 
@@ -199,8 +199,6 @@ def fc7_index(
     """{features (N, 4096) float32, labels (N,), indices (N,)} of `split`'s center views,
     loaded from `folder` when it was built from this checkpoint and store, else computed
     and saved there."""
-    from tqdm.auto import tqdm
-
     from alexnet.core.runtime import resolve_device
     from alexnet.data.dataset import StoreDataset
     from alexnet.data.loader import make_loader
@@ -235,8 +233,7 @@ def fc7_index(
     order = list(range(count))
     batches = [order[i : i + batch] for i in range(0, count, batch)]
     loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
-    quiet = not progress or os.environ.get("ALEXNET_PROGRESS") == "0"
-    bar = tqdm(total=count, desc=f"fc7 of {split}", unit="img", disable=quiet)
+    bar = progress_bar(count, f"fc7 of {split}", "img", show=progress)
     features, labels = [], []
     for images, y in loader:
         features.append(fc7_features(model, images, dev, precision))

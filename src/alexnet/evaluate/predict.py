@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet.core.progress import bar as progress_bar
 from alexnet.core.runtime import keep_freed_memory, resolve_device
 from alexnet.data.augment import center_crop, render, ten_crops
 from alexnet.data.images import BadImage, decode
@@ -108,8 +109,6 @@ def predict_files(
     """One result per file, in order, streamed: a batch at a time is in memory, whatever
     the number of files. Each result holds the file, its `top` classes with their
     probabilities, and `error` (None, or why the file gave no prediction)."""
-    from tqdm.auto import tqdm
-
     if views not in ("center", "ten-crop"):
         raise ValueError(f"views must be center or ten-crop, got {views!r}")
     if batch_size < 1 or workers < 0:
@@ -127,7 +126,7 @@ def predict_files(
         collate_fn=_collate,
         prefetch_factor=2 if workers else None,
     )
-    bar = tqdm(total=len(files), unit="img", desc="predict", disable=not progress)
+    bar = progress_bar(len(files), "predict", "img", show=progress)
     for items in loader:
         good = [(i, x) for i, x, error in items if error is None]
         probs = {}

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet.core.files import fsync_dir
+from alexnet.core.progress import bar as progress_bar
 from alexnet.core.runtime import (
     autocast,
     input_dtype,
@@ -841,17 +842,8 @@ class Trainer:
 
 
 def _bar(total: int, initial: int, desc: str, procs: Processes):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        unit="step",
-        disable=not procs.main or os.environ.get("ALEXNET_PROGRESS") == "0",
-        dynamic_ncols=True,
-        leave=False,
-    )
+    return progress_bar(total, desc, "step", show=procs.main, initial=initial,
+                        dynamic_ncols=True, leave=False)  # fmt: skip
 
 
 def run_from_args(config_path, overrides, out, resume) -> dict | None:

@@ -1,0 +1,32 @@
+"""Progress bars: one place decides whether a bar shows and how often it is drawn.
+
+A bar shows unless its caller turns it off or the environment says ALEXNET_PROGRESS=0. On
+a terminal it is redrawn up to ten times a second (tqdm's default); when its stream is a
+file (`nohup alexnet train ... >> run.out`), at most every LOG_INTERVAL_S seconds, so that
+a day's run leaves a log of a few thousand lines rather than a million carriage returns.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+LOG_INTERVAL_S = 30.0
+
+
+def enabled(wanted: bool = True) -> bool:
+    """Whether a bar the caller `wanted` shows: ALEXNET_PROGRESS=0 turns every bar off."""
+    return wanted and os.environ.get("ALEXNET_PROGRESS") != "0"
+
+
+def bar(total: int, desc: str, unit: str, show: bool = True, file=None, **options):
+    """A tqdm bar over `total` `unit`s (tqdm.auto's: a widget in a notebook). `options` go
+    to tqdm (initial, leave, smoothing, ...)."""
+    from tqdm.auto import tqdm
+
+    stream = sys.stderr if file is None else file
+    notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
+    terminal = notebook or (hasattr(stream, "isatty") and stream.isatty())
+    options.setdefault("mininterval", 0.1 if terminal else LOG_INTERVAL_S)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled(show), file=stream,
+                **options)  # fmt: skip
