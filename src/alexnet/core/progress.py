@@ -27,6 +27,8 @@ def bar(total: int, desc: str, unit: str, show: bool = True, file=None, **option
     stream = sys.stderr if file is None else file
     notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
     terminal = notebook or (hasattr(stream, "isatty") and stream.isatty())
-    options.setdefault("mininterval", 0.1 if terminal else LOG_INTERVAL_S)
+    if not terminal:
+        # maxinterval too: tqdm's monitor thread redraws a bar left alone that long (10 s)
+        options = {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S, **options}
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled(show), file=stream,
                 **options)  # fmt: skip
