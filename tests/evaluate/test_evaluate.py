@@ -80,6 +80,20 @@ def test_ten_crops_and_ensembles_average_the_softmax():
     assert torch.equal(got_labels, labels)
 
 
+def test_ten_crops_go_through_the_network_a_batch_of_images_at_a_time():
+    # a batch of 128 images is 1,280 crops: at once, ten times a center batch's memory
+    seen = []
+
+    class Counting(MeanLogits):
+        def forward(self, x):
+            seen.append(len(x))
+            return super().forward(x)
+
+    images = torch.randn(3, 10, 1, 4, 4)
+    list(softmax_batches([Counting(1.0)], [(images, torch.arange(3))], torch.device("cpu")))
+    assert seen == [3] * 10
+
+
 def test_predict_prepares_a_photo_as_the_store_prepared_it(store, run, tmp_path):
     split = Store(store).split("val")
     path = tmp_path / "item.png"
