@@ -14,11 +14,6 @@ import sys
 LOG_INTERVAL_S = 30.0
 
 
-def enabled(wanted: bool = True) -> bool:
-    """Whether a bar the caller `wanted` shows: ALEXNET_PROGRESS=0 turns every bar off."""
-    return wanted and os.environ.get("ALEXNET_PROGRESS") != "0"
-
-
 def bar(total: int, desc: str, unit: str, show: bool = True, file=None, **options):
     """A tqdm bar over `total` `unit`s (tqdm.auto's: a widget in a notebook). `options` go
     to tqdm (initial, leave, smoothing, ...)."""
@@ -30,5 +25,5 @@ def bar(total: int, desc: str, unit: str, show: bool = True, file=None, **option
     if not terminal:
         # maxinterval too: tqdm's monitor thread redraws a bar left alone that long (10 s)
         options = {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S, **options}
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled(show), file=stream,
-                **options)  # fmt: skip
+    quiet = not show or os.environ.get("ALEXNET_PROGRESS") == "0"
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=stream, **options)
