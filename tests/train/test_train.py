@@ -500,3 +500,15 @@ def test_a_checkpoint_from_before_a_config_field_existed_still_resumes(store, tm
     assert metrics["epoch"] == 2
     with pytest.raises(ckpt.CheckpointError, match="differing settings"):
         train(config(store, "run.epochs=3", "model.dropout=0.3"), run, resume=True)
+
+
+def test_a_training_bar_in_a_log_file_is_not_drawn_each_step(store, tmp_path, monkeypatch, capsys):
+    import tqdm.std
+
+    # a clock that stands still: a bar drawn at its interval is drawn once at its start
+    monkeypatch.setattr(tqdm.std, "time", lambda: 1000.0)
+    monkeypatch.delenv("ALEXNET_PROGRESS", raising=False)
+    sets = ["run.epochs=1", "data.train_images=64", "data.val_images=8"]  # 8 steps of 8
+    train(config(store, *sets), tmp_path / "run")
+    drawn = capsys.readouterr().err.count("epoch 1/1:")  # capsys's stderr is not a terminal
+    assert 1 <= drawn <= 3  # the first draw (and the last, on close), not one per step

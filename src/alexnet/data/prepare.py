@@ -295,9 +295,9 @@ def _run_split(
                 )
                 log.warning("skipped %s: %s", entries.names[start + position], reason)
             writer.chunks_done = chunk + 1
+            if bad:  # shown at the bar's next draw (a draw of its own would be a log line)
+                bar.set_postfix(quarantined=len(writer.quarantine), refresh=False)
             bar.update(len(positions) + len(bad))
-            if bad:
-                bar.set_postfix(quarantined=len(writer.quarantine))
             if time.monotonic() - last > CHECKPOINT_SECONDS:
                 writer.checkpoint()
                 last = time.monotonic()
