@@ -57,3 +57,15 @@ def test_probe_command_writes_its_result_and_refuses_missing_features(tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["test"]["images"] == 40
     bad = cli("probe", "--train", train, "--test", train, "--layer", "conv5")
     assert bad.returncode == 2 and "lacks conv5.npy" in bad.stderr
+
+
+def test_the_probe_shows_a_bar_over_its_fits_unless_told_not_to(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ALEXNET_PROGRESS", raising=False)
+    rng = np.random.default_rng(2)
+    y = np.arange(40) % 2
+    train = features(tmp_path / "a", rng.normal(0, 1, (40, 3)) + y[:, None] * 3, y)
+    probe(train, train)
+    shown = capsys.readouterr().err
+    assert "probe fc7" in shown and "6/6" in shown  # five l2 values, then the refit
+    probe(train, train, progress=False)
+    assert capsys.readouterr().err == ""

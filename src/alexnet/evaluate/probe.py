@@ -46,11 +46,19 @@ def errors(w, b, x, y) -> dict:
 
 
 def probe(
-    train: str | Path, test: str | Path, layer: str = "fc7", seed: int = 0, rows=None
+    train: str | Path,
+    test: str | Path,
+    layer: str = "fc7",
+    seed: int = 0,
+    rows=None,
+    progress: bool = True,
 ) -> dict:
     """Fit on TRAIN/LAYER.npy with TRAIN/labels.npy (from `alexnet features --data`), choose
     l2 on a held-out tenth of them, report errors on TEST's. `rows`: only these rows of
-    TRAIN (a subset of the images, as a training run would choose them)."""
+    TRAIN (a subset of the images, as a training run would choose them). `progress`: a bar
+    over the fits (one an l2, then the refit), which on 45,000 images of fc7 take minutes
+    each."""
+    from alexnet.core.progress import bar
     from alexnet.data.loader import holdout
 
     def load(folder):
@@ -73,11 +81,17 @@ def probe(
     held = torch.from_numpy(holdout(y.numpy(), 0.1, seed))
     rest = torch.from_numpy(np.setdiff1d(np.arange(len(y)), held.numpy()))
     scores = {}
+    fits = bar(len(L2_GRID) + 1, f"probe {layer}", "fit", show=progress)
     for l2 in L2_GRID:
+        fits.set_postfix(l2=f"{l2:g}", refresh=False)
         w, b = fit(x[rest], y[rest], classes, l2)
         scores[l2] = errors(w, b, x[held], y[held])["top1_error"]
+        fits.update(1)
     best = min(L2_GRID, key=lambda l2: (scores[l2], -l2))  # ties: the stronger penalty
+    fits.set_postfix(l2=f"{best:g}", refit="all", refresh=False)
     w, b = fit(x, y, classes, best)
+    fits.update(1)
+    fits.close()
     return {
         "layer": layer,
         "train": {"folder": str(train), "images": len(y), "features": x.shape[1]},
