@@ -47,3 +47,16 @@ def test_turned_off_writes_nothing(env, show, monkeypatch):
     progress.update(10)
     progress.close()
     assert stream.getvalue() == ""
+
+
+def test_a_postfix_set_each_step_does_not_draw_the_bar_in_a_log_file(monkeypatch):
+    monkeypatch.delenv("ALEXNET_PROGRESS", raising=False)
+    monkeypatch.setattr(tqdm.std, "time", lambda: 1000.0)  # no time passes
+    stream = io.StringIO()
+    progress = bar(100, "test", "step", file=stream)
+    for step in range(100):
+        progress.set_postfix(loss=f"{1 / (step + 1):.3f}")
+        progress.update(1)
+    assert stream.getvalue().count("\r") <= 2  # the first draw, not one a step
+    progress.close()
+    assert "loss=0.010" in stream.getvalue()  # the last postfix shows in the closing draw

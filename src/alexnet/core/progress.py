@@ -8,6 +8,7 @@ a day's run leaves a log of a few thousand lines rather than a million carriage 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -16,7 +17,8 @@ LOG_INTERVAL_S = 30.0
 
 def bar(total: int, desc: str, unit: str, show: bool = True, file=None, **options):
     """A tqdm bar over `total` `unit`s (tqdm.auto's: a widget in a notebook). `options` go
-    to tqdm (initial, leave, smoothing, ...)."""
+    to tqdm (initial, leave, smoothing, ...). Its set_postfix does not draw: the postfix
+    shows with the next update's draw, so set it before that update."""
     from tqdm.auto import tqdm
 
     stream = sys.stderr if file is None else file
@@ -26,4 +28,8 @@ def bar(total: int, desc: str, unit: str, show: bool = True, file=None, **option
         # maxinterval too: tqdm's monitor thread redraws a bar left alone that long (10 s)
         options = {"mininterval": LOG_INTERVAL_S, "maxinterval": LOG_INTERVAL_S, **options}
     quiet = not show or os.environ.get("ALEXNET_PROGRESS") == "0"
-    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=stream, **options)
+    progress = tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=stream, **options)
+    # a postfix shows at the bar's next draw: tqdm's set_postfix draws at once by default,
+    # which for a postfix set each step would be a line a step in a log file
+    progress.set_postfix = functools.partial(progress.set_postfix, refresh=False)
+    return progress

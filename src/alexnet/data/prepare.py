@@ -295,8 +295,8 @@ def _run_split(
                 )
                 log.warning("skipped %s: %s", entries.names[start + position], reason)
             writer.chunks_done = chunk + 1
-            if bad:  # shown at the bar's next draw (a draw of its own would be a log line)
-                bar.set_postfix(quarantined=len(writer.quarantine), refresh=False)
+            if bad:
+                bar.set_postfix(quarantined=len(writer.quarantine))
             bar.update(len(positions) + len(bad))
             if time.monotonic() - last > CHECKPOINT_SECONDS:
                 writer.checkpoint()

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alexnet.core.progress import bar as progress_bar
+
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -58,7 +60,6 @@ def probe(
     TRAIN (a subset of the images, as a training run would choose them). `progress`: a bar
     over the fits (one an l2, then the refit), which on 45,000 images of fc7 take minutes
     each."""
-    from alexnet.core.progress import bar
     from alexnet.data.loader import holdout
 
     def load(folder):
@@ -81,14 +82,14 @@ def probe(
     held = torch.from_numpy(holdout(y.numpy(), 0.1, seed))
     rest = torch.from_numpy(np.setdiff1d(np.arange(len(y)), held.numpy()))
     scores = {}
-    fits = bar(len(L2_GRID) + 1, f"probe {layer}", "fit", show=progress)
+    fits = progress_bar(len(L2_GRID) + 1, f"probe {layer}", "fit", show=progress)
     for l2 in L2_GRID:
-        fits.set_postfix(l2=f"{l2:g}", refresh=False)
+        fits.set_postfix(l2=f"{l2:g}")
         w, b = fit(x[rest], y[rest], classes, l2)
         scores[l2] = errors(w, b, x[held], y[held])["top1_error"]
         fits.update(1)
     best = min(L2_GRID, key=lambda l2: (scores[l2], -l2))  # ties: the stronger penalty
-    fits.set_postfix(l2=f"{best:g}", refit="all", refresh=False)
+    fits.set_postfix(l2=f"{best:g}", refit="all")
     w, b = fit(x, y, classes, best)
     fits.update(1)
     fits.close()

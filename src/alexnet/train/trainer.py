@@ -686,13 +686,10 @@ class Trainer:
             p.step += 1
             p.global_step += 1
             seen += totals[2]
-            # refresh=False: set_postfix draws the bar by default, which in a log file
-            # would be a line a step; update() draws it at the bar's own interval
             bar.set_postfix(
                 loss=f"{p.sums['loss'] / max(p.sums['images'], 1):.3f}",
                 lr=f"{self.schedule.lr:g}",
                 img_s=f"{seen / max(time.monotonic() - started, 1e-9):.0f}",
-                refresh=False,
             )
             bar.update(1)
             if self.writer is not None and p.global_step % run.log_every_steps == 0:
