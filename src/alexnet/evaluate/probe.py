@@ -82,17 +82,16 @@ def probe(
     held = torch.from_numpy(holdout(y.numpy(), 0.1, seed))
     rest = torch.from_numpy(np.setdiff1d(np.arange(len(y)), held.numpy()))
     scores = {}
-    fits = progress_bar(len(L2_GRID) + 1, f"probe {layer}", "fit", show=progress)
-    for l2 in L2_GRID:
-        fits.set_postfix(l2=f"{l2:g}")
-        w, b = fit(x[rest], y[rest], classes, l2)
-        scores[l2] = errors(w, b, x[held], y[held])["top1_error"]
+    with progress_bar(len(L2_GRID) + 1, f"probe {layer}", "fit", show=progress) as fits:
+        for l2 in L2_GRID:
+            fits.set_postfix(l2=f"{l2:g}")
+            w, b = fit(x[rest], y[rest], classes, l2)
+            scores[l2] = errors(w, b, x[held], y[held])["top1_error"]
+            fits.update(1)
+        best = min(L2_GRID, key=lambda l2: (scores[l2], -l2))  # ties: the stronger penalty
+        fits.set_postfix(l2=f"{best:g}", refit="all")
+        w, b = fit(x, y, classes, best)
         fits.update(1)
-    best = min(L2_GRID, key=lambda l2: (scores[l2], -l2))  # ties: the stronger penalty
-    fits.set_postfix(l2=f"{best:g}", refit="all")
-    w, b = fit(x, y, classes, best)
-    fits.update(1)
-    fits.close()
     return {
         "layer": layer,
         "train": {"folder": str(train), "images": len(y), "features": x.shape[1]},
