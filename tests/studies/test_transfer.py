@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from alexnet.cli import main
 from alexnet.core.files import held
 from alexnet.models import checkpoint as ckpt
-from alexnet.studies.transfer import CLAIMS, probe_rows, run_transfer, table_text
+from alexnet.studies.transfer import CLAIMS, probe_rows, restore, run_transfer, table_text
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train
 
@@ -182,3 +184,72 @@ def test_studies_running_at_once_share_the_cells(store, tmp_path):
     assert [c["seed"] for c in second["cells"]] == [0, 1]
     assert said == ["transfer: scratch, 2 per class, seed 0"]
     assert json.loads((out / "transfer.json").read_text())["cells"] == second["cells"]
+
+
+def records_of(out, records):
+    """tools/transfer_records.sh: the records of a study that a results page commits."""
+    script = ROOT / "tools" / "transfer_records.sh"
+    subprocess.run(["bash", str(script), str(out), str(records)], check=True,
+                   capture_output=True, env={**os.environ, "PYTHON": sys.executable})  # fmt: skip
+
+
+def test_a_study_goes_on_from_its_committed_records(store, tmp_path, capsys):
+    """OUT lost with its machine: the records tools/transfer_records.sh committed (no
+    checkpoints) are put back into a new OUT, where the study counts their cells finished and
+    runs only those left; the table of them all is written without running any, its source
+    the one the cells record. Records of another recipe, and a table over two sources, are
+    refused."""
+    (tmp_path / "A.txt").write_text("0\n1\n2\n3\n4\n")
+    (tmp_path / "B.txt").write_text("5\n6\n7\n8\n9\n")
+    common = [f"data.store={store}", "run.epochs=1"]
+    source = tmp_path / "source"
+    train(load_config(DEBUG, [*common, f"data.class_ids={tmp_path / 'A.txt'}"]), source)
+    digest = hashlib.sha256((source / "checkpoints" / "best.pt").read_bytes()).hexdigest()
+    b = [*common, f"data.class_ids={tmp_path / 'B.txt'}", "data.holdout=10"]
+    recipe = load_config(DEBUG, b)
+    lost, records = tmp_path / "lost", tmp_path / "records"
+    three = ["scratch", "probe", "fc8"]
+    run_transfer(recipe, str(source), lost, [2], [0], three, log=lambda line: None)
+    records_of(lost, records)
+    assert not list(records.rglob("*.pt")) and not list(records.rglob("features-*"))
+    cells = ["scratch/n-2/seed-0", "probe/n-2/seed-0", "fc8/n-2/seed-0"]
+
+    out = tmp_path / "out"
+    other = load_config(DEBUG, [*b, "data.holdout=20"])
+    with pytest.raises(ValueError, match=r"another recipe \(data.holdout 10, not 20\)"):
+        restore(records, out, other)
+    assert not out.exists()
+
+    # the command line: restore, then the table of the three cells, none run
+    config = tmp_path / "b.yaml"
+    config.write_text(DEBUG.read_text())
+    flags = [f"--set={item}" for item in b]
+    assert main(["transfer", "--recipe", str(config), *flags, "--out", str(out), "--restore",
+                 str(records), "--per-class", "2", "--seeds", "0", "--methods",
+                 ",".join(three), "--table-only"]) == 0  # fmt: skip
+    assert "3 finished cells restored" in capsys.readouterr().err
+    table = json.loads((out / "transfer.json").read_text())
+    assert table["cells"] == json.loads((lost / "transfer.json").read_text())["cells"]
+    assert table["source_sha256"] == digest
+    for cell in cells:  # as the study itself left them, checkpoints aside
+        assert not (out / cell / "checkpoints").exists()
+        if not cell.startswith("probe"):
+            assert (out / cell / "holdout.json").read_bytes() == (
+                lost / cell / "holdout.json").read_bytes()  # fmt: skip
+
+    # the study with its source runs the one cell left, and its records copy whole again
+    said = []
+    whole = run_transfer(recipe, str(source), out, [2], [0], log=said.append)
+    assert [line for line in said if "per class" in line] == ["transfer: all, 2 per class, seed 0"]
+    assert [(c["method"], c["per_class"]) for c in whole["cells"]] == [
+        (m, 2) for m in ("scratch", "probe", "fc8", "all")]  # fmt: skip
+    records_of(out, tmp_path / "again")
+    # restored again, OUT's cells come first: nothing is copied over them
+    assert restore(records, out, recipe) == ([], cells)
+
+    version = out / "fc8" / "n-2" / "seed-0" / "version.json"
+    record = json.loads(version.read_text())
+    record["init_from"]["sha256"] = "0" * 64
+    version.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"more than one source: .*fc8/n-2/seed-0 \(0{16}\)"):
+        run_transfer(recipe, None, out, [2], [0], table_only=True)

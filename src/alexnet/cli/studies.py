@@ -85,15 +85,20 @@ def _numbers(text: str, what: str) -> list[int]:
 
 
 def _transfer(args: argparse.Namespace) -> None:
-    from alexnet.studies.transfer import run_transfer, table_text
+    from alexnet.studies.transfer import restore, run_transfer, table_text
     from alexnet.train.config import load_config
 
     recipe = load_config(args.recipe, args.set)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    result = run_transfer(recipe, args.source, args.out, _numbers(args.per_class, "--per-class"),
-                          _numbers(args.seeds, "--seeds"), methods,
+    per_class, seeds = _numbers(args.per_class, "--per-class"), _numbers(args.seeds, "--seeds")
+    if args.restore:
+        restored, passed = restore(args.restore, args.out, recipe)
+        print(f"transfer: {len(restored)} finished cells restored from {args.restore}"
+              + (f"; {', '.join(passed)} passed over: {args.out} has them already" if passed
+                 else ""), file=sys.stderr)  # fmt: skip
+    result = run_transfer(recipe, args.source, args.out, per_class, seeds, methods,
                           log=lambda line: print(line, file=sys.stderr),
-                          command=command_line())  # fmt: skip
+                          command=command_line(), table_only=args.table_only)  # fmt: skip
     print(table_text(result))
     print(f"wrote {Path(args.out) / 'transfer.json'} and {Path(args.out) / 'transfer.png'}")
 
@@ -118,6 +123,14 @@ def add_commands(commands) -> None:
     tra.add_argument("--methods", default="scratch,probe,fc8,all")
     tra.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one key of the recipe (repeatable)")  # fmt: skip
+    tra.add_argument("--restore", metavar="RECORDS",
+                     help="first put the finished cells of a study's committed records "
+                     "(tools/transfer_records.sh's copy, e.g. docs/runs/transfer-b) back into "
+                     "OUT, so that only the cells left are run: the way on when OUT was lost "
+                     "with its machine")  # fmt: skip
+    tra.add_argument("--table-only", action="store_true",
+                     help="run no cell: write the table of those finished in OUT (--source "
+                     "not needed: the one the cells record)")  # fmt: skip
     tra.set_defaults(run=_transfer)
 
     abl = commands.add_parser(

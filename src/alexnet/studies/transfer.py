@@ -31,6 +31,12 @@ The same command may run several times at once on one OUT (on one machine, or on
 sharing a file system with flock, as NFS has): each cell is locked while it runs
 (OUT/.claims; a killed study's locks go with it), a study passes over the cells another
 holds, and one extraction of the features serves them all.
+
+An OUT lost with its machine is not the study lost: `restore` puts the finished cells'
+committed records (tools/transfer_records.sh's copy, without checkpoints) back into a new
+OUT, where they count as finished, so the study runs only the cells that are left; and
+`table_only` writes the table of the finished cells without running any, for a study whose
+cells ran in more than one place.
 """
 
 from __future__ import annotations
@@ -116,10 +122,13 @@ def run_transfer(
     methods: list[str] = METHODS,
     log=print,
     command: str | None = None,
+    table_only: bool = False,
 ) -> dict:
     """Every cell not yet done, each followed by the table of those finished
     (OUT/transfer.json with `command`, the study's command line; OUT/transfer.png).
-    `source` (a run or checkpoint) may be None when the methods are scratch alone."""
+    `source` (a run or checkpoint) may be None when the methods are scratch alone, or with
+    `table_only`: the table of the cells finished in OUT, none run, its source the one
+    those cells record (they must record one)."""
     from alexnet.models import checkpoint as ckpt
     from alexnet.models.transfer import sha256
 
@@ -133,7 +142,17 @@ def run_transfer(
                          "and best.pt must not look at the test images")  # fmt: skip
     out = Path(out)
     source_file = digest = None
-    if source is None:
+    if source is None and table_only:
+        recorded = stands_on(out)
+        digests = sorted({sha for sha in recorded.values() if sha}, key=str)
+        if len(digests) > 1 or None in recorded.values():
+            listed = ", ".join(f"{name} ({sha[:16] if sha else 'no sha256 recorded'})"
+                               for name, sha in recorded.items())  # fmt: skip
+            raise ValueError(f"{out} holds work made from more than one source: {listed}. "
+                             "A table mixing them would be no one source's")  # fmt: skip
+        digest = digests[0] if digests else None
+        source_file = _recorded_file(out) if digest else None
+    elif source is None:
         needing = [m for m in methods if m != "scratch"]
         if needing:
             raise ValueError(f"{', '.join(needing)} start from the pretrained network: give "
@@ -165,6 +184,8 @@ def run_transfer(
             plot(result, out / "transfer.png")
         return result
 
+    if table_only:
+        return tabulate()
     passed_over = 0  # cells another study held
     for n, method, seed in cell_order(methods, per_class, seeds):
         cell = out / method / f"n-{n}" / f"seed-{seed}"
@@ -190,25 +211,94 @@ def run_transfer(
     return tabulate()
 
 
-def made_from_other_weights(out: Path, digest: str) -> dict[str, str | None]:
+#: where the work that stands on a source records it: a file pattern in OUT, the keys to
+#: its sha256 and the keys to the file's name
+SOURCE_RECORDS = (
+    ("features-*/features.json", ("sha256",), ("checkpoint",)),
+    ("probe/n-*/seed-*/probe.json", ("source", "sha256"), ("source", "file")),
+    ("fc8/n-*/seed-*/version.json", ("init_from", "sha256"), ("init_from", "file")),
+    ("all/n-*/seed-*/version.json", ("init_from", "sha256"), ("init_from", "file")),
+)
+
+
+def _lookup(value, keys):
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def stands_on(out: Path) -> dict[str, str | None]:
     """The work in OUT that stands on a source (the cached features, probe cells, fc8 and
-    all cells, finished or stopped) whose recorded sha256 is not `digest`: its folder
-    relative to OUT -> the sha256 it records (None: it records none)."""
-    records = [
-        ("features-*/features.json", ("sha256",)),
-        ("probe/n-*/seed-*/probe.json", ("source", "sha256")),
-        ("fc8/n-*/seed-*/version.json", ("init_from", "sha256")),
-        ("all/n-*/seed-*/version.json", ("init_from", "sha256")),
-    ]
-    others = {}
-    for pattern, keys in records:
+    all cells, finished or stopped): its folder relative to OUT -> the sha256 it records
+    (None: it records none)."""
+    found = {}
+    for pattern, keys, _ in SOURCE_RECORDS:
         for path in sorted(Path(out).glob(pattern)):
-            value = json.loads(path.read_text())
-            for key in keys:
-                value = value.get(key) if isinstance(value, dict) else None
-            if value != digest:
-                others[str(path.parent.relative_to(out))] = value
-    return others
+            found[str(path.parent.relative_to(out))] = _lookup(json.loads(path.read_text()),
+                                                               keys)  # fmt: skip
+    return found
+
+
+def _recorded_file(out: Path) -> str | None:
+    """The source's file name as the first cell that stands on it records it."""
+    for pattern, _, keys in SOURCE_RECORDS:
+        for path in sorted(Path(out).glob(pattern)):
+            if name := _lookup(json.loads(path.read_text()), keys):
+                return str(name)
+    return None
+
+
+def made_from_other_weights(out: Path, digest: str) -> dict[str, str | None]:
+    """The work in OUT that stands on a source whose recorded sha256 is not `digest`: its
+    folder relative to OUT -> the sha256 it records (None: it records none)."""
+    return {name: sha for name, sha in stands_on(out).items() if sha != digest}
+
+
+def restore(records: str | Path, out: str | Path, recipe: TrainConfig) -> tuple[list, list]:
+    """Put a study's committed records back into OUT: each finished cell's files as
+    tools/transfer_records.sh copied them (no checkpoints), with the records' holdout.json in
+    each trained cell as the study wrote it there, so that the study counts the cells
+    finished and runs only those left. Returns the cells restored and the cells passed
+    over because OUT has their folder already (OUT's own run of that cell comes first).
+    Records of another recipe are refused: their cells would not be this study's."""
+    import shutil
+
+    records, out = Path(records), Path(out)
+    table = records / "transfer.json"
+    if not table.is_file():
+        raise ValueError(f"{records} holds no transfer.json: not a transfer study's records")
+    theirs, ours = json.loads(table.read_text()).get("recipe") or {}, recipe.to_dict()
+    if theirs != ours:
+        raise ValueError(f"{records} are the records of another recipe ({_differ(theirs, ours)})"
+                         ": their cells are not this study's")  # fmt: skip
+    restored, passed = [], []
+    for method in METHODS:
+        marker = "probe.json" if method == "probe" else f"test-{recipe.data.val_split}-ten-crop"
+        for cell in sorted(records.glob(f"{method}/n-*/seed-*")):
+            if not (cell / marker).exists():
+                continue
+            name = str(cell.relative_to(records))
+            if (out / name).exists():
+                passed.append(name)
+                continue
+            shutil.copytree(cell, out / name)
+            if method != "probe" and (records / "holdout.json").is_file():
+                shutil.copy2(records / "holdout.json", out / name / "holdout.json")
+            restored.append(name)
+    return restored, passed
+
+
+def _differ(theirs: dict, ours: dict, prefix: str = "") -> str:
+    """The keys where two recipes differ, with both values: 'data.holdout 10, not 5000'."""
+    said = []
+    for key in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(key), ours.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            if inner := _differ(a, b, f"{prefix}{key}."):
+                said.append(inner)
+        elif a != b:
+            said.append(f"{prefix}{key} {a!r}, not {b!r}")
+    return "; ".join(said)
 
 
 def _probe_cell(recipe, source: Path, digest: str, out: Path, cell: Path, n: int, seed: int,
