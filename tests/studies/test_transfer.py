@@ -220,6 +220,9 @@ def test_a_study_goes_on_from_its_committed_records(store, tmp_path, capsys):
         restore(records, out, other)
     assert not out.exists()
 
+    # a restore killed part way left a half-copied cell beside its place: copied afresh
+    (out / "fc8" / "n-2" / ".restoring-seed-0").mkdir(parents=True)
+    (out / "fc8" / "n-2" / ".restoring-seed-0" / "stale").write_text("")
     # the command line: restore, then the table of the three cells, none run
     config = tmp_path / "b.yaml"
     config.write_text(DEBUG.read_text())
@@ -231,8 +234,9 @@ def test_a_study_goes_on_from_its_committed_records(store, tmp_path, capsys):
     table = json.loads((out / "transfer.json").read_text())
     assert table["cells"] == json.loads((lost / "transfer.json").read_text())["cells"]
     assert table["source_sha256"] == digest
+    assert not list(out.rglob(".restoring-*"))
     for cell in cells:  # as the study itself left them, checkpoints aside
-        assert not (out / cell / "checkpoints").exists()
+        assert not (out / cell / "checkpoints").exists() and not (out / cell / "stale").exists()
         if not cell.startswith("probe"):
             assert (out / cell / "holdout.json").read_bytes() == (
                 lost / cell / "holdout.json").read_bytes()  # fmt: skip

@@ -281,9 +281,14 @@ def restore(records: str | Path, out: str | Path, recipe: TrainConfig) -> tuple[
             if (out / name).exists():
                 passed.append(name)
                 continue
-            shutil.copytree(cell, out / name)
+            # copied beside, then renamed: a restore killed part way leaves no cell that
+            # looks finished with files missing (nor a folder the study's patterns match)
+            part = (out / name).with_name(f".restoring-{cell.name}")
+            shutil.rmtree(part, ignore_errors=True)
+            shutil.copytree(cell, part)
             if method != "probe" and (records / "holdout.json").is_file():
-                shutil.copy2(records / "holdout.json", out / name / "holdout.json")
+                shutil.copy2(records / "holdout.json", part / "holdout.json")
+            part.rename(out / name)
             restored.append(name)
     return restored, passed
 
