@@ -96,9 +96,14 @@ def _transfer(args: argparse.Namespace) -> None:
         print(f"transfer: {len(restored)} finished cells restored from {args.restore}"
               + (f"; {', '.join(passed)} passed over: {args.out} has them already" if passed
                  else ""), file=sys.stderr)  # fmt: skip
-    result = run_transfer(recipe, args.source, args.out, per_class, seeds, methods,
-                          log=lambda line: print(line, file=sys.stderr),
-                          command=command_line(), table_only=args.table_only)  # fmt: skip
+    try:
+        result = run_transfer(recipe, args.source, args.out, per_class, seeds, methods,
+                              log=lambda line: print(line, file=sys.stderr),
+                              command=command_line(), table_only=args.table_only)  # fmt: skip
+    except KeyboardInterrupt:  # the cell in flight has saved its last.pt; the rest are kept
+        print(f"interrupted: the finished cells and the stopped one's checkpoint are kept in "
+              f"{args.out}; run the same command again to continue", file=sys.stderr)  # fmt: skip
+        raise SystemExit(130) from None
     print(table_text(result))
     print(f"wrote {Path(args.out) / 'transfer.json'} and {Path(args.out) / 'transfer.png'}")
 
