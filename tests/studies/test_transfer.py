@@ -257,16 +257,3 @@ def test_a_study_goes_on_from_its_committed_records(store, tmp_path, capsys):
     version.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"more than one source: .*fc8/n-2/seed-0 \(0{16}\)"):
         run_transfer(recipe, None, out, [2], [0], table_only=True)
-
-
-def test_an_interrupted_study_says_how_to_go_on_without_a_traceback(tmp_path, monkeypatch, capsys):
-    def stopped(*args, **kwargs):
-        raise KeyboardInterrupt  # what SIGTERM becomes inside a training cell
-
-    monkeypatch.setattr("alexnet.studies.transfer.run_transfer", stopped)
-    with pytest.raises(SystemExit) as ended:
-        main(["transfer", "--recipe", str(ROOT / "configs" / "tiny-imagenet-b.yaml"),
-              "--methods", "scratch", "--out", str(tmp_path / "study")])  # fmt: skip
-    assert ended.value.code == 130
-    err = capsys.readouterr().err
-    assert "run the same command again" in err and "Traceback" not in err

@@ -1,6 +1,11 @@
 """The `alexnet` command: a parser skeleton; each command group's options and handlers
 live beside each other in this package's modules (models, data, bench, train, evaluate,
-export, studies), and `common` holds what several of them share."""
+export, studies), and `common` holds what several of them share.
+
+A stopped command (Ctrl-C, or SIGTERM, which the trainer turns into KeyboardInterrupt once
+it has saved its checkpoint) ends here with one line and exit status 130, never a traceback.
+A command whose work can be continued says how with `set_defaults(interrupted=HINT)`,
+HINT taking the parsed arguments and returning the line's second half."""
 
 from __future__ import annotations
 
@@ -35,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # a user's mistake: one line, no traceback
         print(f"alexnet {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = args.interrupted(args) if hasattr(args, "interrupted") else None
+        print("interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
     return 0
 
 

@@ -30,23 +30,15 @@ def _data_prepare(args: argparse.Namespace) -> None:
     )
     download_to = Path(args.out) / "download" if args.download else None
     command = command_line()
-    try:
-        report = prepare(
-            settings,
-            args.out,
-            workers=args.workers,
-            strict=args.strict,
-            overwrite=args.overwrite,
-            download_to=download_to,
-            command=command,
-        )
-    except KeyboardInterrupt:
-        print(
-            f"interrupted: the work done so far is kept in {args.out}; run the same command "
-            "again to continue",
-            file=sys.stderr,
-        )
-        raise SystemExit(130) from None
+    report = prepare(
+        settings,
+        args.out,
+        workers=args.workers,
+        strict=args.strict,
+        overwrite=args.overwrite,
+        download_to=download_to,
+        command=command,
+    )
     counts = ", ".join(f"{n:,} {split}" for split, n in report.counts.items())
     state = "already prepared" if report.already_done else f"prepared in {report.seconds:.0f} s"
     print(f"{report.store}: {state}: {counts} images, {len(report.quarantined)} quarantined")
@@ -153,7 +145,12 @@ def add_commands(commands) -> None:
         action="store_true",
         help="fashion-mnist: download the official release when no local copy is found",
     )
-    prep.set_defaults(run=_data_prepare)
+    prep.set_defaults(
+        run=_data_prepare,
+        interrupted=lambda args: (
+            f"the work done so far is kept in {args.out}; run the same command again to continue"
+        ),
+    )
 
     split = data_commands.add_parser(
         "split-classes",

@@ -28,7 +28,7 @@ def _ablate(args: argparse.Namespace) -> None:
         raise ValueError("--data is required: the store the variants train on")
     recipe_path = args.recipe or STUDIES[args.study].recipe
     recipe = load_config(recipe_path, [f"data.store={args.data}", *args.set])
-    out = Path(args.out or f"runs/ablate-{args.study}")
+    out = Path(_ablate_out(args))
     budget = None if args.budget in ("none", "null") else float(args.budget)
     result = run_study(args.study, recipe, out, seeds=args.seeds, budget_minutes=budget,
                        threshold=args.threshold,
@@ -38,6 +38,19 @@ def _ablate(args: argparse.Namespace) -> None:
     plot(result, out / "ablate.png")
     print(table(result))
     print(f"wrote {out / 'ablate.json'} and {out / 'ablate.png'}")
+
+
+def _ablate_out(args: argparse.Namespace) -> str:
+    return args.out or f"runs/ablate-{args.study}"
+
+
+def _kept(what: str, out: str) -> str:
+    """The hint of a study stopped mid-way: the cell in flight has saved its last.pt, and
+    the same command skips the finished cells and resumes that one."""
+    return (
+        f"the finished {what} and the stopped one's checkpoint are kept in {out}; run the "
+        "same command again to continue"
+    )
 
 
 def _summarize(args: argparse.Namespace) -> None:
@@ -96,14 +109,9 @@ def _transfer(args: argparse.Namespace) -> None:
         print(f"transfer: {len(restored)} finished cells restored from {args.restore}"
               + (f"; {', '.join(passed)} passed over: {args.out} has them already" if passed
                  else ""), file=sys.stderr)  # fmt: skip
-    try:
-        result = run_transfer(recipe, args.source, args.out, per_class, seeds, methods,
-                              log=lambda line: print(line, file=sys.stderr),
-                              command=command_line(), table_only=args.table_only)  # fmt: skip
-    except KeyboardInterrupt:  # the cell in flight has saved its last.pt; the rest are kept
-        print(f"interrupted: the finished cells and the stopped one's checkpoint are kept in "
-              f"{args.out}; run the same command again to continue", file=sys.stderr)  # fmt: skip
-        raise SystemExit(130) from None
+    result = run_transfer(recipe, args.source, args.out, per_class, seeds, methods,
+                          log=lambda line: print(line, file=sys.stderr),
+                          command=command_line(), table_only=args.table_only)  # fmt: skip
     print(table_text(result))
     print(f"wrote {Path(args.out) / 'transfer.json'} and {Path(args.out) / 'transfer.png'}")
 
@@ -136,7 +144,7 @@ def add_commands(commands) -> None:
     tra.add_argument("--table-only", action="store_true",
                      help="run no cell: write the table of those finished in OUT (--source "
                      "not needed: the one the cells record)")  # fmt: skip
-    tra.set_defaults(run=_transfer)
+    tra.set_defaults(run=_transfer, interrupted=lambda args: _kept("cells", args.out))
 
     abl = commands.add_parser(
         "ablate",
@@ -178,7 +186,7 @@ def add_commands(commands) -> None:
         help="only tabulate the runs already in --out again (no training), e.g. for a "
         "record made before a field of the table existed",
     )
-    abl.set_defaults(run=_ablate)
+    abl.set_defaults(run=_ablate, interrupted=lambda args: _kept("runs", _ablate_out(args)))
 
     rep = commands.add_parser(
         "report",

@@ -33,9 +33,6 @@ def _train(args: argparse.Namespace) -> None:
     except TrainingError as error:
         print(f"alexnet train: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("interrupted: continue with `alexnet train --resume RUN_DIR`", file=sys.stderr)
-        raise SystemExit(130) from None
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if metrics is not None:
@@ -78,6 +75,11 @@ def _test(run_dir: Path) -> None:
         )
 
 
+def _how_to_continue(args: argparse.Namespace) -> str:
+    run_dir = args.resume or args.out or "RUN_DIR"  # --out is the run's folder when given
+    return f"continue with `alexnet train --resume {run_dir}`"
+
+
 def add_commands(commands) -> None:
     train = commands.add_parser(
         "train",
@@ -116,4 +118,4 @@ def add_commands(commands) -> None:
         help="when training ends, evaluate best.pt on data.val_split (the test of record "
         "when data.holdout validates), center and ten crops, into RUN_DIR/test-SPLIT-VIEWS",
     )
-    train.set_defaults(run=_train)
+    train.set_defaults(run=_train, interrupted=_how_to_continue)
