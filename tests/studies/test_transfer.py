@@ -18,6 +18,7 @@ import torch
 from alexnet.cli import main
 from alexnet.core.files import held
 from alexnet.models import checkpoint as ckpt
+from alexnet.studies import transfer as study
 from alexnet.studies.transfer import CLAIMS, probe_rows, restore, run_transfer, table_text
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train
@@ -186,6 +187,16 @@ def test_studies_running_at_once_share_the_cells(store, tmp_path):
     assert json.loads((out / "transfer.json").read_text())["cells"] == second["cells"]
 
 
+@pytest.mark.parametrize(("typed", "recorded"), [
+    ("alexnet transfer --out o --seeds 0", "alexnet transfer --out o --seeds 0,1 "
+     "--methods scratch,all --per-class 10,450"),
+    ("alexnet transfer --per-class=450 --methods all --seeds 1 --table-only",
+     "alexnet transfer --per-class=10,450 --methods scratch,all --seeds 0,1 --table-only"),
+])  # fmt: skip
+def test_a_widened_command_names_the_whole_grid(typed, recorded):
+    assert study.widened(typed, ["scratch", "all"], [10, 450], [0, 1]) == recorded
+
+
 def records_of(out, records):
     """tools/transfer_records.sh: the records of a study that a results page commits."""
     script = ROOT / "tools" / "transfer_records.sh"
@@ -250,6 +261,17 @@ def test_a_study_goes_on_from_its_committed_records(store, tmp_path, capsys):
     records_of(out, tmp_path / "again")
     # restored again, OUT's cells come first: nothing is copied over them
     assert restore(records, out, recipe) == ([], cells)
+
+    # a study asked for one cell writes the table of every finished one, not that cell's
+    # alone (the records copied next would lose the rest), under the command of the grid
+    asked = "alexnet transfer --recipe b.yaml --out o --methods=scratch --per-class 2 --seeds 0"
+    one = run_transfer(recipe, None, out, [2], [0], ["scratch"], log=said.append,
+                       command=asked, table_only=True)  # fmt: skip
+    assert one["cells"] == whole["cells"]
+    assert json.loads((out / "transfer.json").read_text())["cells"] == whole["cells"]
+    grid = "--methods=scratch,probe,fc8,all --per-class 2 --seeds 0"
+    assert one["command"] == f"alexnet transfer --recipe b.yaml --out o {grid}"
+    assert (out / "transfer.md").read_text().count("(seed 0) |") == 4
 
     version = out / "fc8" / "n-2" / "seed-0" / "version.json"
     record = json.loads(version.read_text())

@@ -25,7 +25,9 @@ such work from other weights: a table never mixes two pretrainings. OUT/transfer
 every finished cell and the table (mean and spread over seeds of the ten-crop top-1 and
 top-5 error), OUT/transfer.md that table in Markdown with each seed's error and the command,
 OUT/transfer.png the top-1 accuracy against images per class; all three are written again
-after each cell.
+after each cell. They cover every cell finished in OUT, not only the methods, N and seeds
+asked this time: a study run again for a few cells (`--methods scratch --per-class 450`)
+writes the whole table, its command widened to the grid that reproduces it.
 
 The same command may run several times at once on one OUT (on one machine, or on several
 sharing a file system with flock, as NFS has): each cell is locked while it runs
@@ -42,6 +44,7 @@ cells ran in more than one place.
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 from pathlib import Path
 
@@ -176,9 +179,13 @@ def run_transfer(
     def tabulate() -> dict:
         # after every cell: a study stopped part way has the table of the cells it finished
         with held(out / CLAIMS / "table", wait=True):  # one writer at a time
-            result = summarize(out, methods, per_class, seeds, recipe.data.val_split)
+            split = recipe.data.val_split
+            grid = finished_grid(out, methods, per_class, seeds, split)
+            result = summarize(out, *grid, split)
+            asked = (list(methods), list(per_class), list(seeds))
+            said = command if command is None or grid == asked else widened(command, *grid)
             result.update(source=source_file and str(source_file), source_sha256=digest,
-                          recipe=recipe.to_dict(), command=command)  # fmt: skip
+                          recipe=recipe.to_dict(), command=said)  # fmt: skip
             atomic_write_json(out / "transfer.json", result)
             atomic_write(out / "transfer.md", lambda f: f.write(table_markdown(result)), "w")
             plot(result, out / "transfer.png")
@@ -369,6 +376,41 @@ def cell_result(out: Path, method: str, n: int, seed: int, split: str) -> dict |
     test = test["test"] if method == "probe" else test
     return {"method": method, "per_class": n, "seed": seed, "views": views,
             "top1_error": test["top1_error"], "top5_error": test["top5_error"]}  # fmt: skip
+
+
+def finished_grid(out: Path, methods, per_class, seeds, split: str = "val") -> tuple:
+    """The methods, N and seeds asked, widened by those of the cells finished in OUT, so
+    that a table of them leaves out no finished cell: as asked when no cell lies outside
+    them, otherwise the whole grid in METHODS' order and by number."""
+    found: tuple[set, set, set] = (set(methods), set(per_class), set(seeds))
+    for cell in Path(out).glob("*/n-*/seed-*"):
+        method, n, seed = cell.parent.parent.name, cell.parent.name[2:], cell.name[5:]
+        if method not in METHODS or not (n.isdigit() and seed.isdigit()):
+            continue
+        if cell_result(out, method, int(n), int(seed), split) is not None:
+            for values, value in zip(found, (method, int(n), int(seed)), strict=True):
+                values.add(value)
+    if found == (set(methods), set(per_class), set(seeds)):
+        return list(methods), list(per_class), list(seeds)
+    return sorted(found[0], key=METHODS.index), sorted(found[1]), sorted(found[2])
+
+
+def widened(command: str, methods, per_class, seeds) -> str:
+    """`command` with its --methods, --per-class and --seeds set to these (added where
+    the command left them to their defaults)."""
+    words = shlex.split(command)
+    for flag, values in (("--methods", methods), ("--per-class", per_class), ("--seeds", seeds)):
+        value = ",".join(str(v) for v in values)
+        for i, word in enumerate(words):
+            if word == flag and i + 1 < len(words):
+                words[i + 1] = value
+                break
+            if word.startswith(flag + "="):
+                words[i] = f"{flag}={value}"
+                break
+        else:
+            words += [flag, value]
+    return shlex.join(words)
 
 
 def summarize(out: Path, methods, per_class, seeds, split: str = "val") -> dict:
