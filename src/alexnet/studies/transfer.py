@@ -362,14 +362,18 @@ def _spread(values: list[float]) -> dict:
             "min": min(values), "max": max(values), "n": len(values)}  # fmt: skip
 
 
+def _test_record(out: Path, method: str, n: int, seed: int, split: str) -> tuple[Path, str]:
+    """Where a cell's test errors are written once it is done, and the views tested."""
+    cell = Path(out) / method / f"n-{n}" / f"seed-{seed}"
+    if method == "probe":
+        return cell / "probe.json", "center"
+    return cell / f"test-{split}-ten-crop" / "eval.json", "ten-crop"
+
+
 def cell_result(out: Path, method: str, n: int, seed: int, split: str) -> dict | None:
     """A finished cell's test errors: ten crops for a trained network, the center for the
     probe; None while the cell is not done."""
-    cell = Path(out) / method / f"n-{n}" / f"seed-{seed}"
-    if method == "probe":
-        path, views = cell / "probe.json", "center"
-    else:
-        path, views = cell / f"test-{split}-ten-crop" / "eval.json", "ten-crop"
+    path, views = _test_record(out, method, n, seed, split)
     if not path.is_file():
         return None
     test = json.loads(path.read_text())
@@ -387,7 +391,7 @@ def finished_grid(out: Path, methods, per_class, seeds, split: str = "val") -> t
         method, n, seed = cell.parent.parent.name, cell.parent.name[2:], cell.name[5:]
         if method not in METHODS or not (n.isdigit() and seed.isdigit()):
             continue
-        if cell_result(out, method, int(n), int(seed), split) is not None:
+        if _test_record(out, method, int(n), int(seed), split)[0].is_file():  # done
             for values, value in zip(found, (method, int(n), int(seed)), strict=True):
                 values.add(value)
     if found == (set(methods), set(per_class), set(seeds)):
