@@ -279,3 +279,67 @@ def test_a_study_goes_on_from_its_committed_records(store, tmp_path, capsys):
     version.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"more than one source: .*fc8/n-2/seed-0 \(0{16}\)"):
         run_transfer(recipe, None, out, [2], [0], table_only=True)
+
+
+def study_folder(folder, cells, sha=None, recipe=None):
+    """A study's records as transfer_records.sh leaves them: transfer.json, its cells and
+    table (the table is not read by compare, which tabulates the cells itself)."""
+    folder.mkdir(parents=True)
+    table = {"cells": [{"method": m, "per_class": n, "seed": s, "top1_error": e1,
+                        "top5_error": e5, "views": "center" if m == "probe" else "ten-crop"}
+                       for m, n, s, e1, e5 in cells],
+             "table": [], "recipe": recipe or {"data": {"holdout": 10}},
+             "command": f"alexnet transfer --out {folder.name}"}  # fmt: skip
+    if sha:
+        table["source_sha256"] = sha
+    (folder / "transfer.json").write_text(json.dumps(table))
+    return folder
+
+
+def test_studies_from_several_sources_compare_row_by_row(tmp_path, capsys):
+    """Two pretrainings' studies of one recipe in one table: a row per method, N and source,
+    the source named by label and sha256 (a study written before transfer.json recorded it:
+    the sha256 its cells record), the scratch cells both folders hold listed once; another
+    recipe, a folder that is no study and a label given twice are refused, nothing written."""
+    scratch = [("scratch", 2, 0, 0.50, 0.20), ("scratch", 2, 1, 0.70, 0.40)]
+    first = study_folder(tmp_path / "first", [*scratch, ("probe", 2, 0, 0.30, 0.10)])
+    (first / "probe" / "n-2" / "seed-0").mkdir(parents=True)
+    (first / "probe" / "n-2" / "seed-0" / "probe.json").write_text(
+        json.dumps({"source": {"file": "a.pt", "sha256": "a" * 64}}))  # fmt: skip
+    cells = [*scratch, ("probe", 2, 0, 0.25, 0.15), ("all", 4, 1, 0.20, 0.05)]
+    second = study_folder(tmp_path / "second", cells, sha="b" * 64)
+    out = tmp_path / "compare"
+    assert main(["transfer-compare", f"first={first}", f"second={second}", "--out",
+                 str(out)]) == 0  # fmt: skip
+    result = json.loads((out / "compare.json").read_text())
+    assert [(r["method"], r["per_class"], r["study"], r["source_sha256"], r["seeds"])
+            for r in result["rows"]] == [
+        ("scratch", 2, None, None, 2),
+        ("probe", 2, "first", "a" * 64, 1),
+        ("probe", 2, "second", "b" * 64, 1),
+        ("all", 4, "second", "b" * 64, 1),
+    ]  # fmt: skip
+    # scratch over its two seeds: mean 0.6, sample standard deviation 0.1 * sqrt(2)
+    assert result["rows"][0]["top1_error"]["mean"] == pytest.approx(0.6)
+    assert result["rows"][0]["top1_error"]["std"] == pytest.approx(0.1414213562)
+    table = (out / "compare.md").read_text()
+    assert "| scratch | 2 | none | ten-crop | 2 | 60.00 ± 14.14 | 30.00 ± 14.14 |" in table
+    assert "| probe | 2 | first (aaaaaaaaaaaa) | center | 1 | 30.00 | 10.00 | 30.00 (seed 0) |" in (
+        table)  # fmt: skip
+    assert "| all | 4 | second (bbbbbbbbbbbb) | ten-crop | 1 | 20.00 | 5.00 | 20.00 (seed 1) |" in (
+        table)  # fmt: skip
+    assert (out / "compare.png").stat().st_size > 0
+    capsys.readouterr()
+
+    other = study_folder(tmp_path / "other", scratch, sha="c" * 64,
+                         recipe={"data": {"holdout": 20}})  # fmt: skip
+    refused = tmp_path / "refused"
+    for studies, said in (
+        ([f"first={first}", f"other={other}"],
+         "another recipe than first's (data.holdout 20, not 10)"),
+        ([f"first={first}", f"x={tmp_path}"], "holds no transfer.json: not a transfer study"),
+        ([f"a={first}", f"a={second}"], "two studies labelled 'a'"),
+    ):  # fmt: skip
+        assert main(["transfer-compare", *studies, "--out", str(refused)]) == 2
+        assert said in capsys.readouterr().err
+        assert not refused.exists()

@@ -1,4 +1,4 @@
-"""`alexnet ablate`, `alexnet transfer` and `alexnet report`."""
+"""`alexnet ablate`, `alexnet transfer`, `alexnet transfer-compare` and `alexnet report`."""
 
 from __future__ import annotations
 
@@ -116,6 +116,33 @@ def _transfer(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'transfer.json'} and {Path(args.out) / 'transfer.png'}")
 
 
+def _labelled(words: list[str]) -> dict[str, str]:
+    """LABEL=FOLDER words in their order (a bare FOLDER is labelled by its name)."""
+    studies: dict[str, str] = {}
+    for word in words:
+        label, _, folder = word.partition("=") if "=" in word else (Path(word).name, "", word)
+        if not label or not folder:
+            raise ValueError(f"a study is LABEL=FOLDER or FOLDER, got {word!r}")
+        if label in studies:
+            raise ValueError(f"two studies labelled {label!r}: give each its own LABEL=")
+        studies[label] = folder
+    return studies
+
+
+def _transfer_compare(args: argparse.Namespace) -> None:
+    from alexnet.core.files import atomic_write, atomic_write_json
+    from alexnet.studies.transfer import compare, compare_markdown, compare_plot
+
+    result = compare(_labelled(args.studies), command=command_line())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "compare.json", result)
+    atomic_write(out / "compare.md", lambda f: f.write(compare_markdown(result)), "w")
+    compare_plot(result, out / "compare.png")
+    print(compare_markdown(result), end="")
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'} and {out / 'compare.png'}")
+
+
 def add_commands(commands) -> None:
     tra = commands.add_parser(
         "transfer",
@@ -145,6 +172,23 @@ def add_commands(commands) -> None:
                      help="run no cell: write the table of those finished in OUT (--source "
                      "not needed: the one the cells record)")  # fmt: skip
     tra.set_defaults(run=_transfer, interrupted=lambda args: _kept("cells", args.out))
+
+    com = commands.add_parser(
+        "transfer-compare",
+        help="transfer studies of one recipe from several pretrainings, as one table",
+        description="The tables of transfer studies of one recipe, each standing on another "
+        "source (a pretraining run again, another network), as one table and plot: a row per "
+        "method, images per class and source, the source named by its label and sha256. "
+        "Scratch rows stand on no source and are listed once. Studies of different recipes "
+        "are refused.",
+    )
+    com.add_argument("studies", nargs="+", metavar="LABEL=FOLDER",
+                     help="a study's OUT or its committed records "
+                     "(tools/transfer_records.sh), labelled, e.g. second=docs/runs/transfer-b; "
+                     "in the table's order")  # fmt: skip
+    com.add_argument("--out", required=True,
+                     help="where compare.json, compare.md and compare.png go")  # fmt: skip
+    com.set_defaults(run=_transfer_compare)
 
     abl = commands.add_parser(
         "ablate",

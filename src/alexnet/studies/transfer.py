@@ -501,3 +501,132 @@ def plot(result: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def study_source(folder: str | Path) -> str | None:
+    """The sha256 of the source a study's folder stands on: its transfer.json's, or, for a
+    table written before transfer.json recorded it, the one its cells record. Refused when
+    the cells record more than one (no table of that folder is one source's)."""
+    folder = Path(folder)
+    table = json.loads((folder / "transfer.json").read_text())
+    if table.get("source_sha256"):
+        return table["source_sha256"]
+    recorded = {sha for sha in stands_on(folder).values() if sha}
+    if len(recorded) > 1:
+        raise ValueError(f"{folder}'s cells stand on more than one source: "
+                         f"{', '.join(sorted(sha[:16] for sha in recorded))}")  # fmt: skip
+    return next(iter(recorded), None)
+
+
+def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
+    """The tables of several studies of one recipe, each from another source (LABEL -> a
+    study's folder or its committed records), as one table: for each method and N, a row
+    from each study that has it, with the source it stands on (the scratch rows stand on
+    none). A row the same as one before it, cell for cell, is listed once: the scratch
+    cells restored into a second study's folder are not a second measurement. Studies of
+    different recipes are refused: their rows would not measure the same thing."""
+    if not studies:
+        raise ValueError("no study to compare: give LABEL=FOLDER once or more")
+    tables, sources = {}, {}
+    for label, folder in studies.items():
+        if not (Path(folder) / "transfer.json").is_file():
+            raise ValueError(f"{folder} holds no transfer.json: not a transfer study")
+        tables[label] = json.loads((Path(folder) / "transfer.json").read_text())
+        sources[label] = study_source(folder)
+    first, *_ = tables
+    for label, table in tables.items():
+        if table.get("recipe") != tables[first].get("recipe"):
+            differ = _differ(table.get("recipe") or {}, tables[first].get("recipe") or {})
+            raise ValueError(
+                f"{label} ({studies[label]}) is a study of another recipe than "
+                f"{first}'s ({differ}): their rows do not measure the same thing"
+            )
+    rows, seen = [], []
+    numbers = sorted({c["per_class"] for t in tables.values() for c in t["cells"]})
+    for method in METHODS:
+        for n in numbers:
+            for label, table in tables.items():
+                cells = [{k: c[k] for k in ("seed", "views", "top1_error", "top5_error")}
+                         for c in table["cells"]
+                         if (c["method"], c["per_class"]) == (method, n)]  # fmt: skip
+                if not cells or (method, n, cells) in seen:
+                    continue
+                seen.append((method, n, cells))
+                rows.append({
+                    "method": method, "per_class": n,
+                    "study": None if method == "scratch" else label,
+                    "source_sha256": None if method == "scratch" else sources[label],
+                    "views": cells[0]["views"], "seeds": len(cells),
+                    "top1_error": _spread([c["top1_error"] for c in cells]),
+                    "top5_error": _spread([c["top5_error"] for c in cells]),
+                    "cells": cells,
+                })  # fmt: skip
+    return {
+        "studies": {label: {"folder": str(studies[label]), "source_sha256": sources[label],
+                            "command": tables[label].get("command")}
+                    for label in tables},
+        "recipe": tables[first].get("recipe"), "rows": rows, "command": command,
+    }  # fmt: skip
+
+
+def _named_source(label: str | None, digest: str | None) -> str:
+    if label is None:
+        return "none"
+    return f"{label} ({digest[:12]})" if digest else f"{label} (no sha256 recorded)"
+
+
+def compare_markdown(result: dict) -> str:
+    """compare()'s rows as a Markdown table in percent, each row's source named by its label
+    and the first 12 digits of its sha256; each study's command below, then the comparison's."""
+    lines = ["| method | images per class | source | views | seeds | top-1 error, % "
+             "| top-5 error, % | seeds' top-1 error, % |",
+             "| --- | ---: | --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+    for row in result["rows"]:
+        each = ", ".join(f"{100 * c['top1_error']:.2f} (seed {c['seed']})" for c in row["cells"])
+        lines.append(f"| {row['method']} | {row['per_class']} "
+                     f"| {_named_source(row['study'], row['source_sha256'])} | {row['views']} "
+                     f"| {row['seeds']} | {_percent(row['top1_error'], '±')} "
+                     f"| {_percent(row['top5_error'], '±')} | {each} |")  # fmt: skip
+    lines.append("")
+    for label, study in result["studies"].items():
+        lines.append(f"- {_named_source(label, study['source_sha256'])}: `{study['folder']}`"
+                     + (f", from `{study['command']}`" if study["command"] else ""))  # fmt: skip
+    if result.get("command"):
+        lines += ["", f"`{result['command']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def compare_plot(result: dict, path: Path) -> None:
+    """Top-1 accuracy against images per class (log scale): a color per method, a line
+    style per source, each seed a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dashes = ["-", "--", ":", "-."]
+    styles = {label: dashes[i % len(dashes)] for i, label in enumerate(result["studies"])}
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # ten colors, four methods
+    colors = {method: palette[i] for i, method in enumerate(METHODS)}
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    lines = dict.fromkeys((r["method"], r["study"]) for r in result["rows"])
+    for method, label in lines:
+        rows = [r for r in result["rows"] if (r["method"], r["study"]) == (method, label)]
+        xs = [r["per_class"] for r in rows]
+        ax.plot(xs, [100 * (1 - r["top1_error"]["mean"]) for r in rows], marker="o",
+                color=colors[method], linestyle=styles.get(label, "-"),
+                label=method if label is None else f"{method}, {label}")  # fmt: skip
+        dots = [(r["per_class"], c["top1_error"]) for r in rows for c in r["cells"]]
+        ax.scatter([x for x, _ in dots], [100 * (1 - e) for _, e in dots],
+                   color=colors[method], alpha=0.35, s=12)  # fmt: skip
+    ax.set_xscale("log")
+    counts = sorted({r["per_class"] for r in result["rows"]})
+    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.minorticks_off()
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("top-1 accuracy on the test images, %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
