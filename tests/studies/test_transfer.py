@@ -288,7 +288,8 @@ def study_folder(folder, cells, sha=None, recipe=None):
     table = {"cells": [{"method": m, "per_class": n, "seed": s, "top1_error": e1,
                         "top5_error": e5, "views": "center" if m == "probe" else "ten-crop"}
                        for m, n, s, e1, e5 in cells],
-             "table": [], "recipe": recipe or {"data": {"holdout": 10}},
+             "table": [], "recipe": recipe or {"model": {"name": "alexnet2012"},
+                                               "data": {"holdout": 10}},
              "command": f"alexnet transfer --out {folder.name}"}  # fmt: skip
     if sha:
         table["source_sha256"] = sha
@@ -299,8 +300,10 @@ def study_folder(folder, cells, sha=None, recipe=None):
 def test_studies_from_several_sources_compare_row_by_row(tmp_path, capsys):
     """Two pretrainings' studies of one recipe in one table: a row per method, N and source,
     the source named by label and sha256 (a study written before transfer.json recorded it:
-    the sha256 its cells record), the scratch cells both folders hold listed once; another
-    recipe, a folder that is no study and a label given twice are refused, nothing written."""
+    the sha256 its cells record), the scratch cells both folders hold listed once. A study of
+    another network is set beside them, each row naming its network; one of another recipe
+    otherwise, a folder that is no study and a label given twice are refused, nothing
+    written."""
     scratch = [("scratch", 2, 0, 0.50, 0.20), ("scratch", 2, 1, 0.70, 0.40)]
     first = study_folder(tmp_path / "first", [*scratch, ("probe", 2, 0, 0.30, 0.10)])
     (first / "probe" / "n-2" / "seed-0").mkdir(parents=True)
@@ -331,8 +334,24 @@ def test_studies_from_several_sources_compare_row_by_row(tmp_path, capsys):
     assert (out / "compare.png").stat().st_size > 0
     capsys.readouterr()
 
-    other = study_folder(tmp_path / "other", scratch, sha="c" * 64,
-                         recipe={"data": {"holdout": 20}})  # fmt: skip
+    # the paper's 1 CNN* beside it: its scratch cells are its own, though their errors agree
+    six = {"model": {"name": "alexnet2012_6conv"}, "data": {"holdout": 10}}
+    conv6 = study_folder(tmp_path / "conv6", [*scratch, ("fc8", 2, 0, 0.40, 0.30)], sha="d" * 64,
+                         recipe=six)  # fmt: skip
+    out6 = tmp_path / "compare6"
+    assert main(["transfer-compare", f"first={first}", f"six={conv6}", "--out", str(out6)]) == 0
+    rows = json.loads((out6 / "compare.json").read_text())["rows"]
+    assert [(r["method"], r["network"], r["study"]) for r in rows] == [
+        ("scratch", "alexnet2012", None), ("scratch", "alexnet2012_6conv", None),
+        ("probe", "alexnet2012", "first"), ("fc8", "alexnet2012_6conv", "six"),
+    ]  # fmt: skip
+    table = (out6 / "compare.md").read_text()
+    assert "| method | images per class | network | source |" in table
+    assert "| fc8 | 2 | alexnet2012_6conv | six (dddddddddddd) | ten-crop | 1 | 40.00 |" in table
+    capsys.readouterr()
+
+    twenty = {"model": {"name": "alexnet2012"}, "data": {"holdout": 20}}
+    other = study_folder(tmp_path / "other", scratch, sha="c" * 64, recipe=twenty)
     refused = tmp_path / "refused"
     for studies, said in (
         ([f"first={first}", f"other={other}"],

@@ -523,8 +523,10 @@ def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
     study's folder or its committed records), as one table: for each method and N, a row
     from each study that has it, with the source it stands on (the scratch rows stand on
     none). A row the same as one before it, cell for cell, is listed once: the scratch
-    cells restored into a second study's folder are not a second measurement. Studies of
-    different recipes are refused: their rows would not measure the same thing."""
+    cells restored into a second study's folder are not a second measurement. The studies'
+    recipes may differ in the network (model.name: alexnet2012_6conv beside alexnet2012,
+    each row naming its own) and nothing else: rows of other data, rates or schedules would
+    not measure the same thing."""
     if not studies:
         raise ValueError("no study to compare: give LABEL=FOLDER once or more")
     tables, sources = {}, {}
@@ -534,9 +536,12 @@ def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
         tables[label] = json.loads((Path(folder) / "transfer.json").read_text())
         sources[label] = study_source(folder)
     first, *_ = tables
+    networks = {label: _lookup(table.get("recipe"), ("model", "name")) for label, table in
+                tables.items()}  # fmt: skip
     for label, table in tables.items():
-        if table.get("recipe") != tables[first].get("recipe"):
-            differ = _differ(table.get("recipe") or {}, tables[first].get("recipe") or {})
+        theirs, ours = _but_network(table.get("recipe")), _but_network(tables[first].get("recipe"))
+        if theirs != ours:
+            differ = _differ(theirs, ours)
             raise ValueError(
                 f"{label} ({studies[label]}) is a study of another recipe than "
                 f"{first}'s ({differ}): their rows do not measure the same thing"
@@ -549,11 +554,11 @@ def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
                 cells = [{k: c[k] for k in ("seed", "views", "top1_error", "top5_error")}
                          for c in table["cells"]
                          if (c["method"], c["per_class"]) == (method, n)]  # fmt: skip
-                if not cells or (method, n, cells) in seen:
+                if not cells or (method, n, networks[label], cells) in seen:
                     continue
-                seen.append((method, n, cells))
+                seen.append((method, n, networks[label], cells))
                 rows.append({
-                    "method": method, "per_class": n,
+                    "method": method, "per_class": n, "network": networks[label],
                     "study": None if method == "scratch" else label,
                     "source_sha256": None if method == "scratch" else sources[label],
                     "views": cells[0]["views"], "seeds": len(cells),
@@ -563,10 +568,17 @@ def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
                 })  # fmt: skip
     return {
         "studies": {label: {"folder": str(studies[label]), "source_sha256": sources[label],
-                            "command": tables[label].get("command")}
+                            "network": networks[label], "command": tables[label].get("command")}
                     for label in tables},
         "recipe": tables[first].get("recipe"), "rows": rows, "command": command,
     }  # fmt: skip
+
+
+def _but_network(recipe: dict | None) -> dict:
+    """A recipe without its model.name: the one key compared studies may differ in."""
+    recipe = json.loads(json.dumps(recipe or {}))
+    recipe.get("model", {}).pop("name", None)
+    return recipe
 
 
 def _named_source(label: str | None, digest: str | None) -> str:
@@ -577,13 +589,18 @@ def _named_source(label: str | None, digest: str | None) -> str:
 
 def compare_markdown(result: dict) -> str:
     """compare()'s rows as a Markdown table in percent, each row's source named by its label
-    and the first 12 digits of its sha256; each study's command below, then the comparison's."""
-    lines = ["| method | images per class | source | views | seeds | top-1 error, % "
-             "| top-5 error, % | seeds' top-1 error, % |",
-             "| --- | ---: | --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
+    and the first 12 digits of its sha256 (and its network, where the studies' differ); each
+    study's command below, then the comparison's."""
+    several = len({study["network"] for study in result["studies"].values()}) > 1
+    lines = ["| method | images per class |" + (" network |" if several else "")
+             + " source | views | seeds | top-1 error, % | top-5 error, % "
+             "| seeds' top-1 error, % |",
+             "| --- | ---: |" + (" --- |" if several else "")
+             + " --- | --- | ---: | ---: | ---: | --- |"]  # fmt: skip
     for row in result["rows"]:
         each = ", ".join(f"{100 * c['top1_error']:.2f} (seed {c['seed']})" for c in row["cells"])
-        lines.append(f"| {row['method']} | {row['per_class']} "
+        network = f"| {row['network']} " if several else ""
+        lines.append(f"| {row['method']} | {row['per_class']} {network}"
                      f"| {_named_source(row['study'], row['source_sha256'])} | {row['views']} "
                      f"| {row['seeds']} | {_percent(row['top1_error'], '±')} "
                      f"| {_percent(row['top5_error'], '±')} | {each} |")  # fmt: skip
@@ -606,16 +623,21 @@ def compare_plot(result: dict, path: Path) -> None:
 
     dashes = ["-", "--", ":", "-."]
     styles = {label: dashes[i % len(dashes)] for i, label in enumerate(result["studies"])}
+    networks = list(dict.fromkeys(study["network"] for study in result["studies"].values()))
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # ten colors, four methods
     colors = {method: palette[i] for i, method in enumerate(METHODS)}
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    lines = dict.fromkeys((r["method"], r["study"]) for r in result["rows"])
-    for method, label in lines:
-        rows = [r for r in result["rows"] if (r["method"], r["study"]) == (method, label)]
+    # a line per source for the pretrained methods; the scratch rows, one per network
+    lines = dict.fromkeys((r["method"], r["study"], r["network"]) for r in result["rows"])
+    for method, label, network in lines:
+        rows = [r for r in result["rows"]
+                if (r["method"], r["study"], r["network"]) == (method, label, network)]  # fmt: skip
         xs = [r["per_class"] for r in rows]
+        style = styles[label] if label else dashes[networks.index(network) % len(dashes)]
+        name = ", ".join([method, *([label] if label else []),
+                          *([network] if len(networks) > 1 else [])])  # fmt: skip
         ax.plot(xs, [100 * (1 - r["top1_error"]["mean"]) for r in rows], marker="o",
-                color=colors[method], linestyle=styles.get(label, "-"),
-                label=method if label is None else f"{method}, {label}")  # fmt: skip
+                color=colors[method], linestyle=style, label=name)  # fmt: skip
         dots = [(r["per_class"], c["top1_error"]) for r in rows for c in r["cells"]]
         ax.scatter([x for x, _ in dots], [100 * (1 - e) for _, e in dots],
                    color=colors[method], alpha=0.35, s=12)  # fmt: skip
