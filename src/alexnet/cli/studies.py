@@ -179,8 +179,8 @@ def add_commands(commands) -> None:
         description="The tables of transfer studies of one recipe, each standing on another "
         "source (a pretraining run again, another network), as one table and plot: a row per "
         "method, images per class and source, the source named by its label and sha256. "
-        "Scratch rows stand on no source and are listed once. Studies of different recipes "
-        "are refused.",
+        "Scratch rows stand on no source and are listed once. Studies whose recipes differ in "
+        "more than the network (model.name) are refused.",
     )
     com.add_argument("studies", nargs="+", metavar="LABEL=FOLDER",
                      help="a study's OUT or its committed records "

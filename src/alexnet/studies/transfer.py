@@ -490,25 +490,32 @@ def plot(result: dict, path: Path) -> None:
         dots = [c for c in result["cells"] if c["method"] == method]
         ax.scatter([c["per_class"] for c in dots], [100 * (1 - c["top1_error"]) for c in dots],
                    color=line.get_color(), alpha=0.35, s=12)  # fmt: skip
+    ax.legend()
+    _save_accuracy_plot(figure, ax, {r["per_class"] for r in result["table"] if r["seeds"]}, path)
+
+
+def _save_accuracy_plot(figure, ax, counts, path: Path) -> None:
+    """The axes of accuracy against images per class (a log scale ticked at the grid's N,
+    not powers of ten), then the figure saved and closed."""
+    import matplotlib.pyplot as plt
+
+    counts = sorted(counts)
     ax.set_xscale("log")
-    counts = sorted({r["per_class"] for r in result["table"] if r["seeds"]})
-    ax.set_xticks(counts, [str(n) for n in counts])  # the grid's N, not powers of ten
+    ax.set_xticks(counts, [str(n) for n in counts])
     ax.minorticks_off()
     ax.set_xlabel("training images per class")
     ax.set_ylabel("top-1 accuracy on the test images, %")
     ax.grid(alpha=0.3)
-    ax.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def study_source(folder: str | Path) -> str | None:
-    """The sha256 of the source a study's folder stands on: its transfer.json's, or, for a
-    table written before transfer.json recorded it, the one its cells record. Refused when
-    the cells record more than one (no table of that folder is one source's)."""
+def study_source(folder: str | Path, table: dict) -> str | None:
+    """The sha256 of the source a study's folder stands on: its transfer.json's (`table`),
+    or, for a table written before transfer.json recorded it, the one its cells record.
+    Refused when the cells record more than one (no table of that folder is one source's)."""
     folder = Path(folder)
-    table = json.loads((folder / "transfer.json").read_text())
     if table.get("source_sha256"):
         return table["source_sha256"]
     recorded = {sha for sha in stands_on(folder).values() if sha}
@@ -534,7 +541,7 @@ def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
         if not (Path(folder) / "transfer.json").is_file():
             raise ValueError(f"{folder} holds no transfer.json: not a transfer study")
         tables[label] = json.loads((Path(folder) / "transfer.json").read_text())
-        sources[label] = study_source(folder)
+        sources[label] = study_source(folder, tables[label])
     first, *_ = tables
     networks = {label: _lookup(table.get("recipe"), ("model", "name")) for label, table in
                 tables.items()}  # fmt: skip
@@ -641,14 +648,5 @@ def compare_plot(result: dict, path: Path) -> None:
         dots = [(r["per_class"], c["top1_error"]) for r in rows for c in r["cells"]]
         ax.scatter([x for x, _ in dots], [100 * (1 - e) for _, e in dots],
                    color=colors[method], alpha=0.35, s=12)  # fmt: skip
-    ax.set_xscale("log")
-    counts = sorted({r["per_class"] for r in result["rows"]})
-    ax.set_xticks(counts, [str(n) for n in counts])
-    ax.minorticks_off()
-    ax.set_xlabel("training images per class")
-    ax.set_ylabel("top-1 accuracy on the test images, %")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save_accuracy_plot(figure, ax, {r["per_class"] for r in result["rows"]}, path)
