@@ -8,6 +8,7 @@ the format is read from the bytes, never from the file name.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 
@@ -105,6 +106,58 @@ def decode(
     """
     if not data:
         raise BadImage("empty file (0 bytes)")
+    with _refusing(formats):
+        image = Image.open(io.BytesIO(data), formats=formats)
+    return decode_image(image, size, channels=channels, filter=filter, max_pixels=max_pixels,
+                        draft=draft, exif=exif)  # fmt: skip
+
+
+def decode_image(
+    image: Image.Image,
+    size: int | None = 256,
+    *,
+    channels: int = 3,
+    filter: str = DEFAULT_FILTER,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: bool = True,
+    exif: bool = False,
+) -> np.ndarray:
+    """`decode` from an opened Pillow image. One that `Image.open` gave and nobody has
+    loaded yet becomes exactly what `decode` makes of its file's bytes (draft decoding
+    included); a loaded one is resized from its full pixels."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    with _refusing(None):
+        width, height = image.size
+        if width * height > max_pixels:
+            raise BadImage(
+                f"decompression bomb: {width}x{height} = {width * height:,} pixels "
+                f"exceeds the limit of {max_pixels:,}"
+            )
+        if draft and size is not None and image.format == "JPEG":
+            image.draft(image.mode, (2 * size, 2 * size))
+        image.load()
+        if exif:
+            image = ImageOps.exif_transpose(image)
+    if size is None and image.width != image.height:
+        raise BadImage(f"expected a square image, got {image.width}x{image.height}")
+    try:
+        if channels == 1:
+            image = to_rgb(image).convert("L") if image.mode != "L" else image
+        else:
+            image = to_rgb(image)
+        if size is not None:
+            image = center_square(resize_shorter_side(image, size, FILTERS[filter]), size)
+        pixels = np.asarray(image, dtype=np.uint8)
+    except Exception as error:  # a mode or a size the converters cannot take
+        raise BadImage(f"cannot convert the {image.mode} image of size {image.size} "
+                       f"({type(error).__name__}: {error})"[:300]) from None  # fmt: skip
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+
+
+@contextlib.contextmanager
+def _refusing(formats: tuple[str, ...] | None):
+    """Whatever Pillow raises while it opens or decodes, as BadImage with its reason."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; we refuse at 1x.
@@ -112,18 +165,7 @@ def decode(
             # a damaged file's complaints (corrupt EXIF, tags past the end): it decodes or
             # is refused, and says nothing in between
             warnings.simplefilter("ignore", UserWarning)
-            image = Image.open(io.BytesIO(data), formats=formats)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise BadImage(
-                    f"decompression bomb: {width}x{height} = {width * height:,} pixels "
-                    f"exceeds the limit of {max_pixels:,}"
-                )
-            if draft and size is not None and image.format == "JPEG":
-                image.draft(image.mode, (2 * size, 2 * size))
-            image.load()
-            if exif:
-                image = ImageOps.exif_transpose(image)
+            yield
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -140,22 +182,6 @@ def decode(
         raise BadImage("decoding it takes more memory than there is") from None
     except Exception as error:  # a decoder tripped on damaged bytes (struct.error, IndexError)
         raise BadImage(f"corrupt image ({type(error).__name__}: {error})"[:300]) from None
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if size is None and image.width != image.height:
-        raise BadImage(f"expected a square image, got {image.width}x{image.height}")
-    try:
-        if channels == 1:
-            image = to_rgb(image).convert("L") if image.mode != "L" else image
-        else:
-            image = to_rgb(image)
-        if size is not None:
-            image = center_square(resize_shorter_side(image, size, FILTERS[filter]), size)
-        pixels = np.asarray(image, dtype=np.uint8)
-    except Exception as error:  # a mode or a size the converters cannot take
-        raise BadImage(f"cannot convert the {image.mode} image of size {image.size} "
-                       f"({type(error).__name__}: {error})"[:300]) from None  # fmt: skip
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
 
 
 def resize_pixels(pixels: np.ndarray, size: int, filter: str = DEFAULT_FILTER) -> np.ndarray:
