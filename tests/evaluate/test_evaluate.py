@@ -99,7 +99,7 @@ def test_predict_prepares_a_photo_as_the_store_prepared_it(store, run, tmp_path)
     path = tmp_path / "item.png"
     Image.fromarray(split.images[3][:, :, 0]).save(path)
     checkpoint = ckpt.load(run / "checkpoints" / "last.pt")
-    record = checkpoint["data"]
+    pre = checkpoint["record"].preprocessing
     model = ckpt.load_model(checkpoint)
 
     # By hand: the stored 28x28 image and mean image upscaled to 256 by torch's bilinear
@@ -109,8 +109,8 @@ def test_predict_prepares_a_photo_as_the_store_prepared_it(store, run, tmp_path)
         a = torch.as_tensor(np.asarray(a, np.float64)).reshape(1, 1, 28, 28)
         return F.interpolate(a, size=(256, 256), mode="bilinear", align_corners=False)[0]
 
-    difference = upscaled(split.images[3]) - upscaled(record["mean_image"].double())
-    difference = difference * record["scale"].double()[:, None, None]
+    difference = upscaled(split.images[3]) - upscaled(pre.mean.double())
+    difference = difference * torch.tensor(pre.scale, dtype=torch.float64)[:, None, None]
     corners = [(0, 0), (0, 32), (32, 0), (32, 32), (16, 16)]
     crops = [difference[:, t : t + 224, x : x + 224] for t, x in corners]
     crops += [c.flip(-1) for c in crops]

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from alexnet.data.dataset import StoreDataset
-from alexnet.evaluate.eval import normalization
 from alexnet.evaluate.features import FeatureWriter, features
 from alexnet.models import checkpoint as ckpt
 
@@ -24,7 +23,7 @@ def test_features_of_a_store_are_the_networks_own_activations(debug_run, store, 
     loaded = ckpt.load(debug_run / "checkpoints" / "last.pt")
     model = ckpt.load_model(loaded)
     dataset = StoreDataset(store, "val", "center", crop_size=224)
-    dataset.normalized_as(*normalization(loaded["data"], dataset.store.view_size))
+    dataset.normalized_as(*loaded["record"].preprocessing.normalization(dataset.store.view_size))
     x, y = dataset.__getitems__(list(range(24)))
     with torch.no_grad():  # written out by hand from the network's own parts
         m = model

@@ -81,11 +81,11 @@ def test_a_photo_is_turned_upright_by_its_exif_orientation(debug_run, tmp_path):
     write(tmp_path / "tagged.jpg", encode(stored, quality=95, exif=exif))
     write(tmp_path / "upright.jpg", encode(upright, quality=95))
     write(tmp_path / "untagged.jpg", encode(stored, quality=95))
-    record = ckpt.load(debug_run / "checkpoints" / "last.pt")["data"]
+    pre = ckpt.load(debug_run / "checkpoints" / "last.pt")["record"].preprocessing
     files = [str(tmp_path / n) for n in ("tagged.jpg", "upright.jpg", "untagged.jpg")]
-    dataset = Photos(files, record, "center")
+    dataset = Photos(files, pre, "center")
     tagged, straight, sideways = (dataset[i][1] for i in range(3))  # the network's inputs
-    scale = float(record["scale"][0])  # inputs are in pixel levels times this
+    scale = pre.scale[0]  # inputs are in pixel levels times this
     assert (tagged - straight).abs().mean() < 2 * scale  # JPEG's rounding differs a little
     assert (sideways - straight).abs().mean() > 10 * scale
 

@@ -34,15 +34,10 @@ def test_answer_is_what_alexnet_predict_says_for_the_same_file(server, served, p
 
 
 def test_ten_crop_is_the_mean_of_the_ten_softmaxes(server, served, photos):
-    from alexnet.data.images import decode
-    from alexnet.evaluate.predict import views_of
-    from alexnet.models import checkpoint as ckpt
+    import alexnet
 
-    loaded = ckpt.load(served)
-    model = ckpt.load_model(loaded)
-    record = loaded["data"]
-    pixels = decode(photos[1].read_bytes(), record["image_size"], channels=1)
-    views = views_of(pixels, record, "ten-crop")[0]
+    model, record = alexnet.load(served)
+    views = record.transform(photos[1], views="ten-crop")
     assert views.shape[0] == 10
     with torch.no_grad():
         expected = torch.softmax(model(views), dim=1).mean(0)  # section 4.1's averaging

@@ -227,11 +227,11 @@ def test_a_class_subset_trains_and_evaluates_on_its_classes_only(store, tmp_path
     assert done.returncode == 0, done.stderr
     assert ", 3 classes," in done.stderr
     saved = ckpt.load(run / "checkpoints" / "last.pt")
-    assert saved["model"]["config"]["num_classes"] == 3
+    assert saved["record"].network.config["num_classes"] == 3
     labels = Store(store).split("val").labels
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["val_images"] == int((labels < 3).sum()) < len(labels)
-    assert saved["data"]["class_ids"] == Store(store).class_ids[:3]
+    assert list(saved["record"].classes.ids) == Store(store).class_ids[:3]
     evaluated = cli("eval", "--checkpoint", run / "checkpoints" / "last.pt", "--data", store,
                     "--out", tmp_path / "eval")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr

@@ -67,7 +67,7 @@ def test_a_network_trained_on_a_half_learns_only_its_classes(store, halves, tmp_
     assert seen and set(train_labels[seen].tolist()) <= set(chosen)
     assert len(seen) == int(np.isin(train_labels, chosen).sum())
     last = ckpt.load(run / "checkpoints" / "last.pt")
-    assert last["state_dict"]["fc8.weight"].shape[0] == 5 and last["data"]["class_ids"] == a
+    assert last["state_dict"]["fc8.weight"].shape[0] == 5 and list(last["record"].classes.ids) == a
     # eval: only the images of A's classes, labelled by position in A, as trained
     result = evaluate_checkpoints([str(run / "checkpoints" / "last.pt")], str(store),
                                   workers=0, progress=False)  # fmt: skip
@@ -75,10 +75,9 @@ def test_a_network_trained_on_a_half_learns_only_its_classes(store, halves, tmp_
     keep = np.flatnonzero(np.isin(val.labels, chosen))
     assert result["images"] == len(keep)
     from alexnet.data.dataset import StoreDataset
-    from alexnet.evaluate.eval import normalization
 
     data = StoreDataset(store, "val", "center", crop_size=224)
-    data.normalized_as(*normalization(last["data"], s.view_size))
+    data.normalized_as(*last["record"].preprocessing.normalization(s.view_size))
     x, _ = data.__getitems__(keep.tolist())
     with torch.no_grad():
         guess = ckpt.load_model(last)(x).argmax(1).numpy()

@@ -51,9 +51,10 @@ def test_the_papers_recipe_runs_end_to_end_on_a_miniature_imagenet(tmp_path):
     assert (saved.optim.weight_decay, saved.schedule.kind) == (0.0005, "plateau")
     assert saved.data.lighting == "released" and saved.run.precision == "fp32"
     last = ckpt.load(run / "checkpoints" / "last.pt")
-    assert last["model"]["config"]["num_classes"] == 1000
+    assert last["record"].network.config["num_classes"] == 1000
     assert last["state_dict"]["fc8.weight"].shape == (1000, 4096)
-    assert last["data"]["crop_size"] == 224 and last["data"]["view_size"] == 256
+    pre = last["record"].preprocessing
+    assert pre.crop_size == 224 and pre.view_size == 256
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [2, 4]
     assert all(math.isfinite(m["train_loss"]) and math.isfinite(m["val_loss"]) for m in lines)

@@ -21,6 +21,7 @@ import alexnet.core.files
 from alexnet.data.dataset import StoreDataset
 from alexnet.data.loader import epoch_batches, subset
 from alexnet.models import checkpoint as ckpt
+from alexnet.models.record import ModelRecord, Network
 from alexnet.models.registry import create_model
 from alexnet.train.config import ConfigError, load_config
 from alexnet.train.trainer import TrainingError, train
@@ -62,7 +63,7 @@ def test_a_run_directory_holds_everything_the_issue_lists(store, tmp_path):
     assert saved == config(store)
     last = ckpt.load(run / "checkpoints" / "last.pt")
     assert last["progress"]["epoch"] == 2 and last["progress"]["step"] == 0
-    assert last["data"]["class_names"][0] == "T-shirt/top"
+    assert last["record"].classes.names[0] == "T-shirt/top"
     assert last["config"] == saved.to_dict()
     assert (run / "checkpoints" / "best.pt").is_file()
     version = json.loads((run / "version.json").read_text())
@@ -78,6 +79,7 @@ def test_checkpoints_load_without_unpickling_objects(store, tmp_path):
     train(config(store, "run.epochs=1"), run)
     # weights_only=True refuses any pickled class; this is what ckpt.load uses
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["record"] = ModelRecord.from_state(state["record"])  # plain values and tensors
     model = ckpt.load_model(state)
     assert model.name == "alexnet2012" and model.config.widths == (8, 16, 16, 16, 16)
 
@@ -492,8 +494,10 @@ def test_a_checkpoint_from_before_a_config_field_existed_still_resumes(store, tm
     for name in ("last.pt", "best.pt"):
         path = run / "checkpoints" / name
         saved = ckpt.load(path)
-        for key in ("conv6", "lrn_before_relu", "conv2_map_norm"):
-            del saved["model"]["config"][key]
+        network = saved["record"].network
+        older = {k: v for k, v in network.config.items()
+                 if k not in ("conv6", "lrn_before_relu", "conv2_map_norm")}  # fmt: skip
+        saved["record"] = saved["record"].replace(network=Network(network.name, older))
         saved.pop("path")
         ckpt.save(path, {k: v for k, v in saved.items() if k not in ("format", "version")})
     metrics = train(config(store, "run.epochs=2"), run, resume=True)

@@ -85,8 +85,8 @@ def inference_rate(checkpoint: dict, batch: int, images: int):
     """A function that times the network on `images` prepared inputs, batch by batch, and
     returns images/s."""
     model = ckpt.load_model(checkpoint)
-    side = checkpoint["data"]["crop_size"]
-    prepared = torch.randn(batch, checkpoint["model"]["config"]["in_chans"], side, side)
+    pre = checkpoint["record"].preprocessing
+    prepared = torch.randn(batch, pre.channels, pre.crop_size, pre.crop_size)
     steps = max(1, images // batch)
 
     def run() -> float:
@@ -109,7 +109,7 @@ def _against_inference(name: str, timed, inference, checkpoint: dict, settings: 
     return {
         "machine": (host := machine()),
         "device": device_name(torch.device("cpu"), host["cpu"]),
-        "settings": {**settings, "repeats": repeats, "network": checkpoint["model"]["name"]},
+        "settings": {**settings, "repeats": repeats, "network": checkpoint["record"].network.name},
         f"{name}_images_per_s": spread[name],
         "inference_images_per_s": spread["inference"],
         f"{name}_vs_inference": spread[name]["median"] / spread["inference"]["median"],

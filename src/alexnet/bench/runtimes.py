@@ -21,9 +21,8 @@ from alexnet.models.weights import untrained_checkpoint
 def _checkpoint(spec: str) -> dict:
     """The network `spec` names with seeded weights and the paper's input."""
     name, options = parse_spec(spec)
-    checkpoint = untrained_checkpoint(name, **{"init": "paper", **options})
-    checkpoint["data"]["normalize"] = "none"  # inputs as the paper's: 0-255 minus the mean
-    return checkpoint
+    # inputs as the paper's: 0-255 minus the mean, no scale
+    return untrained_checkpoint(name, **{"init": "paper", "scale": None, **options})
 
 
 def bench_onnxruntime(

@@ -47,7 +47,7 @@ def _check(kind: str, checkpoint: dict, out: Path) -> dict:
     from alexnet.cli.common import command_line
     from alexnet.models import checkpoint as ckpt
 
-    report = {"file": str(out), "format": kind, "network": checkpoint["model"]["name"],
+    report = {"file": str(out), "format": kind, "network": checkpoint["record"].network.name,
               "command": command_line()}  # fmt: skip
     if kind == "onnx":
         from alexnet.export.onnx import check_onnx, check_parity

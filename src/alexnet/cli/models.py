@@ -51,10 +51,9 @@ def _import_torchvision(args: argparse.Namespace) -> None:
                          f"{str(error).splitlines()[0][:200]})") from None  # fmt: skip
     if not isinstance(state, dict):
         raise ValueError(f"{args.file} holds a {type(state).__name__}, not a state dict")
-    checkpoint = torchvision_checkpoint(state, source=str(args.file))
-    checkpoint["imported"]["sha256"] = sha256(args.file)
+    checkpoint = torchvision_checkpoint(state, source=str(args.file), sha256=sha256(args.file))
     ckpt.save(out, checkpoint)
-    classes = checkpoint["model"]["config"]["num_classes"]
+    classes = len(checkpoint["record"].classes)
     print(f"wrote {out}: alexnet_owt, {classes} classes, torchvision's preprocessing")
 
 

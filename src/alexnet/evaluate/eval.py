@@ -20,18 +20,6 @@ from alexnet.evaluate.metrics import softmax_batches, summarize
 # alexnet eval
 
 
-def normalization(record: dict, view_size: int) -> tuple[np.ndarray, torch.Tensor | None]:
-    """The mean image at the view size and the per-channel scale a checkpoint was trained
-    with, so evaluation and prediction prepare inputs exactly as training did."""
-    from alexnet.data.augment import upscale
-
-    mean = record["mean_image"].numpy().astype(np.float64)
-    if mean.shape[0] != view_size:
-        mean = upscale(mean[None], view_size)[0]
-    scale = record.get("scale")
-    return mean.astype(np.float32), scale
-
-
 def evaluate_checkpoints(
     checkpoints: list[str],
     data: str,
@@ -56,35 +44,46 @@ def evaluate_checkpoints(
     precision = resolve_precision(precision, dev, logging.getLogger("alexnet"))
     loaded = [ckpt.load(c) for c in checkpoints]
     store = Store(data)
-    first = loaded[0]["data"]
+    first = loaded[0]["record"]
     for c in loaded:
-        record, classes = c["data"], c["model"]["config"]["num_classes"]
+        record = c["record"]
+        classes = len(record.classes)
         if classes > store.num_classes:
             raise ckpt.CheckpointError(
                 f"{c['path']} predicts {classes} classes but the store {data} has "
                 f"{store.num_classes}; evaluate it on the dataset it was trained for"
             )
-        if c["model"]["config"]["in_chans"] != store.channels:
+        if record.preprocessing.channels != store.channels:
             raise ckpt.CheckpointError(
-                f"{c['path']} reads {c['model']['config']['in_chans']}-channel images but "
+                f"{c['path']} reads {record.preprocessing.channels}-channel images but "
                 f"{data} holds {store.channels}-channel ones"
             )
         # a network trained on some of the store's classes (data.classes, data.class_ids)
         # is evaluated on the images of those classes, labelled as it was trained
-        if not set(record["class_ids"]) <= set(store.class_ids):
+        if not set(record.classes.ids) <= set(store.class_ids):
             raise ckpt.CheckpointError(
                 f"{c['path']} was trained with other classes than {data} holds"
             )
-        for key in ("crop_size", "normalize", "class_ids"):
-            if record[key] != first[key]:
+        # one dataset makes every network's inputs
+        for what, mine, theirs in (
+            ("crop size", record.preprocessing.crop_size, first.preprocessing.crop_size),
+            ("scale", record.preprocessing.scale, first.preprocessing.scale),
+            ("classes", record.classes.ids, first.classes.ids),
+        ):
+            if mine != theirs:
                 raise ckpt.CheckpointError(
-                    f"an ensemble needs the same {key} for every network: "
-                    f"{loaded[0]['path']} has {first[key]}, {c['path']} has {record[key]}"
+                    f"an ensemble needs the same {what} for every network: "
+                    f"{loaded[0]['path']} has {theirs}, {c['path']} has {mine}"
                 )
+        if not _same_mean(record.preprocessing.mean, first.preprocessing.mean):
+            raise ckpt.CheckpointError(
+                f"an ensemble needs the same mean for every network: {loaded[0]['path']} and "
+                f"{c['path']} subtract different ones"
+            )
     models = [ckpt.load_model(c).to(dev) for c in loaded]
-    dataset = StoreDataset(store, split, views, crop_size=first["crop_size"])
-    dataset.normalized_as(*normalization(first, store.view_size))
-    chosen = class_map(store.class_ids, first["class_ids"])
+    dataset = StoreDataset(store, split, views, crop_size=first.preprocessing.crop_size)
+    dataset.normalized_as(*first.preprocessing.normalization(store.view_size))
+    chosen = class_map(store.class_ids, list(first.classes.ids))
     dataset.relabel(chosen)
     indices = np.flatnonzero(chosen[dataset.split.labels] >= 0).tolist()
     indices = indices if limit is None else indices[:limit]
@@ -98,7 +97,7 @@ def evaluate_checkpoints(
     bar.close()
     probs_all = torch.cat(probs).numpy()
     labels_all = torch.cat(labels).numpy()
-    result = summarize(probs_all, labels_all, first["class_names"])
+    result = summarize(probs_all, labels_all, list(first.classes.names))
     result.update(
         checkpoints=[c["path"] for c in loaded],
         data=str(data),
@@ -108,6 +107,10 @@ def evaluate_checkpoints(
         device=str(dev),
     )
     return result
+
+
+def _same_mean(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
 
 
 def plot(result: dict, path) -> None:

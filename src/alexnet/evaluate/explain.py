@@ -91,13 +91,12 @@ def explain_files(
     import numpy as np
 
     from alexnet.core.runtime import resolve_device
-    from alexnet.data.augment import center_crop, render
-    from alexnet.data.images import BadImage, decode
-    from alexnet.evaluate.predict import views_of
+    from alexnet.data.images import BadImage
     from alexnet.models import checkpoint as ckpt
 
     loaded = ckpt.load(checkpoint)
-    record = loaded["data"]
+    record = loaded["record"]
+    pre = record.preprocessing
     model = ckpt.load_model(loaded).to(resolve_device(device))
     net = explainable(model)
     target = feature_layer(net, layer)  # a name it does not have fails before any work
@@ -105,21 +104,18 @@ def explain_files(
     results = []
     for path in files:
         try:
-            pixels = decode(Path(path).read_bytes(), record["image_size"],
-                            channels=record["channels"], exif=True)  # fmt: skip
+            pixels = pre.decode(Path(path))
         except (OSError, BadImage) as error:
             raise ValueError(f"{path}: {getattr(error, 'strerror', None) or error}") from None
-        x = views_of(pixels, record, "center").to(next(model.parameters()).device)
+        x = pre.views(pixels, "center").to(next(model.parameters()).device)
         with torch.no_grad():
             probs = torch.softmax(net(x), dim=1)
         values, classes = probs.topk(min(top, probs.shape[1]), dim=1)
         maps = grad_cam(net, x, target, classes)[0].cpu().numpy().astype(np.float32)
-        crop = render(pixels[None], np.zeros(1, np.int64),
-                      [center_crop(record["crop_size"], record["view_size"])],
-                      record["crop_size"], view_size=record["view_size"])[0]  # fmt: skip
+        crop = pre.center_picture(pixels)
         stem = out / f"{Path(path).stem}-gradcam"
         np.save(stem.with_suffix(".npy"), maps)
-        names = [record["class_names"][int(c)] for c in classes[0]]
+        names = [record.classes.names[int(c)] for c in classes[0]]
         _overlay(crop, maps, names, values[0].tolist(), stem.with_suffix(".png"))
         results.append({
             "image": str(path), "layer": layer,
@@ -131,16 +127,15 @@ def explain_files(
 
 
 def _overlay(crop, maps, names, probabilities, path) -> None:
-    """The crop, then each class's map over it (scaled to its own maximum)."""
+    """The crop ((h, w, C) uint8), then each class's map over it (scaled to its own
+    maximum)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    picture = np.clip(crop.transpose(1, 2, 0), 0, 255).astype(np.uint8)
-    gray = picture.shape[-1] == 1
-    shown = picture[..., 0] if gray else picture
+    gray = crop.shape[-1] == 1
+    shown = crop[..., 0] if gray else crop
     figure, axes = plt.subplots(1, len(maps) + 1, figsize=(3 * (len(maps) + 1), 3.3))
     axes[0].imshow(shown, cmap="gray" if gray else None)
     axes[0].set_title("input (center crop)", fontsize=9)

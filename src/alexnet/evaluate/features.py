@@ -125,7 +125,6 @@ def features(
     from alexnet.data.dataset import StoreDataset
     from alexnet.data.loader import class_map, make_loader, read_class_ids
     from alexnet.data.store import Store
-    from alexnet.evaluate.eval import normalization
     from alexnet.evaluate.predict import Photos, list_photos
     from alexnet.models import checkpoint as ckpt
     from alexnet.models.transfer import sha256
@@ -136,7 +135,8 @@ def features(
         raise ValueError(f"--dtype must be float32 or float16, got {dtype}")
     keep_freed_memory()
     loaded = ckpt.load(checkpoint)
-    record = loaded["data"]
+    record = loaded["record"]
+    pre = record.preprocessing
     model = ckpt.load_model(loaded)
     for name in layers:
         layer_output(model, name)  # a name it does not have fails before any work
@@ -149,13 +149,13 @@ def features(
     labels, failed = None, []
     if data is not None:
         store = Store(data)
-        if store.channels != loaded["model"]["config"]["in_chans"]:
+        if store.channels != pre.channels:
             raise ValueError(
-                f"{loaded['path']} reads {loaded['model']['config']['in_chans']}-channel "
-                f"images but {data} holds {store.channels}-channel ones"
+                f"{loaded['path']} reads {pre.channels}-channel images but {data} holds "
+                f"{store.channels}-channel ones"
             )
-        dataset = StoreDataset(store, split, "center", crop_size=record["crop_size"])
-        dataset.normalized_as(*normalization(record, store.view_size))
+        dataset = StoreDataset(store, split, "center", crop_size=pre.crop_size)
+        dataset.normalized_as(*pre.normalization(store.view_size))
         indices = list(range(len(dataset.split.labels)))
         labels = dataset.split.labels
         if class_ids is not None:
@@ -172,8 +172,8 @@ def features(
         names = list_photos(paths)[:limit]
         if not names:
             raise ValueError("no images found in " + ", ".join(paths))
-        photos = Photos(names, record, "center")
-        side, channels = record["crop_size"], record["channels"]
+        photos = Photos(names, pre, "center")
+        side, channels = pre.crop_size, pre.channels
         loader = torch.utils.data.DataLoader(photos, batch_size=batch, num_workers=workers,
                                              collate_fn=lambda items: items)  # fmt: skip
 
@@ -192,7 +192,7 @@ def features(
     result = {
         "checkpoint": loaded["path"],
         "sha256": sha256(loaded["path"]),
-        "network": loaded["model"]["name"],
+        "network": record.network.name,
         "source": {"store": data, "split": split} if data is not None else {"files": len(names)},
         "images": len(names),
         "layers": {p.stem: list(np.load(p, mmap_mode="r").shape) for p in written},

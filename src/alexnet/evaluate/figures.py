@@ -154,11 +154,10 @@ def predictions(
     from alexnet.core.runtime import resolve_device
     from alexnet.data.store import Store
     from alexnet.evaluate.metrics import softmax_batches
-    from alexnet.evaluate.predict import views_of
     from alexnet.models import checkpoint as ckpt
 
     loaded = ckpt.load(checkpoint)
-    record = loaded["data"]
+    record = loaded["record"]
     store = Store(data)
     check_store(loaded, store, data)
     part = store.split(split)
@@ -167,8 +166,8 @@ def predictions(
         indices = sorted(rng.choice(len(part), size=min(count, len(part)), replace=False).tolist())
     dev = resolve_device(device)
     model = ckpt.load_model(loaded).to(dev)
-    names = record["class_names"]
-    images = torch.cat([views_of(np.asarray(part.images[i]), record, views) for i in indices])
+    names = record.classes.names
+    images = torch.stack([record.transform(np.asarray(part.images[i]), views) for i in indices])
     loader = [(images, torch.as_tensor(part.labels[indices]))]
     probs, labels = next(softmax_batches([model], loader, dev))
     items = []
@@ -204,7 +203,7 @@ def check_store(loaded: dict, store, data) -> None:
     """The store holds the classes (in order) and channels the checkpoint was trained on."""
     from alexnet.models.checkpoint import CheckpointError
 
-    ids = loaded["data"]["class_ids"]
+    ids = list(loaded["record"].classes.ids)
     if len(ids) < len(store.class_ids) and ids == store.class_ids[: len(ids)]:
         raise CheckpointError(
             f"{loaded['path']} was trained on the first {len(ids)} of {data}'s classes "
@@ -215,10 +214,11 @@ def check_store(loaded: dict, store, data) -> None:
             f"{loaded['path']} was trained with other classes than {data} holds (or in "
             "another order)"
         )
-    if loaded["model"]["config"]["in_chans"] != store.channels:
+    channels = loaded["record"].preprocessing.channels
+    if channels != store.channels:
         raise CheckpointError(
-            f"{loaded['path']} reads {loaded['model']['config']['in_chans']}-channel images "
-            f"but {data} holds {store.channels}-channel ones"
+            f"{loaded['path']} reads {channels}-channel images but {data} holds "
+            f"{store.channels}-channel ones"
         )
 
 

@@ -203,7 +203,6 @@ def fc7_index(
     from alexnet.data.dataset import StoreDataset
     from alexnet.data.loader import make_loader
     from alexnet.data.store import Store
-    from alexnet.evaluate.eval import normalization
     from alexnet.evaluate.figures import check_store
     from alexnet.models import checkpoint as ckpt
 
@@ -228,8 +227,9 @@ def fc7_index(
     check_store(loaded, store, data)
     dev = resolve_device(device)
     model = ckpt.load_model(loaded).to(dev)
-    dataset = StoreDataset(store, split, "center", crop_size=loaded["data"]["crop_size"])
-    dataset.normalized_as(*normalization(loaded["data"], store.view_size))
+    pre = loaded["record"].preprocessing
+    dataset = StoreDataset(store, split, "center", crop_size=pre.crop_size)
+    dataset.normalized_as(*pre.normalization(store.view_size))
     order = list(range(count))
     batches = [order[i : i + batch] for i in range(0, count, batch)]
     loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
@@ -295,7 +295,6 @@ def run(
     the given image files (shown, and not scored: they have no label)."""
     from alexnet.core.runtime import resolve_device, resolve_precision
     from alexnet.data.store import Store
-    from alexnet.evaluate.predict import views_of
     from alexnet.models import checkpoint as ckpt
 
     out = Path(out)
@@ -313,8 +312,8 @@ def run(
     picked = np.sort(rng.choice(len(val), size=min(queries, len(val)), replace=False))
     loaded = ckpt.load(checkpoint)
     model = ckpt.load_model(loaded).to(dev)
-    record = loaded["data"]
-    q_images = torch.cat([views_of(np.asarray(val.images[i]), record, "center") for i in picked])
+    record = loaded["record"]
+    q_images = torch.stack([record.transform(np.asarray(val.images[i])) for i in picked])
     q_features = torch.cat([fc7_features(model, b, dev, precision) for b in q_images.split(batch)])
     q_labels = val.labels[picked]
     q_pixels = torch.from_numpy(np.array(val.images[picked])).flatten(1)
@@ -390,20 +389,18 @@ def run(
 
 def _query_files(paths, record, model, dev, precision, base, pixels_base, k) -> dict:
     """Neighbors of image files: decoded and viewed as `alexnet predict` does."""
-    from alexnet.data.images import BadImage, decode
-    from alexnet.evaluate.predict import views_of
+    from alexnet.data.images import BadImage
 
     pictures, names, fc7, pixels = [], [], [], []
     for path in paths:
         try:
-            picture = decode(
-                Path(path).read_bytes(), record["image_size"], channels=record["channels"]
-            )
+            picture = record.transform.decode(Path(path))
         except (OSError, BadImage) as error:
             raise ValueError(f"cannot use {path} as a query: {error}") from None
         pictures.append(picture)
         names.append(Path(path).name)
-        fc7.append(fc7_features(model, views_of(picture, record, "center"), dev, precision))
+        views = record.transform.views(picture, "center")
+        fc7.append(fc7_features(model, views, dev, precision))
         pixels.append(torch.tensor(picture).flatten()[None])  # decode's array is read-only
     return {
         "pictures": pictures,

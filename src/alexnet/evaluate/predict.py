@@ -1,45 +1,25 @@
 """The five most probable classes of a photograph, as the paper's Figure 4 shows them.
 
-The photograph is prepared as the network's training data was: decoded to RGB (or gray),
-its shorter side rescaled and the central square taken (alexnet.data.images), upscaled to the
-view size for small-image datasets, then the center patch or the ten patches, minus the
-training set's mean image (kept in the checkpoint, so the store is not needed).
+The photograph is prepared as the network's training data was, by the record's
+preprocessing (alexnet.data.preprocess): decoded to RGB (or gray), its shorter side rescaled
+with the store's filter and the central square taken, upscaled to the view size for
+small-image datasets, then the center patch or the ten patches, minus the training set's
+mean (kept in the checkpoint, so the store is not needed), times the scale.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from alexnet.core.progress import bar as progress_bar
 from alexnet.core.runtime import keep_freed_memory, resolve_device
-from alexnet.data.augment import center_crop, render, ten_crops
-from alexnet.data.images import BadImage, decode
-from alexnet.evaluate.eval import normalization
+from alexnet.data.images import BadImage
+from alexnet.data.preprocess import Preprocessing
 from alexnet.evaluate.metrics import softmax_batches
 from alexnet.models import checkpoint as ckpt
-
-
-def views_of(pixels: np.ndarray, record: dict, views: str, normalized=None) -> torch.Tensor:
-    """(H, W, C) uint8 at the stored size -> (1, C, h, w) or (1, 10, C, h, w) float32.
-    `normalized`: the record's `normalization` at its view size, made once for many images
-    (the mean image's upscaling costs as much as an image's)."""
-    view_size, crop_size = record["view_size"], record["crop_size"]
-    crops = (
-        [center_crop(crop_size, view_size)]
-        if views == "center"
-        else ten_crops(crop_size, view_size)
-    )
-    mean, scale = normalized or normalization(record, view_size)
-    out = render(pixels[None], np.zeros(len(crops), np.int64), crops, crop_size, mean,
-                 view_size=view_size)  # fmt: skip
-    images = torch.from_numpy(out)
-    if scale is not None:
-        images.mul_(scale[:, None, None])
-    return images if views == "center" else images[None]
-
+from alexnet.models.record import ModelRecord
 
 #: What a folder given to predict is searched for (recursively), by file name ending.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -69,9 +49,8 @@ def list_photos(paths: list[str]) -> list[str]:
 class Photos(torch.utils.data.Dataset):
     """Each file's network input (its views), or the reason it has none."""
 
-    def __init__(self, files: list[str], record: dict, views: str):
-        self.files, self.record, self.views = files, record, views
-        self.normalized = normalization(record, record["view_size"])
+    def __init__(self, files: list[str], preprocessing: Preprocessing, views: str):
+        self.files, self.preprocessing, self.views = files, preprocessing, views
 
     def __len__(self) -> int:
         return len(self.files)
@@ -83,12 +62,12 @@ class Photos(torch.utils.data.Dataset):
         except OSError as error:
             return index, None, f"cannot read: {error.strerror or error}"
         try:
-            pixels = decode(data, self.record["image_size"], channels=self.record["channels"],
-                            exif=True)  # fmt: skip
+            pixels = self.preprocessing.decode(data)
         except BadImage as error:
             return index, None, str(error)
-        views = views_of(pixels, self.record, self.views, self.normalized)
-        return index, views[0], None  # (C, h, w), or (10, C, h, w) for ten crops
+        views = self.preprocessing.views(pixels, self.views)
+        # (C, h, w), or (10, C, h, w) for ten crops
+        return index, views[0] if self.views == "center" else views, None
 
 
 def _collate(items):
@@ -115,12 +94,12 @@ def predict_files(
         raise ValueError(f"batch must be 1 or more and workers 0 or more: {batch_size}, {workers}")
     keep_freed_memory()  # no page faults for each batch's activations (as training does)
     loaded = checkpoint if isinstance(checkpoint, dict) else ckpt.load(checkpoint)
-    record = loaded["data"]
+    record: ModelRecord = loaded["record"]
     model = ckpt.load_model(loaded)
     dev = resolve_device(device)
     model.to(dev)
     loader = torch.utils.data.DataLoader(
-        Photos(files, record, views),
+        Photos(files, record.preprocessing, views),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -141,16 +120,16 @@ def predict_files(
     bar.close()
 
 
-def _row(path: str, views: str, error: str | None, probs, record: dict, top: int) -> dict:
+def _row(path: str, views: str, error: str | None, probs, record: ModelRecord, top: int) -> dict:
     row = {"image": str(path), "views": views, "error": error, "top": []}
     if probs is None:
         return row
     values, classes = probs.topk(min(top, probs.shape[0]))
-    names = record["class_names"]
+    ids, names = record.classes.ids, record.classes.names
     row["top"] = [
         {
             "class": int(c),
-            "id": record["class_ids"][int(c)],
+            "id": ids[int(c)],
             "name": names[int(c)],
             "probability": float(v),
         }

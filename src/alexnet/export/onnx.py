@@ -48,12 +48,10 @@ def lrn_to_onnx(x, size, coefficient, beta, k, groups, backend):
 
 def example_input(checkpoint: dict, batch: int = 2, seed: int = 0) -> torch.Tensor:
     """Random network inputs at the checkpoint's crop size, scaled like its real inputs."""
-    model = checkpoint["model"]["config"]
-    data = checkpoint.get("data") or {}
-    side = data.get("crop_size") or model.get("input_size") or 224
+    pre = checkpoint["record"].preprocessing
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, model["in_chans"], side, side, generator=generator)
-    return x if data.get("normalize") == "std" else x * 60.0  # 0-255 minus the mean
+    x = torch.randn(batch, pre.channels, pre.crop_size, pre.crop_size, generator=generator)
+    return x if pre.scale is not None else x * 60.0  # 0-255 minus the mean
 
 
 def onnx_program(module: torch.nn.Module, example: torch.Tensor, inputs=None, outputs=None):
@@ -89,7 +87,7 @@ def export_onnx(checkpoint: dict, path: str | Path) -> Path:
     model = ckpt.load_model(checkpoint)
     with exportable(model) as network:
         program = onnx_program(network, example_input(checkpoint), ["image"], ["logits"])
-    for key, value in metadata.as_strings(checkpoint).items():
+    for key, value in metadata.as_strings(checkpoint["record"]).items():
         program.model.metadata_props[key] = value
     temporary = path.with_name(f".{path.name}.tmp")
     try:

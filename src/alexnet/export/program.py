@@ -26,7 +26,7 @@ def export_program(checkpoint: dict, path: str | Path) -> Path:
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
         )
     extra = {f"{key}.json" if key == "alexnet" else key: value
-             for key, value in metadata.as_strings(checkpoint).items()}  # fmt: skip
+             for key, value in metadata.as_strings(checkpoint["record"]).items()}  # fmt: skip
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         torch.export.save(program, str(temporary), extra_files=extra)

@@ -4,9 +4,12 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts, saved with
 and read with `torch.load(weights_only=True)`, so loading one never runs pickled code. It
 holds the model (its variant name and full AlexNetConfig, so it can be rebuilt without the
 recipe), the optimizer, the schedule, the position (epoch, step within it, global step),
-every random number generator's state, the resolved recipe, and what `predict` needs to
-turn a photograph into the network's input (the mean image, the class names, the sizes).
-`load` also reads the weights-only safetensors files of `alexnet.models.tensorfile`.
+every random number generator's state, the resolved recipe, and the network's record
+(`alexnet.models.record.ModelRecord`: its classes, how a photo becomes its input, where it
+came from), under "record". `load` also reads the weights-only safetensors files of
+`alexnet.models.tensorfile`, and checkpoints of format 1 (the record as untyped `model` and
+`data` dicts), whose record it migrates. `load_network` (`alexnet.load`) is the short way
+from a file to the network and its record.
 
 Files are written atomically (temporary file, fsync, rename): a kill or a full disk leaves
 the previous checkpoint as it was. Each carries the SHA-256 of its content
@@ -29,11 +32,12 @@ import torch
 from alexnet.core.digest import content_digest
 from alexnet.core.files import atomic_write
 from alexnet.models.alexnet import AlexNet
-from alexnet.models.registry import create_model
+from alexnet.models.record import ModelRecord, from_v1, plain
 from alexnet.models.tensorfile import is_safetensors, load_weights
 
 FORMAT = "alexnet-checkpoint"
-VERSION = 1
+#: 2: the typed record under "record"; 1: untyped "model" and "data" dicts (still read)
+VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -74,22 +78,13 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(values), gauss))
 
 
-def model_record(model: AlexNet) -> dict:
-    return {"name": model.name, "config": asdict(model.config)}
-
-
-def build_model(record: dict) -> AlexNet:
-    """The network a checkpoint's `model` record describes, with fresh weights."""
-    config = dict(record["config"])
-    num_classes, in_chans = config.pop("num_classes"), config.pop("in_chans")
-    return create_model(record["name"], num_classes=num_classes, in_chans=in_chans, **config)
-
-
 def save(path: str | Path, checkpoint: dict) -> None:
     """Write atomically. A full disk raises CheckpointError saying the old file is intact."""
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, **checkpoint}
     payload.pop("path", None)  # where it was read from: not part of it
+    if isinstance(payload.get("record"), ModelRecord):
+        payload["record"] = payload["record"].to_state()
     payload["digest"] = content_digest(payload)
     try:
         atomic_write(path, lambda handle: torch.save(payload, handle))
@@ -128,10 +123,10 @@ def load(path: str | Path, map_location="cpu") -> dict:
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an alexnet checkpoint")
-    if checkpoint.get("version") != VERSION:
+    if checkpoint.get("version") not in (1, VERSION):
         raise CheckpointError(
             f"{path} has checkpoint format {checkpoint.get('version')}; this version reads "
-            f"{VERSION}"
+            f"1 and {VERSION}"
         )
     saved = checkpoint.pop("digest", None)  # absent from files written before it existed
     if saved is not None and content_digest(checkpoint) != saved:
@@ -140,6 +135,15 @@ def load(path: str | Path, map_location="cpu") -> dict:
             "file changed after it was written: a bad disk, a bad copy, a flipped bit). Use "
             "another checkpoint (each run keeps `last.pt` and `best.pt`)"
         )
+    try:
+        if checkpoint["version"] == 1:
+            model, data = checkpoint.pop("model"), checkpoint.pop("data")
+            checkpoint["record"] = from_v1(model, data, checkpoint)
+        else:
+            checkpoint["record"] = ModelRecord.from_state(checkpoint["record"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} holds no usable model record ({error})") from None
+    checkpoint["version"] = VERSION  # as it is in memory now
     checkpoint["path"] = str(path)
     return checkpoint
 
@@ -158,10 +162,17 @@ def find(run_dir: str | Path, which: str = "last") -> Path:
 
 def load_model(checkpoint: dict) -> AlexNet:
     """The checkpoint's network with its weights, in evaluation mode."""
+    record: ModelRecord = checkpoint["record"]
     try:
-        model = build_model(checkpoint["model"])
+        model = record.network.build()
+    except ValueError as error:  # a name or an option the registry refuses, with its reason
+        raise CheckpointError(
+            f"{checkpoint.get('path', 'checkpoint')} names a network this release cannot "
+            f"build: {error}"
+        ) from None
+    try:
         model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as error:
+    except RuntimeError as error:  # missing, unexpected or misshapen tensors
         raise CheckpointError(
             f"{checkpoint.get('path', 'checkpoint')}: its weights do not fit the network it "
             f"names ({str(error).splitlines()[0][:200]})"
@@ -169,21 +180,38 @@ def load_model(checkpoint: dict) -> AlexNet:
     return model.eval()
 
 
+def load_network(
+    source: str | Path, *, device: str | torch.device | None = None, map_location="cpu"
+) -> tuple[AlexNet, ModelRecord]:
+    """A trained network and its record, from a checkpoint, a run directory (its
+    last.pt) or an exported .safetensors file; the network is in evaluation mode, on
+    `device` if given. Loading runs no pickled code (weights_only).
+
+        model, record = alexnet.load("runs/x/checkpoints/best.pt")
+        x = record.transform(Image.open("cat.jpg"))  # (3, 224, 224), as predict makes it
+        probs = model(x[None]).softmax(1)
+        print(record.classes.names[probs.argmax()])
+    """
+    checkpoint = load(source, map_location=map_location)
+    model = load_model(checkpoint)
+    if device is not None:
+        model.to(device)
+    return model, checkpoint["record"]
+
+
 def check_same_model(checkpoint: dict, model: AlexNet) -> None:
     """Refuse to resume a run into a different network."""
-    saved = dict(checkpoint["model"])
-    mine = model_record(model)
+    saved = checkpoint["record"].network
+    mine = {"name": model.name, "config": plain(asdict(model.config))}
     # a checkpoint from before a config field existed has that field's default
     defaults = {f.name: f.default for f in fields(type(model.config)) if f.default is not MISSING}
-    saved["config"] = {**defaults, **saved["config"]}
-    if saved["name"] != mine["name"] or saved["config"] != mine["config"]:
+    config = {**plain(defaults), **saved.config}
+    if saved.name != mine["name"] or config != mine["config"]:
         differences = {
-            k: (saved["config"].get(k), v)
-            for k, v in mine["config"].items()
-            if saved["config"].get(k) != v
+            k: (config.get(k), v) for k, v in mine["config"].items() if config.get(k) != v
         }
         raise CheckpointError(
-            f"{checkpoint.get('path')} holds {saved['name']} and the recipe asks for "
+            f"{checkpoint.get('path')} holds {saved.name} and the recipe asks for "
             f"{mine['name']}; differing settings (checkpoint, recipe): {differences}. "
             "Resume with the run's own recipe, or start a new run"
         )

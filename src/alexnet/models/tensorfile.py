@@ -1,12 +1,13 @@
 """A network's weights as a safetensors file: no pickle, so loading it runs no code.
 
 Beside the weights the file holds what the rest of the package needs to use them, the way a
-checkpoint does: the network (its variant name and config), and what predict needs to make
-its input from a photograph (class ids and names, sizes, normalization) in the metadata,
-with the mean image and the per-channel scale as tensors of their own (`data.mean_image`,
-`data.scale`). `eval`, `predict`, `features` and `--init-from` take such a file as they take
-a checkpoint (`checkpoint.load` reads either). The optimizer and the run's position are not
-kept: it is for using a network, not for resuming its training. The metadata holds the
+checkpoint does: the network's record (alexnet.models.record: the network, its classes, its
+preprocessing, its provenance) as JSON in the metadata ("record"), with the mean as a tensor
+of its own ("record.mean"). Files of weights format 1 (untyped "model" and "data" metadata,
+"data.mean_image" and "data.scale" tensors) are still read, their record migrated. `eval`,
+`predict`, `features` and `--init-from` take such a file as they take a checkpoint
+(`checkpoint.load` reads either). The optimizer and the run's position are not kept: it is
+for using a network, not for resuming its training. The metadata holds the
 SHA-256 of the tensors and the rest of the metadata (`alexnet.core.digest`), checked on
 reading: safetensors checks the header's offsets, not the values.
 """
@@ -16,13 +17,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from alexnet.core.digest import content_digest
+from alexnet.models.record import ModelRecord, from_v1
 
 FORMAT = "alexnet-weights"
-VERSION = 1
-_DATA = "data."  # prefix of the tensors of the data record
+VERSION = 2  # 1: the record as untyped "model" and "data" metadata (still read)
+_MEAN = "record.mean"  # the tensor of the record's mean
+_DATA = "data."  # format 1: prefix of the tensors of the data record
 
 
 def is_safetensors(path: str | Path) -> bool:
@@ -36,25 +37,21 @@ def is_safetensors(path: str | Path) -> bool:
 
 
 def save_weights(checkpoint: dict, path: str | Path) -> None:
-    """The checkpoint's network, weights and data record, as a safetensors file."""
+    """The checkpoint's network, weights and record, as a safetensors file."""
     from alexnet.core.files import atomic_write
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint["state_dict"].items()}
-    record, data_tensors = {}, {}
-    for key, value in (checkpoint.get("data") or {}).items():
-        if isinstance(value, torch.Tensor):
-            data_tensors[_DATA + key] = value.detach().cpu().contiguous()
-        else:
-            record[key] = value
+    record, mean = checkpoint["record"].to_json()
+    if mean is not None:
+        tensors[_MEAN] = mean.contiguous()
     metadata = {
         "format": FORMAT,
         "version": str(VERSION),
-        "model": json.dumps(checkpoint["model"], sort_keys=True),
-        "data": json.dumps(record, sort_keys=True),
+        "record": json.dumps(record, sort_keys=True),
         "config": json.dumps(checkpoint.get("config"), sort_keys=True),
         "alexnet_version": str(checkpoint.get("alexnet_version", "")),
     }
-    everything = dict(sorted({**tensors, **data_tensors}.items()))  # the same bytes each time
+    everything = dict(sorted(tensors.items()))  # the same bytes each time
     metadata["digest"] = content_digest({"tensors": everything, "metadata": metadata})
     # written whole or not at all: a kill never leaves half a file under the name
     atomic_write(Path(path), lambda handle: handle.write(_serialize(everything, metadata)))
@@ -73,7 +70,7 @@ def _serialize(tensors: dict, metadata: dict) -> bytes:
 
 
 def load_weights(path: str | Path) -> dict:
-    """A checkpoint-shaped dict (model, state_dict, data, config) from a safetensors file;
+    """A checkpoint-shaped dict (record, state_dict, config) from a safetensors file;
     ValueError naming what is wrong if it is not one of ours."""
     from safetensors import safe_open
 
@@ -91,9 +88,10 @@ def load_weights(path: str | Path) -> dict:
             f"{path} is a safetensors file without this package's metadata (format "
             f"{metadata.get('format')!r}); write one with `alexnet export --format safetensors`"
         )
-    if metadata.get("version") != str(VERSION):
+    if metadata.get("version") not in ("1", str(VERSION)):
         raise ValueError(
-            f"{path} has weights format {metadata.get('version')}; this version reads {VERSION}"
+            f"{path} has weights format {metadata.get('version')}; this version reads 1 and "
+            f"{VERSION}"
         )
     saved = metadata.pop("digest", None)
     if saved is not None and content_digest({"tensors": tensors, "metadata": metadata}) != saved:
@@ -101,17 +99,14 @@ def load_weights(path: str | Path) -> dict:
             f"{path} is damaged: its contents do not match the SHA-256 saved with them (the "
             "file changed after it was written: a bad disk, a bad copy, a flipped bit)"
         )
-    data = json.loads(metadata["data"])
-    state_dict = {}
-    for key, value in tensors.items():
-        if key.startswith(_DATA):
-            data[key[len(_DATA) :]] = value
-        else:
-            state_dict[key] = value
-    return {
-        "model": json.loads(metadata["model"]),
-        "state_dict": state_dict,
-        "data": data,
-        "config": json.loads(metadata["config"]),
-        "alexnet_version": metadata.get("alexnet_version"),
-    }
+    config = json.loads(metadata["config"])
+    version = metadata.get("alexnet_version")
+    if metadata["version"] == "1":
+        data = json.loads(metadata["data"])
+        data.update({k[len(_DATA) :]: tensors.pop(k) for k in list(tensors) if k.startswith(_DATA)})
+        extra = {"config": config, "alexnet_version": version}
+        record = from_v1(json.loads(metadata["model"]), data, extra)
+    else:
+        record = ModelRecord.from_json(json.loads(metadata["record"]), tensors.pop(_MEAN, None))
+    return {"record": record, "state_dict": tensors, "config": config,
+            "alexnet_version": version}  # fmt: skip

@@ -34,7 +34,7 @@ def load_layers(model: nn.Module, source: dict, reinit: list[str] = ()) -> dict:
     """Copy `source`'s weights (a loaded checkpoint) into `model` by layer name, except the
     layers in `reinit`. Returns what was done: the layers copied and kept fresh."""
     where = source.get("path", "the source")
-    name = source["model"]["name"]
+    name = source["record"].network.name
     if name != getattr(model, "name", name):
         raise CheckpointError(
             f"{where} holds {name}; this recipe trains {model.name}, and weights load only "

@@ -8,7 +8,10 @@ from importlib import resources
 
 import torch
 
+from alexnet.core.version import __version__
+from alexnet.data.preprocess import Preprocessing
 from alexnet.models.alexnet import AlexNet
+from alexnet.models.record import Classes, ModelRecord, Network, Provenance, Source
 from alexnet.models.registry import create_model
 
 #: torchvision.models.AlexNet's parameter prefixes (its nn.Sequential indices) to ours.
@@ -67,64 +70,64 @@ def ilsvrc2012_classes() -> tuple[list[str], list[str]]:
     return [r[0] for r in rows], [r[1] for r in rows]
 
 
-def torchvision_checkpoint(state_dict: Mapping[str, torch.Tensor], source: str = "") -> dict:
+def torchvision_checkpoint(
+    state_dict: Mapping[str, torch.Tensor], source: str = "", sha256: str | None = None
+) -> dict:
     """A checkpoint of torchvision's AlexNet weights as `alexnet_owt`, with the ILSVRC-2012
     classes (for 1,000 outputs) and torchvision's preprocessing: the shorter side resized to
-    256, the center 224, then (x / 255 - mean) / std, which is x minus a constant mean image
-    of 255 x mean, times 1 / (255 x std) per channel."""
-    from alexnet.models.checkpoint import model_record
-
+    256 (bilinear, antialiased), the center 224, then (x / 255 - mean) / std, which is x
+    minus the color 255 x mean, times 1 / (255 x std) per channel. `source`, `sha256`: the
+    file it was read from, for the record's provenance."""
     model = from_torchvision(state_dict)
     classes = model.config.num_classes
     if classes == 1000:
         ids, names = ilsvrc2012_classes()
     else:
         ids = names = [f"class {i}" for i in range(classes)]
-    mean = torch.tensor(TORCHVISION_MEAN) * 255
-    return {
-        "model": model_record(model),
-        "state_dict": model.state_dict(),
-        "data": {
-            "class_ids": ids,
-            "class_names": names,
-            "channels": 3,
-            "image_size": 256,
-            "view_size": 256,
-            "crop_size": 224,
-            "mean_image": mean.expand(256, 256, 3).clone(),
-            "normalize": "std",
-            "scale": 1 / (torch.tensor(TORCHVISION_STD) * 255),
-            "preprocessing": "torchvision",
-        },
-        "imported": {"from": "torchvision", "file": source},
-    }
+    record = ModelRecord(
+        network=Network.of(model),
+        classes=Classes(ids, names),
+        preprocessing=Preprocessing(
+            channels=3,
+            image_size=256,
+            view_size=256,
+            crop_size=224,
+            mean=torch.tensor(TORCHVISION_MEAN) * 255,
+            scale=tuple((1 / (torch.tensor(TORCHVISION_STD) * 255)).tolist()),
+        ),
+        provenance=Provenance(
+            package_version=__version__, imported_from=Source(source, sha256, "torchvision")
+        ),
+    )
+    return {"record": record, "state_dict": model.state_dict(), "alexnet_version": __version__}
 
 
 def untrained_checkpoint(
     name: str, num_classes: int = 1000, image_size: int = 256, seed: int = 0,
-    init: str = "kaiming", **options,
+    init: str = "kaiming", scale: float | None = 1 / 60, **options,
 ) -> dict:  # fmt: skip
     """A checkpoint of the network `name` with seeded fresh weights (He-initialized by
-    default: logits of order 1 on unit-variance inputs) and the data record a 3-channel
-    store of `image_size` pixels would give: for measurements and checks that need a whole
-    checkpoint but no trained weights (export parity, speed)."""
-    from alexnet.models.checkpoint import model_record
+    default: logits of order 1 on unit-variance inputs) and the record a 3-channel store of
+    `image_size` pixels would give (`scale`: each channel's multiplier, None for the
+    paper's 0-255 inputs): for measurements and checks that need a whole checkpoint but no
+    trained weights (export parity, speed)."""
     from alexnet.models.registry import VARIANTS
 
     torch.manual_seed(seed)
     model = create_model(name, num_classes=num_classes, init=init, **options).eval()
-    return {
-        "model": model_record(model),
-        "state_dict": model.state_dict(),
-        "data": {
-            "class_ids": [f"c{i}" for i in range(num_classes)],
-            "class_names": [f"class {i}" for i in range(num_classes)],
-            "channels": 3,
-            "image_size": image_size,
-            "view_size": max(image_size, 256),
-            "crop_size": VARIANTS[name].input_size,
-            "mean_image": torch.full((image_size, image_size, 3), 110.0),
-            "normalize": "std",
-            "scale": torch.full((3,), 1 / 60),
-        },
-    }
+    record = ModelRecord(
+        network=Network.of(model),
+        classes=Classes(
+            [f"c{i}" for i in range(num_classes)], [f"class {i}" for i in range(num_classes)]
+        ),
+        preprocessing=Preprocessing(
+            channels=3,
+            image_size=image_size,
+            view_size=max(image_size, 256),
+            crop_size=VARIANTS[name].input_size,
+            mean=torch.full((image_size, image_size, 3), 110.0),
+            scale=None if scale is None else (scale,) * 3,
+        ),
+        provenance=Provenance(package_version=__version__),
+    )
+    return {"record": record, "state_dict": model.state_dict(), "alexnet_version": __version__}

@@ -215,7 +215,7 @@ def create_app(engine: Engine, limits: Limits | None = None):
             state["preparing"] -= 1
             batcher.nudge()
         probs = await batcher.probabilities(prepared.views)
-        answer = {"network": engine.checkpoint["model"]["name"], "views": views,
+        answer = {"network": engine.record.network.name, "views": views,
                   "top": engine.top(probs, top)}  # fmt: skip
         if explain:
             answer["explain"] = await batcher.run(engine.explain, prepared)

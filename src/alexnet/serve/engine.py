@@ -3,8 +3,9 @@
 `Engine` holds one network: a checkpoint of ours, an imported one (`alexnet import`), a
 safetensors file (`alexnet export --format safetensors`), or an ONNX file run by ONNX
 Runtime, whose preprocessing is read from the file's metadata. It prepares a photo exactly as
-`alexnet predict` does (alexnet.evaluate.predict.views_of: the stored size, the view size,
-the center or the ten crops, minus the mean image), runs batches of views, and averages each
+`alexnet predict` does (the record's preprocessing, alexnet.data.preprocess: the stored size,
+the view size, the center or the ten crops, minus the mean), runs batches of views, and
+averages each
 photo's softmax over its views (section 4.1 of the paper). For one photo it also gives the
 Grad-CAM overlay of the top class (alexnet.evaluate.explain) and its nearest training images
 in fc7 space (section 6.1, Figure 4; the index `alexnet neighbors` builds).
@@ -33,10 +34,9 @@ import torch
 
 from alexnet.core.runtime import autocast, input_dtype, resolve_precision, widened
 from alexnet.core.version import __version__
-from alexnet.data.images import WEB_FORMATS, decode
-from alexnet.evaluate.eval import normalization
-from alexnet.evaluate.predict import views_of
+from alexnet.data.images import WEB_FORMATS
 from alexnet.export import metadata
+from alexnet.models.record import ModelRecord
 
 log = logging.getLogger("alexnet.serve")
 
@@ -78,15 +78,12 @@ class Engine:
             from alexnet.models import checkpoint as ckpt
 
             loaded = ckpt.load(source)
-            self.checkpoint = {k: v for k, v in loaded.items() if k != "state_dict"}
+            self.record: ModelRecord = loaded["record"]
             self.model = ckpt.load_model(loaded)
             if runtime == "onnxruntime":
                 self._export_onnx(loaded, threads)
         self.runtime = "onnxruntime" if self.session is not None else "torch"
-        self.record = self.checkpoint["data"]
-        if not self.record.get("class_names"):
-            raise ValueError(f"{source} names no classes: it holds no data record")
-        self.normalized = normalization(self.record, self.record["view_size"])
+        self.preprocessing = self.record.preprocessing
         self.explainer = self.layer = None
         if self.model is not None:
             from alexnet.evaluate.explain import explainable, feature_layer
@@ -108,8 +105,7 @@ class Engine:
         except Exception as error:  # onnxruntime's own exception types
             raise ValueError(f"{path} is not a readable ONNX file ({error})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.checkpoint = metadata.read(meta, path)
-        self.checkpoint["path"] = path
+        self.record = metadata.read(meta, path)
 
     def _export_onnx(self, loaded: dict, threads: int | None) -> None:
         import tempfile
@@ -145,8 +141,7 @@ class Engine:
         # The index must hold this network's vectors: recompute two of them.
         check = [0, len(indices) - 1]
         pictures = [np.asarray(train.images[int(indices[i])]) for i in check]
-        mine = self.fc7(torch.cat([views_of(p, self.record, "center", self.normalized)
-                                   for p in pictures]))  # fmt: skip
+        mine = self.fc7(torch.cat([self.preprocessing.views(p) for p in pictures]))
         theirs = features[check]
         error = float((mine - theirs).norm() / theirs.norm().clamp_min(1e-12))
         if error > 0.05:
@@ -173,10 +168,8 @@ class Engine:
         if views not in VIEWS:
             raise ValueError(f"views must be one of {', '.join(VIEWS)}")
         # decode raises BadImage, with its reason, whatever the bytes
-        size, channels = self.record["image_size"], self.record["channels"]
-        picture = decode(data, size, channels=channels, exif=True, formats=WEB_FORMATS)
-        out = views_of(picture, self.record, views, self.normalized)
-        return Prepared(out if views == "center" else out[0], picture)
+        picture = self.preprocessing.decode(data, formats=WEB_FORMATS)
+        return Prepared(self.preprocessing.views(picture, views), picture)
 
     # The network.
 
@@ -206,8 +199,8 @@ class Engine:
         return [
             {
                 "class": int(c),
-                "id": self.record["class_ids"][int(c)],
-                "name": self.record["class_names"][int(c)],
+                "id": self.record.classes.ids[int(c)],
+                "name": self.record.classes.names[int(c)],
                 "probability": float(v),
             }
             for v, c in zip(values, classes, strict=True)
@@ -224,11 +217,11 @@ class Engine:
             probs = torch.softmax(self.explainer(x), dim=1)
         value, chosen = probs.topk(1, dim=1)
         cam = grad_cam(self.explainer, x, self.target, chosen)[0, 0].numpy()
-        crop = _center_picture(prepared.picture, self.record)
+        crop = self.preprocessing.center_picture(prepared.picture)
         return {
             "layer": self.layer,
             "class": int(chosen[0, 0]),
-            "name": self.record["class_names"][int(chosen[0, 0])],
+            "name": self.record.classes.names[int(chosen[0, 0])],
             "probability": float(value[0, 0]),
             "overlay": png_data_uri(overlay(crop, cam)),
         }
@@ -255,8 +248,7 @@ class Engine:
     def warm_up(self) -> None:
         """One photo through every path, so that the first request does not pay for
         compilation (numba's view kernels) and first-touch allocation."""
-        side = self.record["image_size"] or 64
-        picture = sample_png(side, self.record["channels"])
+        picture = sample_png(self.preprocessing.image_size, self.preprocessing.channels)
         prepared = self.prepare(picture, "ten-crop")
         self.probabilities([prepared.views, prepared.views[:1]])
         if self.explainer is not None:
@@ -265,18 +257,19 @@ class Engine:
             self.neighbors(prepared, 1)
 
     def describe(self) -> dict:
-        """GET /v1/model: the network, its classes, its preprocessing, this version."""
-        described = metadata.describe(self.checkpoint)
+        """GET /v1/model: the network, its classes, its preprocessing, where it came from,
+        this version."""
+        described = metadata.describe(self.record)
+        classes = self.record.classes
         return {
-            "network": self.checkpoint["model"]["name"],
-            "model": described["model"],
+            "network": self.record.network.name,
+            "model": described["network"],
             "classes": [
                 {"class": i, "id": c, "name": n}
-                for i, (c, n) in enumerate(
-                    zip(described["class_ids"], described["class_names"], strict=True)
-                )
+                for i, (c, n) in enumerate(zip(classes.ids, classes.names, strict=True))
             ],
             "preprocessing": described["preprocessing"],
+            "provenance": described["provenance"],
             "source": self.source,
             "runtime": self.runtime,
             "precision": self.precision,
@@ -293,17 +286,7 @@ class Engine:
 
 
 def _center_of(prepared: Prepared, engine: Engine) -> torch.Tensor:
-    return views_of(prepared.picture, engine.record, "center", engine.normalized)
-
-
-def _center_picture(picture: np.ndarray, record: dict) -> np.ndarray:
-    """The center crop of the view as uint8 (h, w, C): what the network saw."""
-    from alexnet.data.augment import center_crop, render
-
-    crop = render(picture[None], np.zeros(1, np.int64),
-                  [center_crop(record["crop_size"], record["view_size"])],
-                  record["crop_size"], view_size=record["view_size"])[0]  # fmt: skip
-    return np.clip(crop.transpose(1, 2, 0), 0, 255).astype(np.uint8)
+    return engine.preprocessing.views(prepared.picture, "center")
 
 
 def sample_png(side: int, channels: int) -> bytes:

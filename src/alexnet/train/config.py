@@ -33,6 +33,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "fp64", "auto")
 #: keys of the model section that are not fields of the network's config
 MODEL_KEYS = ("name", "reinit")
 EVAL_VIEWS = ("center", "ten-crop")
+PREPROCESSING = ("source", "store")
 
 
 @dataclass
@@ -47,6 +48,11 @@ class DataConfig:
     # none: the paper's inputs, 0-255 values minus the mean image; std: also divide each
     # channel by its standard deviation (torchvision's convention; what init=kaiming assumes)
     normalize: str = "none"
+    # Where the mean and scale of the inputs come from when run.init_from names a source:
+    # source (its record's: fine-tuned weights see inputs on the scale they were trained on)
+    # or store (this store's statistics and data.normalize, on purpose). Without a source,
+    # always the store's.
+    preprocessing: str = "source"
     workers: int = 1  # DataLoader processes per rank; 0 renders batches in the training process
     # where crops, reflections, upscaling, lighting and the mean are applied: cpu (the loader)
     # or device (the loader sends stored pixels; the GPU renders: alexnet.data.render)
@@ -264,6 +270,7 @@ def _check_choices(config: TrainConfig) -> None:
         check_choice("run.precision", config.run.precision, PRECISIONS)
         check_choice("run.eval_views", config.run.eval_views, EVAL_VIEWS)
         check_choice("data.normalize", config.data.normalize, NORMALIZE)
+        check_choice("data.preprocessing", config.data.preprocessing, PREPROCESSING)
         check_choice("data.render", config.data.render, RENDER)
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -27,7 +27,8 @@ from alexnet.core.version import __version__
 from alexnet.train.distributed import Processes
 
 
-def version_info(device: torch.device, procs: Processes, command: str) -> dict:
+def git_commit() -> str | None:
+    """`git describe --always --dirty` of the package's tree, None outside a checkout."""
     root = Path(__file__).resolve().parents[3]
     commit = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -37,6 +38,11 @@ def version_info(device: torch.device, procs: Processes, command: str) -> dict:
             text=True,
             timeout=10,
         ).stdout.strip()
+    return commit or None
+
+
+def version_info(device: torch.device, procs: Processes, command: str) -> dict:
+    commit = git_commit()
     return {
         "alexnet": __version__,
         "git": commit or None,

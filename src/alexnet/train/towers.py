@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from alexnet.models.alexnet import AlexNet
-from alexnet.models.checkpoint import build_model
+from alexnet.models.record import Network
 from alexnet.nn.lrn import LocalResponseNorm
 
 # Layers split by output; the second number says whether the layer reads both towers' maps.
@@ -142,7 +142,7 @@ class TowerParallel(nn.Module):
         return state
 
     def load_grouped_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        model = build_model({"name": self.name, "config": asdict(self.config)})
+        model = Network(self.name, asdict(self.config)).build()
         model.load_state_dict(state)
         fresh = TowerParallel(model, self.devices)
         with torch.no_grad():

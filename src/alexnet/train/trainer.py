@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.core.digest import content_digest
 from alexnet.core.files import fsync_dir
 from alexnet.core.progress import bar as progress_bar
 from alexnet.core.runtime import (
@@ -49,6 +50,7 @@ from alexnet.core.runtime import (
 )
 from alexnet.core.version import __version__
 from alexnet.data.dataset import StoreDataset
+from alexnet.data.images import DEFAULT_FILTER
 from alexnet.data.loader import (
     among,
     class_map,
@@ -58,16 +60,18 @@ from alexnet.data.loader import (
     subset,
     training_images,
 )
+from alexnet.data.preprocess import Preprocessing
 from alexnet.data.render import DeviceRenderer
-from alexnet.data.store import Store, StoreError
+from alexnet.data.store import MANIFEST, Store, StoreError
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
 from alexnet.models import checkpoint as ckpt
+from alexnet.models.record import Classes, ModelRecord, Network, Provenance, Source
 from alexnet.models.registry import VARIANTS, create_model
 from alexnet.models.transfer import load_layers, sha256
 from alexnet.train.config import ConfigError, TrainConfig, load_config
 from alexnet.train.distributed import Processes, all_sum, start_processes
 from alexnet.train.optim import freeze_layers, make_optimizer, set_lr
-from alexnet.train.rundir import RunDirectory, version_info
+from alexnet.train.rundir import RunDirectory, git_commit, version_info
 from alexnet.train.schedule import make_schedule
 
 log = logging.getLogger("alexnet.train.trainer")
@@ -182,11 +186,15 @@ class Trainer:
     def __init__(self, config, run_dir, procs, device, resume, command):
         self.config, self.run_dir, self.procs, self.device = config, run_dir, procs, device
         self.rundir = RunDirectory(run_dir)
+        # the record's provenance (model_record): made on the first save; what a resumed
+        # run started from and the last validation's numbers come from its checkpoint
+        self.provenance, self.started_from, self.val_metrics = None, None, {}
         config.run.precision = resolve_precision(config.run.precision, device, log)  # saved
         self._check()
         checkpoint = self._open_checkpoint(resume)
         self._build_data()
         self._build_model(checkpoint)
+        self._choose_preprocessing(checkpoint)
         self._build_optimizer()
         self._build_views()
         if procs.main:
@@ -314,7 +322,7 @@ class Trainer:
         )
         if checkpoint is not None:
             ckpt.check_same_model(checkpoint, model)
-        self.init_record = None
+        self.init_record = self.source = None
         if checkpoint is None and run.init_from:
             self.init_record = self._init_from(model, run.init_from)
         elif config.reinit and not run.init_from:
@@ -327,7 +335,7 @@ class Trainer:
         except ValueError as error:
             raise ConfigError(str(error)) from None
         self.frozen = frozen
-        self.record = ckpt.model_record(model)
+        self.network = Network.of(model)
         model.to(device, input_dtype(run.precision))
         if run.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -349,13 +357,57 @@ class Trainer:
         layers that keep their fresh initialization); what was done, for the records."""
         loaded = ckpt.load(source)
         done = load_layers(model, loaded, self.config.reinit)
+        self.source = loaded["record"]
         return {
             "source": str(source),
             "file": loaded["path"],
             "sha256": sha256(loaded["path"]),
-            "network": loaded["model"]["name"],
+            "network": self.source.network.name,
             **done,
         }
+
+    def _choose_preprocessing(self, checkpoint: dict | None) -> None:
+        """The mean and scale the network's inputs are made with: a fine-tuned network keeps
+        its source's (torchvision's weights expect torchvision's scaling, whatever the new
+        store's statistics), unless data.preprocessing says `store` on purpose; a resumed
+        run keeps what it started with. The resizing is always this store's: its images
+        were made so."""
+        settings = self.store.manifest.get("settings", {})
+        scale = self.train_set.view.scale
+        store = Preprocessing(
+            channels=self.store.channels,
+            image_size=self.store.image_size,
+            view_size=self.store.view_size,
+            crop_size=self.crop_size,
+            mean=torch.from_numpy(self.store.stats.mean_image.astype(np.float32)),
+            scale=None if scale is None else tuple(scale.tolist()),
+            filter=settings.get("filter", DEFAULT_FILTER),
+            draft=settings.get("draft", True),
+        )
+        chosen, said = store, None
+        if checkpoint is not None:
+            started = checkpoint["record"].preprocessing
+            chosen = replace(store, mean=started.mean, scale=started.scale)
+        elif self.source is not None and self.config.data.preprocessing == "source":
+            theirs = self.source.preprocessing
+            if theirs.channels != store.channels:
+                raise ConfigError(
+                    f"the source makes {theirs.channels}-channel inputs and {self.store.root} "
+                    f"holds {store.channels}-channel images: its mean and scale cannot apply "
+                    "(--set data.preprocessing=store uses this store's)"
+                )
+            chosen = replace(store, mean=theirs.mean, scale=theirs.scale)
+            kind = "color" if theirs.mean is not None and theirs.mean.ndim == 1 else "image"
+            said = (f"inputs made with the source's mean {kind} and "
+                    f"{'no scale' if theirs.scale is None else 'its scale per channel'} "
+                    "(data.preprocessing: source; `store` takes this store's)")  # fmt: skip
+        elif self.source is not None:
+            said = "inputs made with this store's mean and scale (data.preprocessing: store)"
+        self.preprocessing, self.preprocessing_note = chosen, said  # logged by _start
+        if chosen != store:
+            mean, scale = chosen.normalization(self.store.view_size)
+            self.train_set.normalized_as(mean, scale)
+            self.val_set.normalized_as(mean, scale)
 
     def _build_optimizer(self) -> None:
         """The update rule (section 5), the learning-rate schedule, the loss scaler."""
@@ -408,6 +460,8 @@ class Trainer:
                 len(record["copied"]),
                 f", {', '.join(record['reinit'])} started afresh" if record["reinit"] else "",
             )
+        if self.preprocessing_note:
+            log.info(self.preprocessing_note)
         if self.frozen:
             log.info("frozen (not trained): %s", ", ".join(self.frozen))
         self.rundir.start(self.config.to_yaml(), version)
@@ -429,6 +483,8 @@ class Trainer:
         p = checkpoint["progress"]
         self.progress = Progress(**{**p, "sums": {**epoch_sums(), **p["sums"]}})
         ckpt.set_rng_state(checkpoint["rng"])
+        provenance = checkpoint["record"].provenance
+        self.started_from, self.val_metrics = provenance.init_from, dict(provenance.metrics)
         if self.procs.main:
             # metrics of epochs after the checkpoint will be written again
             self.rundir.keep_metrics_through(self.progress.epoch)
@@ -442,7 +498,6 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "model": self.record,
             "state_dict": self.weights(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
@@ -450,7 +505,7 @@ class Trainer:
             "progress": {**self.progress.__dict__, "sums": copy.deepcopy(self.progress.sums)},
             "rng": ckpt.rng_state(),
             "config": self.config.to_dict(),
-            "data": self.data_record(),
+            "record": self.model_record(),
             "alexnet_version": __version__,
         }
 
@@ -474,32 +529,37 @@ class Trainer:
         data = self.config.data
         return data.val_split if data.holdout is None else f"{data.train_split}-holdout"
 
-    def _class_ids(self) -> list[str]:
-        if self.chosen_ids is not None:
-            return list(self.chosen_ids)
-        return self.store.class_ids[: self.num_classes]
-
-    def _class_names(self) -> list[str]:
-        if self.chosen_ids is not None:
-            names = dict(zip(self.store.class_ids, self.store.class_names, strict=True))
-            return [names[c] for c in self.chosen_ids]
-        return self.store.class_names[: self.num_classes]
-
-    def data_record(self) -> dict:
-        """What predict needs to make this network's input from a photograph."""
+    def _classes(self) -> Classes:
         store = self.store
-        return {
-            "store": str(store.root),
-            "class_ids": self._class_ids(),
-            "class_names": self._class_names(),
-            "channels": store.channels,
-            "image_size": store.image_size,
-            "view_size": store.view_size,
-            "crop_size": self.crop_size,
-            "mean_image": torch.from_numpy(store.stats.mean_image.astype(np.float32)),
-            "normalize": self.config.data.normalize,
-            "scale": self.train_set.view.scale,
-        }
+        if self.chosen_ids is None:
+            n = self.num_classes
+            return Classes(store.class_ids[:n], store.class_names[:n])
+        names = dict(zip(store.class_ids, store.class_names, strict=True))
+        return Classes(self.chosen_ids, [names[c] for c in self.chosen_ids])
+
+    def model_record(self) -> ModelRecord:
+        """The network as it stands: what it is, its classes, how a photo becomes its
+        input, and where it came from (alexnet.models.record)."""
+        if self.provenance is None:  # made once: the git call and the manifest's digest
+            source = self.init_record
+            self.provenance = Provenance(
+                package_version=__version__,
+                git_commit=git_commit(),
+                recipe_sha256=content_digest(self.config.to_dict()),
+                store=str(self.store.root),
+                store_sha256=sha256(self.store.root / MANIFEST),
+                init_from=self.started_from
+                if source is None
+                else Source(source["source"], source["sha256"], source["network"]),
+            )
+        return ModelRecord(
+            network=self.network,
+            classes=self._classes(),
+            preprocessing=self.preprocessing,
+            provenance=replace(
+                self.provenance, epoch=self.progress.epoch, metrics=dict(self.val_metrics)
+            ),
+        )
 
     def tick_wall(self) -> None:
         """Add the wall-clock time since the last call to progress.wall."""
@@ -597,6 +657,7 @@ class Trainer:
             finished = self.train_epoch()
             val = self.validate()
             metrics = self.epoch_metrics(val, complete=finished)
+            self.val_metrics = {f"val_{k}": v for k, v in val.items()}
             if not finished:  # out of budget: keep where we are, report, stop
                 self.write_metrics(metrics)
                 self.save()
