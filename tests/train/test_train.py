@@ -17,12 +17,13 @@ import pytest
 import torch
 import yaml
 
+import alexnet
 import alexnet.core.files
 from alexnet.data.dataset import StoreDataset
 from alexnet.data.loader import epoch_batches, subset
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.record import ModelRecord, Network
-from alexnet.models.registry import create_model
+from alexnet.models.registry import create_model, parse_spec
 from alexnet.train.config import ConfigError, load_config
 from alexnet.train.trainer import TrainingError, train
 
@@ -484,6 +485,45 @@ def test_a_float_in_exponent_notation_is_a_float_in_recipes_and_on_the_command_l
     assert loaded.schedule.threshold == 0.0025
     # only float fields read it as a number
     assert load_config(None, ["data.store=1e3"]).data.store == "1e3"
+
+
+def test_text_on_the_command_line_is_read_by_the_type_of_the_key_it_sets(store, tmp_path):
+    # text fields keep the text as given: YAML would end a path at " #", make "yes" True,
+    # "null" None and 2012-01-01 a date
+    sets = ["data.store=runs/x #1/data", "data.train_split=yes", "data.val_split=2012-01-01",
+            "run.init_from=null", "model.activation=tanh",
+            "data.class_ids=split/A #2.txt"]  # fmt: skip
+    loaded = load_config(None, sets)
+    assert loaded.data.store == "runs/x #1/data" and loaded.data.train_split == "yes"
+    assert loaded.data.val_split == "2012-01-01" and loaded.run.init_from == "null"
+    assert loaded.model["activation"] == "tanh" and loaded.data.class_ids == "split/A #2.txt"
+    # the others are read: numbers, booleans, lists, null, a tuple as Python writes it
+    loaded = load_config(None, ["run.epochs=3", "data.flip=false", "optim.freeze=[conv1]",
+                                "data.crop_size=null", "model.widths=(8, 16, 16, 16, 16)",
+                                "data.class_ids=[a, b]", "run.init_from="])  # fmt: skip
+    assert (loaded.run.epochs, loaded.data.flip, loaded.optim.freeze) == (3, False, ["conv1"])
+    assert loaded.data.crop_size is None and loaded.model["widths"] == [8, 16, 16, 16, 16]
+    assert loaded.data.class_ids == ["a", "b"] and loaded.run.init_from is None
+    with pytest.raises(ConfigError, match=r"data\.flip must be bool, got 'maybe'"):
+        load_config(None, ["data.flip=maybe"])
+    # a value code holds is taken as it is; --init-from passes the path so
+    assert load_config(None, [("run.init_from", "a #1.pt")]).run.init_from == "a #1.pt"
+    run = tmp_path / "runs" / "x #1"
+    train(config(store, "run.epochs=1", "data.train_images=8"), run)
+    tuned = cli("train", "--config", DEBUG, "--set", f"data.store={store}", "--set",
+                "run.epochs=1", "--set", "data.train_images=8", "--init-from",
+                run / "checkpoints" / "last.pt", "--out", tmp_path / "tuned")  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+    _, record = alexnet.load(tmp_path / "tuned")
+    assert record.provenance.init_from.path == str(run / "checkpoints" / "last.pt")
+    missing = cli("train", "--config", DEBUG, "--set", f"data.store={store}", "--init-from",
+                  "null", "--out", tmp_path / "none")  # fmt: skip
+    assert missing.returncode == 2 and "no checkpoint at null" in missing.stderr
+    # and a network's options on the command line likewise
+    assert parse_spec("alexnet2012:activation=tanh:lrn=False:widths=(48,128,192,192,256)") == (
+        "alexnet2012",
+        {"activation": "tanh", "lrn": False, "widths": [48, 128, 192, 192, 256]},
+    )
 
 
 def test_a_checkpoint_from_before_a_config_field_existed_still_resumes(store, tmp_path):

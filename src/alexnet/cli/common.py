@@ -10,8 +10,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from alexnet.models.registry import option_value
-
 #: alexnet.kernels.lrn.BACKENDS, spelled out so that `--help` does not import numba.
 LRN_BACKENDS = ("auto", "kernel", "torch", "triton")
 
@@ -33,12 +31,13 @@ MODELS_HELP = (
 AUTO_PRECISION_HELP = "auto: bf16 where the hardware has bf16 instructions, else fp32"
 
 
-def parse_option(text: str) -> tuple[str, object]:
-    """KEY=VALUE, the value read by `alexnet.models.registry.option_value`."""
+def parse_option(text: str) -> tuple[str, str]:
+    """KEY=VALUE, the value's text as given (read by the network's field type once the
+    network is known: `alexnet.models.registry.option_value`)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), option_value(raw)
+    return key.strip(), raw
 
 
 def run_folder(checkpoint: str, name: str, out: str | None) -> Path:

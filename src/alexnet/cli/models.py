@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from alexnet.cli.common import parse_option
-from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models
+from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models, option_value
 
 
 def _summary(args: argparse.Namespace) -> None:
@@ -18,7 +18,7 @@ def _summary(args: argparse.Namespace) -> None:
         input_size=args.input_size,
         num_classes=args.num_classes,
         in_chans=args.in_chans,
-        **dict(args.option),
+        **{key: option_value(args.model, key, raw) for key, raw in args.option},
     )
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.table())
 

@@ -27,7 +27,7 @@ def _ablate(args: argparse.Namespace) -> None:
     if not args.data:
         raise ValueError("--data is required: the store the variants train on")
     recipe_path = args.recipe or STUDIES[args.study].recipe
-    recipe = load_config(recipe_path, [f"data.store={args.data}", *args.set])
+    recipe = load_config(recipe_path, [("data.store", args.data), *args.set])
     out = Path(_ablate_out(args))
     budget = None if args.budget in ("none", "null") else float(args.budget)
     result = run_study(args.study, recipe, out, seeds=args.seeds, budget_minutes=budget,

@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> None:
         if args.resume:
             raise ValueError("--init-from starts a new run; --resume continues from the run's "
                              "own checkpoints")  # fmt: skip
-        overrides.append(f"run.init_from={args.init_from}")
+        overrides.append(("run.init_from", args.init_from))  # a path: never read as YAML
     try:
         metrics, run_dir = run_from_args(args.config, overrides, args.out, args.resume)
     except TrainingError as error:

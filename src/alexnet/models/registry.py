@@ -8,9 +8,9 @@ top, for the paper's ablations.
 
 from __future__ import annotations
 
-import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from alexnet.core.checks import read_value
 from alexnet.models.alexnet import AlexNet, AlexNetConfig
 from alexnet.models.cifar import CifarLocalConfig, CifarLocalNet, CifarNet, CifarNetConfig
 
@@ -140,13 +140,13 @@ def create_model(
     return variant.model_class(config, name=name)
 
 
-def option_value(raw: str) -> object:
-    """A command line's option value: a Python literal where it is one (2, 0.5, False,
-    (48, 128, 192, 192, 256), None), else the string itself (tanh)."""
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
+def option_value(name: str, key: str, raw: str) -> object:
+    """A command line's value for the option `key` of the network `name`, read by the type
+    of its config field (`alexnet.core.checks.read_value`: text stays text, "tanh";
+    numbers, booleans, lists and tuples are read, 2, 0.5, false, (48, 128, 192, 192, 256))."""
+    config = VARIANTS[name].config_class if name in VARIANTS else None
+    types = {f.name: f.type for f in fields(config)} if config is not None else {}
+    return read_value(raw, types.get(key, ""))
 
 
 def split_specs(text: str) -> tuple[str, ...]:
@@ -172,7 +172,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         key, sep, raw = part.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"model {spec!r}: expected NAME:KEY=VALUE, got {part!r}")
-        options[key.strip()] = option_value(raw.strip())
+        options[key.strip()] = option_value(name, key.strip(), raw.strip())
     _check(name, options)
     return name, options
 

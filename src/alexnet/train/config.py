@@ -1,9 +1,11 @@
 """Training recipes: one YAML file per experiment (configs/), typed and checked.
 
 A recipe has five sections. Every key has a default here with its unit; a file sets what
-differs, and `--set section.key=value` overrides one key from the command line (the value is
-read as YAML: 0.01, true, [25, 51, 79], null). A key that does not exist or a value of the
-wrong type is refused with a message naming it. The resolved recipe is saved with each run.
+differs, and `--set section.key=value` overrides one key from the command line. The value
+is read by the key's type (`alexnet.core.checks.read_value`): text and paths are kept as
+given ("runs/x #1", "yes"; empty for None), numbers, booleans and lists read as YAML (0.01,
+true, [25, 51, 79], null). A key that does not exist or a value of the wrong type is refused
+with a message naming it. The resolved recipe is saved with each run.
 
     model:    name, then any field of its config (AlexNetConfig: dropout, lrn, towers, init,
               ...; CifarNetConfig for cifar4), and `reinit`: the layers that keep their
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from alexnet.core.checks import ConfigError, check_choice, check_type
+from alexnet.core.checks import ConfigError, check_choice, check_type, read_value
 from alexnet.data.dataset import NORMALIZE
 from alexnet.data.render import RENDER
 from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models
@@ -296,23 +298,44 @@ def _check_choices(config: TrainConfig) -> None:
         raise ConfigError(f"run.tower_devices names two devices, one per tower; got {devices}")
 
 
-def parse_set(text: str) -> tuple[list[str], object]:
-    """'section.key=value' -> (['section', 'key'], value read as YAML)."""
+def parse_set(text: str) -> tuple[list[str], str]:
+    """'section.key=value' -> (['section', 'key'], the value's text as given)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    return _key_path(key), raw
+
+
+def _key_path(key: str) -> list[str]:
     path = key.strip().split(".")
     if len(path) != 2:
         raise ConfigError(f"--set expects section.key=value (one dot), got {key!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return path, value
+    return path
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """A recipe file (or the defaults) with `section.key=value` overrides applied."""
+def annotation_of(section: str, key: str, model: dict) -> str:
+    """The type a recipe key takes, as written on its field ("" where none is known: then a
+    value is read as YAML and the checks that follow judge it)."""
+    if section == "model":
+        if key == "name":
+            return "str"
+        if key == "reinit":
+            return "list[str] | None"
+        variant = VARIANTS.get(model.get("name", DEFAULT_MODEL))
+        found = [f.type for f in fields(variant.config_class)] if variant else []
+        names = [f.name for f in fields(variant.config_class)] if variant else []
+        return found[names.index(key)] if key in names else ""
+    if section in SECTIONS:
+        for f in fields(SECTIONS[section]):
+            if f.name == key:
+                return f.type
+    return ""
+
+
+def load_config(path: str | Path | None = None, overrides=()) -> TrainConfig:
+    """A recipe file (or the defaults) with overrides applied: "section.key=TEXT" as the
+    command line gives it (read by the key's type: `read_value`), or ("section.key", value)
+    for a value code already holds (a path, a number), which is taken as it is."""
     values: dict = {}
     if path is not None:
         path = Path(path)
@@ -325,13 +348,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     return apply_overrides(values, overrides)
 
 
-def apply_overrides(values: dict, overrides: list[str]) -> TrainConfig:
-    """Apply `section.key=value` overrides to a recipe's mapping, then check it (from_dict)."""
+def apply_overrides(values: dict, overrides) -> TrainConfig:
+    """Apply overrides (see `load_config`) to a recipe's mapping, then check it (from_dict)."""
     if not isinstance(values, dict):
         return from_dict(values)  # refused there, with the message
     values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
-    for text in overrides:
-        (section, key), value = parse_set(text)
+    for item in overrides:
+        if isinstance(item, str):
+            (section, key), text = parse_set(item)
+            model = values.get("model") if isinstance(values.get("model"), dict) else {}
+            value = read_value(text, annotation_of(section, key, model or {}))
+        else:
+            name, value = item
+            section, key = _key_path(name)
         part = values.setdefault(section, {})
         if isinstance(part, dict):  # a section that is not a mapping is refused by from_dict
             part[key] = value
