@@ -55,3 +55,28 @@ def test_a_stopped_command_says_how_to_go_on_in_one_line(name, tmp_path, monkeyp
     assert err.strip().splitlines()[-1] == line.replace("{tmp}", str(tmp_path))
     assert "Traceback" not in err
     assert not (tmp_path / "study").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_users_mistake_is_one_line_and_a_bug_shows_its_traceback(tmp_path, monkeypatch, capsys):
+    # a mistake: a path with nothing there, a recipe key that does not exist
+    for argv, said in (
+        (["eval", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path)], "no "),
+        (["train", "--config", str(DEBUG), "--set", "optim.lrate=1"], "unknown key optim.lrate"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and said in err
+        # --debug shows where it was raised, and still ends in the same line
+        assert main(["--debug", *argv]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" in err and said in err.strip().splitlines()[-1]
+
+    # a bug: a ValueError from inside a library, not a message of ours
+    def broken(*args, **kwargs):
+        return int("not a number")  # ValueError, as numpy, json or torch raise them
+
+    monkeypatch.setattr("alexnet.train.trainer.run_from_args", broken)
+    assert main(["train", "--config", str(DEBUG), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "invalid literal for int()" in err
+    assert "a bug in alexnet" in err.strip().splitlines()[-1]

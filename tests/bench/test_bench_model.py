@@ -133,7 +133,7 @@ def test_model_specs_split_on_commas_outside_brackets():
     )
     assert parse_spec(split_specs(text)[1]) == (
         "alexnet2012",
-        {"widths": (48, 128, 192, 192, 256), "towers": 1},
+        {"widths": [48, 128, 192, 192, 256], "towers": 1},
     )
     with pytest.raises(ValueError, match="expected NAME:KEY=VALUE"):
         parse_spec("alexnet2012:lrn")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from alexnet.bench.common import machine, measure
+from alexnet.core.errors import UserError
 
 
 def make_photos(folder: Path, count: int = 96, seed: int = 0) -> list[Path]:
@@ -19,7 +20,7 @@ def make_photos(folder: Path, count: int = 96, seed: int = 0) -> list[Path]:
     try:
         import skimage.data
     except ImportError:
-        raise ValueError(
+        raise UserError(
             "the decoding benchmark needs photographs: pass --photos DIR (e.g. ILSVRC-2012 "
             "validation images), or `pip install scikit-image` for its sample photographs"
         ) from None
@@ -168,7 +169,7 @@ def bench_data(
         if photos:
             paths = sorted(p for p in Path(photos).iterdir() if p.is_file())
             if not paths:
-                raise ValueError(f"{photos} holds no files")
+                raise UserError(f"{photos} holds no files")
         else:
             paths = make_photos(Path(tmp) / "photos")
         result["decode_one_core"] = bench_decode(paths, repeats)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.bench.common import device_name, machine
+from alexnet.core.errors import UserError
 from alexnet.core.runtime import keep_freed_memory
 from alexnet.models.registry import VARIANTS, create_model, parse_spec
 from alexnet.models.summary import summarize
@@ -175,9 +176,9 @@ def bench_model(
     75-290 MB of fresh memory, which changed their speed by several percent."""
     dev = check_cases(models, dtypes, device)
     if batch < 1 or repeats < 1 or steps < 1:
-        raise ValueError(f"batch, repeats and steps must be 1 or more: {batch}, {repeats}, {steps}")
+        raise UserError(f"batch, repeats and steps must be 1 or more: {batch}, {repeats}, {steps}")
     if malloc not in ("keep", "system"):
-        raise ValueError(f"malloc must be keep or system, got {malloc!r}")
+        raise UserError(f"malloc must be keep or system, got {malloc!r}")
     kept = keep_freed_memory() if malloc == "keep" else False
     channels_last, compile = (
         tuple(models) if chosen is True else tuple(chosen or ())
@@ -361,10 +362,10 @@ def check_cases(models: tuple[str, ...], dtypes: tuple[str, ...], device: str) -
         parse_spec(spec)
     for dtype in dtypes:
         if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+            raise UserError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but this torch sees no CUDA device")
+        raise UserError("--device cuda, but this torch sees no CUDA device")
     return dev
 
 

@@ -10,6 +10,7 @@ import time
 import torch
 
 from alexnet.bench.common import device_name, machine
+from alexnet.core.errors import UserError
 from alexnet.evaluate.predict import list_photos, predict_files
 from alexnet.models import checkpoint as ckpt
 
@@ -20,7 +21,7 @@ def bench_predict(
 ) -> dict:  # fmt: skip
     files = list_photos([folder])[:images]
     if not files:
-        raise ValueError(f"no images in {folder}")
+        raise UserError(f"no images in {folder}")
     loaded = ckpt.load(checkpoint)
 
     def photos() -> float:
@@ -28,7 +29,7 @@ def bench_predict(
         failed = sum(row["error"] is not None for row in predict_files(
             files, loaded, batch_size=batch, workers=workers, device="cpu"))  # fmt: skip
         if failed:
-            raise ValueError(f"{failed} of the files in {folder} could not be read")
+            raise UserError(f"{failed} of the files in {folder} could not be read")
         return len(files) / (time.perf_counter() - start)
 
     inference = inference_rate(loaded, batch, len(files))

@@ -19,6 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from alexnet.bench.common import device_name, machine
 from alexnet.bench.model import MODELS, MODES, Case, check_cases, prepare_cases
+from alexnet.core.errors import UserError
 
 
 def _self_time(event, device: bool) -> float:
@@ -89,7 +90,7 @@ def bench_profile(
     by_shape: bool = False,
 ) -> dict:
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     dev = check_cases(models, (dtype,), device)
     options = {
         "channels_last": tuple(models) if channels_last else (),

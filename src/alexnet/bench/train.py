@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from alexnet.bench.common import machine
+from alexnet.core.errors import UserError
 from alexnet.core.runtime import keep_freed_memory, resolve_device
 from alexnet.data.loader import epoch_batches, make_loader
 from alexnet.train.config import TrainConfig
@@ -36,7 +37,7 @@ def bench_train(config: TrainConfig, steps: int = 20, rounds: int = 3, warmup: i
         batches = epoch_batches(trainer.train_indices, batch, config.run.seed, 0)
         needed = rounds * (warmup + steps)
         if len(batches) < needed:
-            raise ValueError(
+            raise UserError(
                 f"the store's {len(batches)} batches are fewer than the {needed} this "
                 "benchmark reads; lower --steps or --rounds"
             )

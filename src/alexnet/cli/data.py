@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from alexnet.cli.common import command_line
+from alexnet.core.errors import UserError
 
 
 def _data_prepare(args: argparse.Namespace) -> None:
@@ -72,7 +73,7 @@ def _split_classes(args: argparse.Namespace) -> None:
     store = Store(args.store)
     out = Path(args.out)
     if not out.parent.is_dir():
-        raise ValueError(f"the folder above --out does not exist: {out.parent}")
+        raise UserError(f"the folder above --out does not exist: {out.parent}")
     ids = store.class_ids
     order = np.random.default_rng([args.seed, 0xAB]).permutation(len(ids))
     half = len(ids) // 2

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from alexnet.cli.common import AUTO_PRECISION_HELP, command_line, run_folder
+from alexnet.core.errors import UserError
 
 
 def _figures_filters(args: argparse.Namespace) -> None:
@@ -132,12 +133,12 @@ def _predict(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else None
     if out is not None:
         if out.suffix.lower() not in (".csv", ".jsonl"):
-            raise ValueError(f"--out must end in .csv or .jsonl, got {out.name}")
+            raise UserError(f"--out must end in .csv or .jsonl, got {out.name}")
         if not out.parent.is_dir():
-            raise ValueError(f"the folder of --out does not exist: {out.parent}")
+            raise UserError(f"the folder of --out does not exist: {out.parent}")
     files = list_photos(args.image)
     if not files:
-        raise ValueError("no images found in " + ", ".join(args.image))
+        raise UserError("no images found in " + ", ".join(args.image))
     rows = predict_files(files, args.checkpoint, views=args.views, top=args.top,
                          batch_size=args.batch, workers=args.workers, device=args.device,
                          precision=args.precision, progress=out is not None)  # fmt: skip
@@ -206,10 +207,10 @@ def _explain(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     if not out.parent.is_dir():
-        raise ValueError(f"the folder above --out does not exist: {out.parent}")
+        raise UserError(f"the folder above --out does not exist: {out.parent}")
     files = list_photos(args.image)
     if not files:
-        raise ValueError("no images found in " + ", ".join(args.image))
+        raise UserError("no images found in " + ", ".join(args.image))
     out.mkdir(exist_ok=True)
     results = explain_files(files, args.checkpoint, out, layer=args.layer, top=args.top,
                             device=args.device)  # fmt: skip
@@ -227,7 +228,7 @@ def _features(args: argparse.Namespace) -> None:
     from alexnet.evaluate.features import features
 
     if bool(args.data) == bool(args.image):
-        raise ValueError("give --data STORE or image files, one of the two")
+        raise UserError("give --data STORE or image files, one of the two")
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     result = features(args.checkpoint, args.out, layers, data=args.data, split=args.split,
                       paths=args.image or None, batch=args.batch, workers=args.workers,

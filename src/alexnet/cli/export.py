@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from alexnet.core.errors import UserError
+
 FORMATS = ("onnx", "pt2", "safetensors")
 
 
@@ -14,9 +16,9 @@ def _export(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     if not out.parent.is_dir():
-        raise ValueError(f"the folder of --out does not exist: {out.parent}")
+        raise UserError(f"the folder of --out does not exist: {out.parent}")
     if out.is_dir():
-        raise ValueError(f"--out names a folder ({out}); give a file name")
+        raise UserError(f"--out names a folder ({out}); give a file name")
     checkpoint = ckpt.load(args.checkpoint)
     ckpt.load_model(checkpoint)  # weights that do not fit their network are refused here
     if args.format == "safetensors":

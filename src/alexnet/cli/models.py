@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from alexnet.cli.common import parse_option
+from alexnet.core.errors import UserError
 from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models, option_value
 
 
@@ -41,16 +42,16 @@ def _import_torchvision(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     if not out.parent.is_dir():
-        raise ValueError(f"the folder of --out does not exist: {out.parent}")
+        raise UserError(f"the folder of --out does not exist: {out.parent}")
     try:
         state = torch.load(args.file, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"no file at {args.file}") from None
+        raise UserError(f"no file at {args.file}") from None
     except Exception as error:  # not a torch file, or one that pickles code
-        raise ValueError(f"{args.file} is not a readable state dict ({type(error).__name__}: "
+        raise UserError(f"{args.file} is not a readable state dict ({type(error).__name__}: "
                          f"{str(error).splitlines()[0][:200]})") from None  # fmt: skip
     if not isinstance(state, dict):
-        raise ValueError(f"{args.file} holds a {type(state).__name__}, not a state dict")
+        raise UserError(f"{args.file} holds a {type(state).__name__}, not a state dict")
     checkpoint = torchvision_checkpoint(state, source=str(args.file), sha256=sha256(args.file))
     ckpt.save(out, checkpoint)
     classes = len(checkpoint["record"].classes)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from alexnet.core.errors import UserError
+
 
 def _serve(args: argparse.Namespace) -> None:
     try:
@@ -12,7 +14,7 @@ def _serve(args: argparse.Namespace) -> None:
         import uvicorn
     except ImportError as error:
         missing = error.name
-        raise ValueError(f"alexnet serve needs {missing}: pip install 'alexnet[serve]' (FastAPI, "
+        raise UserError(f"alexnet serve needs {missing}: pip install 'alexnet[serve]' (FastAPI, "
                          "uvicorn, python-multipart, swagger-ui-bundle)") from None  # fmt: skip
 
     from alexnet.serve.app import Limits, create_app

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from alexnet.cli.common import command_line
+from alexnet.core.errors import UserError
 
 
 def _ablate(args: argparse.Namespace) -> None:
@@ -20,12 +21,12 @@ def _ablate(args: argparse.Namespace) -> None:
                   f"\n{'':14} recipe: {study.recipe}")  # fmt: skip
         return
     if args.study not in STUDIES:
-        raise ValueError(f"no study {args.study!r}; the studies are {', '.join(STUDIES)}")
+        raise UserError(f"no study {args.study!r}; the studies are {', '.join(STUDIES)}")
     if args.summarize:
         _summarize(args)
         return
     if not args.data:
-        raise ValueError("--data is required: the store the variants train on")
+        raise UserError("--data is required: the store the variants train on")
     recipe_path = args.recipe or STUDIES[args.study].recipe
     recipe = load_config(recipe_path, [("data.store", args.data), *args.set])
     out = Path(_ablate_out(args))
@@ -59,15 +60,15 @@ def _summarize(args: argparse.Namespace) -> None:
     from alexnet.studies.ablate import plot, summarize, table
 
     if not args.out:
-        raise ValueError("--summarize needs --out, the folder of the study's runs")
+        raise UserError("--summarize needs --out, the folder of the study's runs")
     out = Path(args.out)
     if not out.is_dir():
-        raise ValueError(f"{out} is not a folder of a study's runs")
+        raise UserError(f"{out} is not a folder of a study's runs")
     path = out / "ablate.json"
     before = json.loads(path.read_text()) if path.is_file() else {}
     result = summarize(args.study, out, before.get("seeds", args.seeds), args.threshold)
     if not any(row["runs"] for row in result["variants"]):
-        raise ValueError(f"{out} holds no finished runs of the {args.study} study")
+        raise UserError(f"{out} holds no finished runs of the {args.study} study")
     for key in ("budget_minutes", "minutes_per_run", "command"):
         if key in before:
             result[key] = before[key]
@@ -89,11 +90,11 @@ def _numbers(text: str, what: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"{what} is a comma-separated list of whole numbers, got {text!r}"
         ) from None
     if not values or min(values) < 0:
-        raise ValueError(f"{what} needs one number or more, none negative: {text!r}")
+        raise UserError(f"{what} needs one number or more, none negative: {text!r}")
     return values
 
 
@@ -122,9 +123,9 @@ def _labelled(words: list[str]) -> dict[str, str]:
     for word in words:
         label, _, folder = word.partition("=") if "=" in word else (Path(word).name, "", word)
         if not label or not folder:
-            raise ValueError(f"a study is LABEL=FOLDER or FOLDER, got {word!r}")
+            raise UserError(f"a study is LABEL=FOLDER or FOLDER, got {word!r}")
         if label in studies:
-            raise ValueError(f"two studies labelled {label!r}: give each its own LABEL=")
+            raise UserError(f"two studies labelled {label!r}: give each its own LABEL=")
         studies[label] = folder
     return studies
 

@@ -7,13 +7,15 @@ import os
 import sys
 from pathlib import Path
 
+from alexnet.core.errors import UserError
+
 
 def _train(args: argparse.Namespace) -> None:
     from alexnet.train.trainer import TrainingError, run_from_args
 
     if args.auto_resume:
         if not args.out or args.resume:
-            raise ValueError("--auto-resume takes --out RUN_DIR (and --config for the first "
+            raise UserError("--auto-resume takes --out RUN_DIR (and --config for the first "
                              "start), not --resume")  # fmt: skip
         if (Path(args.out) / "checkpoints" / "last.pt").is_file():
             # torchrun --max-restarts runs the same command again after a failure: the run
@@ -21,11 +23,11 @@ def _train(args: argparse.Namespace) -> None:
             args.resume, args.config, args.set, args.init_from = args.out, None, [], None
             args.out = None
     if not args.config and not args.resume:
-        raise ValueError("give a recipe with --config configs/NAME.yaml, or --resume RUN_DIR")
+        raise UserError("give a recipe with --config configs/NAME.yaml, or --resume RUN_DIR")
     overrides = list(args.set)
     if args.init_from:
         if args.resume:
-            raise ValueError("--init-from starts a new run; --resume continues from the run's "
+            raise UserError("--init-from starts a new run; --resume continues from the run's "
                              "own checkpoints")  # fmt: skip
         overrides.append(("run.init_from", args.init_from))  # a path: never read as YAML
     try:

@@ -9,8 +9,10 @@ import re
 
 import yaml
 
+from alexnet.core.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A recipe that cannot run; the message names the key and what is allowed."""
 
 
@@ -27,13 +29,13 @@ def check_type(name: str, value: object, annotation: str) -> None:
         return  # tuples: checked where they are used
     if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         want = " or ".join(kinds)
-        raise ValueError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
+        raise UserError(f"{name} must be {want}, got {value!r} ({type(value).__name__})")
 
 
 def check_choice(name: str, value: object, choices: tuple) -> None:
     if value not in choices:
         shown = ", ".join("None" if c is None else str(c) for c in choices)
-        raise ValueError(f"{name} must be one of {shown}; got {value!r}")
+        raise UserError(f"{name} must be one of {shown}; got {value!r}")
 
 
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")

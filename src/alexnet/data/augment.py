@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from alexnet.core.errors import UserError
+
 CROP_SIZE = 224
 LIGHTING_STD = 0.1
 # How the eigenvalue lambda_i (of the covariance of 0-255 pixel values) sets the step m_i.
@@ -59,7 +61,7 @@ class RandomCrop:
 
     def __init__(self, size: int = CROP_SIZE, image_size: int = 256, flip: bool = True) -> None:
         if not 0 < size <= image_size:
-            raise ValueError(f"crop size {size} must be between 1 and the image size {image_size}")
+            raise UserError(f"crop size {size} must be between 1 and the image size {image_size}")
         self.size, self.image_size, self.flip = size, image_size, flip
 
     def draw(self, rng: np.random.Generator) -> Crop:
@@ -92,7 +94,7 @@ class PCALighting:
         scale: str = DEFAULT_LIGHTING,
     ) -> None:
         if scale not in LIGHTING:
-            raise ValueError(f"lighting scale must be one of {', '.join(LIGHTING)}, got {scale!r}")
+            raise UserError(f"lighting scale must be one of {', '.join(LIGHTING)}, got {scale!r}")
         self.eigenvectors = np.asarray(eigenvectors, dtype=np.float64)  # columns p_i
         self.magnitudes = LIGHTING[scale](np.asarray(eigenvalues, dtype=np.float64))
         self.std, self.scale = std, scale
@@ -254,7 +256,7 @@ def render(
     side = view_size or source.shape[1]
     for crop in crops:
         if not (0 <= crop.top <= side - crop_size and 0 <= crop.left <= side - crop_size):
-            raise ValueError(f"{crop} does not fit a {crop_size} patch in a {side} image")
+            raise UserError(f"{crop} does not fit a {crop_size} patch in a {side} image")
     shape = (
         (n, crop_size, crop_size, channels)
         if channels_last

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet.core.errors import UserError
 from alexnet.data.augment import (
     CROP_SIZE,
     DEFAULT_LIGHTING,
@@ -68,19 +69,19 @@ class StoreDataset(torch.utils.data.Dataset):
     ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         if views not in VIEWS:
-            raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
+            raise UserError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
         if lighting != "none" and lighting not in LIGHTING:
-            raise ValueError(f"lighting must be one of {', '.join(LIGHTING)} or none")
+            raise UserError(f"lighting must be one of {', '.join(LIGHTING)} or none")
         view_size = self.store.view_size
         if not 0 < crop_size <= view_size:
-            raise ValueError(f"crop size {crop_size} must be at most the view size {view_size}")
+            raise UserError(f"crop size {crop_size} must be at most the view size {view_size}")
         self.split = self.store.split(split)
         self.views, self.seed, self.epoch = views, seed, 0
         self.label_map: np.ndarray | None = None  # relabel()
         if render not in RENDER:
-            raise ValueError(f"render must be one of {', '.join(RENDER)}, got {render!r}")
+            raise UserError(f"render must be one of {', '.join(RENDER)}, got {render!r}")
         if render == "device" and views == "ten-crop":
-            raise ValueError("ten-crop views are rendered by the loader, not on the device")
+            raise UserError("ten-crop views are rendered by the loader, not on the device")
         self.render = render
         self.random_crop = RandomCrop(crop_size, view_size, flip=flip)
         stats = self.store.stats
@@ -95,7 +96,7 @@ class StoreDataset(torch.utils.data.Dataset):
         if not subtract_mean:
             mean = np.zeros_like(mean)
         if normalize not in NORMALIZE:
-            raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+            raise UserError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
         self.normalize = normalize
         scale = None
         if normalize == "std":

@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alexnet.core.errors import UserError
+
 FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -126,7 +128,7 @@ def decode_image(
     loaded yet becomes exactly what `decode` makes of its file's bytes (draft decoding
     included); a loaded one is resized from its full pixels."""
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise UserError(f"channels must be 1 or 3, got {channels}")
     with _refusing(None):
         width, height = image.size
         if width * height > max_pixels:

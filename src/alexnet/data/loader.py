@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from alexnet.core.checks import ConfigError
+from alexnet.core.errors import UserError
 
 
 def subset(n: int, count: int | None, seed: int) -> np.ndarray:
@@ -168,7 +169,7 @@ def make_loader(
     exactly the given `batches` of indices (what training and evaluation use, from
     `epoch_batches`). `device`: pin memory for a CUDA device."""
     if (batch_size is None) == (batches is None):
-        raise ValueError("make_loader takes batch_size or batches, one of the two")
+        raise UserError("make_loader takes batch_size or batches, one of the two")
     common = {
         "num_workers": num_workers,
         "collate_fn": collate_batch,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.core.errors import UserError
 from alexnet.core.files import atomic_write, atomic_write_json
 from alexnet.core.version import __version__
 from alexnet.data import images as image_codec
@@ -43,7 +44,7 @@ CHUNK = 128  # images per task: large enough to amortise pickling, small enough 
 CHECKPOINT_SECONDS = 10.0
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError):
     pass
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from alexnet.core.errors import UserError
 from alexnet.data.augment import center_crop, render, ten_crops, upscale
 from alexnet.data.images import DEFAULT_FILTER, FILTERS, PHOTO_FORMATS, decode, decode_image
 
@@ -54,25 +55,25 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+            raise UserError(f"channels must be 1 or 3, got {self.channels}")
         if not 0 < self.crop_size <= self.view_size or self.image_size < 1:
-            raise ValueError(
+            raise UserError(
                 f"sizes must satisfy 0 < crop {self.crop_size} <= view {self.view_size} and a "
                 f"stored size of 1 or more ({self.image_size})"
             )
         if self.filter not in FILTERS:
-            raise ValueError(f"filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
+            raise UserError(f"filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
         if self.mean is not None:
             shapes = ((self.channels,), (self.image_size, self.image_size, self.channels))
             if tuple(self.mean.shape) not in shapes:
-                raise ValueError(
+                raise UserError(
                     f"the mean must be per channel {shapes[0]} or an image {shapes[1]}, "
                     f"got {tuple(self.mean.shape)}"
                 )
             object.__setattr__(self, "mean", self.mean.detach().to("cpu", torch.float32))
         if self.scale is not None:
             if len(self.scale) != self.channels:
-                raise ValueError(f"scale needs {self.channels} values, got {len(self.scale)}")
+                raise UserError(f"scale needs {self.channels} values, got {len(self.scale)}")
             object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
 
     def __eq__(self, other) -> bool:
@@ -106,7 +107,7 @@ class Preprocessing:
         if isinstance(image, np.ndarray):
             shape = (self.image_size, self.image_size, self.channels)
             if image.dtype != np.uint8 or image.shape != shape:
-                raise ValueError(f"an array must be uint8 of shape {shape}, got "
+                raise UserError(f"an array must be uint8 of shape {shape}, got "
                                  f"{image.dtype} {image.shape}")  # fmt: skip
             return image
         if isinstance(image, Image.Image):
@@ -123,7 +124,7 @@ class Preprocessing:
         """(image_size, image_size, C) uint8 -> (V, C, crop, crop) float32: V = 1 for the
         center view, 10 for the ten crops (torchvision's TenCrop order)."""
         if views not in VIEWS:
-            raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
+            raise UserError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
         crops = (
             [center_crop(self.crop_size, self.view_size)]
             if views == "center"

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.core.errors import UserError
+
 SOURCES = ("imagenet", "folder", "tiny-imagenet", "fashion-mnist", "cifar10")
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """The source is not what it should be; the message says what was expected."""
 
 
@@ -84,7 +86,7 @@ class Reader:
             if path not in self._zips:
                 self._zips[path] = zipfile.ZipFile(path)
             return self._zips[path].read(member)
-        raise ValueError(f"unknown locator {locator!r}")
+        raise UserError(f"unknown locator {locator!r}")
 
     def close(self) -> None:
         for handle in self._files.values():

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from alexnet.core.errors import UserError
+
 
 @numba.njit(nogil=True, cache=True)
 def _outer_sum(pixels):  # pragma: no cover
@@ -58,7 +60,7 @@ class PixelSums:
         if len(batch) == 0:
             return
         if batch.dtype != np.uint8 or batch.shape[1:] != self.pixel_sum.shape:
-            raise ValueError(f"expected uint8 images of shape {self.pixel_sum.shape}")
+            raise UserError(f"expected uint8 images of shape {self.pixel_sum.shape}")
         self.images += len(batch)
         self.pixel_sum += batch.sum(axis=0, dtype=np.int64)
         self.outer += _outer_sum(np.ascontiguousarray(batch).reshape(-1, batch.shape[-1]))
@@ -81,7 +83,7 @@ class PixelSums:
 
     def finish(self) -> PixelStats:
         if self.images == 0:
-            raise ValueError("no training images to compute statistics from")
+            raise UserError("no training images to compute statistics from")
         height, width, channels = self.pixel_sum.shape
         n = self.images * height * width  # pixels
         channel_sum = [int(s) for s in self.pixel_sum.reshape(-1, channels).sum(axis=0)]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.core.errors import UserError
 from alexnet.data.stats import PixelStats
 
 FORMAT = "alexnet-store"
@@ -36,7 +37,7 @@ MANIFEST = "manifest.json"
 WORK = ".partial"  # prepare's working files; removed when the store is complete
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """The directory is not a usable store; the message says what to do."""
 
 

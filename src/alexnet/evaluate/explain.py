@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.core.errors import UserError
 from alexnet.models.alexnet import layer_output
 
 
@@ -106,7 +107,7 @@ def explain_files(
         try:
             pixels = pre.decode(Path(path))
         except (OSError, BadImage) as error:
-            raise ValueError(f"{path}: {getattr(error, 'strerror', None) or error}") from None
+            raise UserError(f"{path}: {getattr(error, 'strerror', None) or error}") from None
         x = pre.views(pixels, "center").to(next(model.parameters()).device)
         with torch.no_grad():
             probs = torch.softmax(net(x), dim=1)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.core.errors import UserError
 from alexnet.core.progress import bar as progress_bar
 from alexnet.models.alexnet import layer_output
 
@@ -93,7 +94,7 @@ def extract(
                 writer.write(outputs)
                 bar.update(len(images))
         if writer.position != count:
-            raise ValueError(f"expected {count} images, got {writer.position}")
+            raise UserError(f"expected {count} images, got {writer.position}")
         return writer.finish()
     except BaseException:
         writer.discard()
@@ -130,9 +131,9 @@ def features(
     from alexnet.models.transfer import sha256
 
     if (data is None) == (paths is None):
-        raise ValueError("give --data STORE or image files, one of the two")
+        raise UserError("give --data STORE or image files, one of the two")
     if dtype not in ("float32", "float16"):
-        raise ValueError(f"--dtype must be float32 or float16, got {dtype}")
+        raise UserError(f"--dtype must be float32 or float16, got {dtype}")
     keep_freed_memory()
     loaded = ckpt.load(checkpoint)
     record = loaded["record"]
@@ -144,13 +145,13 @@ def features(
     model.to(dev)
     out = Path(out)
     if not out.parent.is_dir():
-        raise ValueError(f"the folder above --out does not exist: {out.parent}")
+        raise UserError(f"the folder above --out does not exist: {out.parent}")
     out.mkdir(exist_ok=True)
     labels, failed = None, []
     if data is not None:
         store = Store(data)
         if store.channels != pre.channels:
-            raise ValueError(
+            raise UserError(
                 f"{loaded['path']} reads {pre.channels}-channel images but {data} holds "
                 f"{store.channels}-channel ones"
             )
@@ -171,7 +172,7 @@ def features(
     else:
         names = list_photos(paths)[:limit]
         if not names:
-            raise ValueError("no images found in " + ", ".join(paths))
+            raise UserError("no images found in " + ", ".join(paths))
         photos = Photos(names, pre, "center")
         side, channels = pre.crop_size, pre.channels
         loader = torch.utils.data.DataLoader(photos, batch_size=batch, num_workers=workers,

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet.core.errors import UserError
+
 #: Kernels per grid row within a tower: 48 kernels make 3 rows of 16, as in Figure 3.
 COLUMNS = 16
 
@@ -67,7 +69,7 @@ def color_specificity(kernels: np.ndarray) -> np.ndarray:
     0 for a gray kernel (equal in every channel, whatever its shape), near 1 for a kernel
     whose channels differ in sign or size but which is flat in space (a color blob)."""
     if kernels.shape[1] < 2:
-        raise ValueError("color specificity needs kernels with two or more input channels")
+        raise UserError("color specificity needs kernels with two or more input channels")
     gray = kernels.mean(axis=1, keepdims=True)
     between = ((kernels - gray) ** 2).sum(axis=(1, 2, 3))
     total = ((kernels - kernels.mean(axis=(1, 2, 3), keepdims=True)) ** 2).sum(axis=(1, 2, 3))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.core.errors import UserError
 from alexnet.core.files import atomic_write
 from alexnet.core.progress import bar as progress_bar
 
@@ -396,7 +397,7 @@ def _query_files(paths, record, model, dev, precision, base, pixels_base, k) -> 
         try:
             picture = record.transform.decode(Path(path))
         except (OSError, BadImage) as error:
-            raise ValueError(f"cannot use {path} as a query: {error}") from None
+            raise UserError(f"cannot use {path} as a query: {error}") from None
         pictures.append(picture)
         names.append(Path(path).name)
         views = record.transform.views(picture, "center")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from alexnet.core.errors import UserError
 from alexnet.core.progress import bar as progress_bar
 from alexnet.core.runtime import keep_freed_memory, resolve_device
 from alexnet.data.images import BadImage
@@ -89,9 +90,9 @@ def predict_files(
     the number of files. Each result holds the file, its `top` classes with their
     probabilities, and `error` (None, or why the file gave no prediction)."""
     if views not in ("center", "ten-crop"):
-        raise ValueError(f"views must be center or ten-crop, got {views!r}")
+        raise UserError(f"views must be center or ten-crop, got {views!r}")
     if batch_size < 1 or workers < 0:
-        raise ValueError(f"batch must be 1 or more and workers 0 or more: {batch_size}, {workers}")
+        raise UserError(f"batch must be 1 or more and workers 0 or more: {batch_size}, {workers}")
     keep_freed_memory()  # no page faults for each batch's activations (as training does)
     loaded = checkpoint if isinstance(checkpoint, dict) else ckpt.load(checkpoint)
     record: ModelRecord = loaded["record"]
@@ -151,5 +152,5 @@ def predict(
     rows = list(predict_files(paths, checkpoint, views, top, device=device, precision=precision))
     for row in rows:
         if row["error"] is not None:
-            raise ValueError(f"{row['image']}: {row['error']}")
+            raise UserError(f"{row['image']}: {row['error']}")
     return rows

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alexnet.core.errors import UserError
 from alexnet.core.progress import bar as progress_bar
 
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -65,7 +66,7 @@ def probe(
     def load(folder):
         folder = Path(folder)
         if not (folder / f"{layer}.npy").is_file() or not (folder / "labels.npy").is_file():
-            raise ValueError(f"{folder} lacks {layer}.npy or labels.npy: write them with "
+            raise UserError(f"{folder} lacks {layer}.npy or labels.npy: write them with "
                              f"`alexnet features --data STORE --layers {layer}`")  # fmt: skip
         x = np.load(folder / f"{layer}.npy").astype(np.float64)
         labels = torch.from_numpy(np.load(folder / "labels.npy"))

@@ -29,6 +29,7 @@ import json
 import numpy as np
 import torch
 
+from alexnet.core.errors import UserError
 from alexnet.core.version import __version__
 from alexnet.models.record import ModelRecord, from_v1
 
@@ -70,7 +71,7 @@ def read(meta: dict[str, str], path: str) -> ModelRecord:
         mean = None if shape is None else _array(meta["alexnet.mean"], shape)
         return ModelRecord.from_json(values, mean)
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(
+        raise UserError(
             f"{path} has no alexnet metadata ({error}): export it with `alexnet export`"
         ) from None
 

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 import torch
 
+from alexnet.core.errors import UserError
 from alexnet.kernels.lrn import constants, powers, run_blocks
 from alexnet.kernels.ops import call, register_gradient
 
@@ -46,12 +47,12 @@ def relu_lrn_pool(
     padding and rounds its output count down (PyTorch's default, the paper's 55 -> 27 -> 13).
     """
     if z.device.type != "cpu" or z.dim() != 4:
-        raise ValueError(
+        raise UserError(
             f"relu_lrn_pool takes CPU maps (N, C, H, W), got {tuple(z.shape)} on {z.device}"
         )
     h, w = z.shape[-2:]
     if h < pool_size or w < pool_size:
-        raise ValueError(f"maps of {h}x{w} are smaller than the {pool_size}x{pool_size} pool")
+        raise UserError(f"maps of {h}x{w} are smaller than the {pool_size}x{pool_size} pool")
     params = (size, float(coefficient), float(beta), float(k), groups, pool_size, pool_stride)
     return call(torch.ops.alexnet.relu_lrn_pool, _forward, _backward, z, *params)
 

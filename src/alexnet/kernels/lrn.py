@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alexnet.core.errors import UserError
 from alexnet.kernels.ops import call, register_gradient
 
 #: Backends: "auto" picks "kernel" on CPU, "triton" on CUDA when Triton can be imported
@@ -47,7 +48,7 @@ BACKENDS = ("auto", "kernel", "torch", "triton")
 
 def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
-        raise ValueError(f"LRN backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise UserError(f"LRN backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 def lrn(
@@ -66,17 +67,17 @@ def lrn(
     if backend == "auto":
         backend = _auto_backend(x.device)
     if backend == "kernel" and x.device.type != "cpu":
-        raise ValueError(f"the LRN kernel runs on CPU tensors, got one on {x.device}")
+        raise UserError(f"the LRN kernel runs on CPU tensors, got one on {x.device}")
     if backend == "triton":
         # checked before Triton is imported: its kernels are compiled or interpreted as
         # TRITON_INTERPRET says when the module is first imported, once per process
         if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ValueError(
+            raise UserError(
                 f"the Triton LRN runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1), "
                 f"got one on {x.device}"
             )
         if not _triton_available():
-            raise ValueError("the LRN backend 'triton' needs the triton package")
+            raise UserError("the LRN backend 'triton' needs the triton package")
     params = (size, float(coefficient), float(beta), float(k), groups)
     if backend == "torch":
         return _LRN.apply(x, *params)

@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from alexnet.core.errors import UserError
+
 BLOCK = 256  # pixels per program: one vector of loads per channel
 
 
@@ -145,7 +147,7 @@ def _geometry(x: torch.Tensor, groups: int) -> tuple:
     elif x.is_contiguous(memory_format=torch.channels_last):
         stride_p = c
     else:
-        raise ValueError("the Triton LRN takes NCHW or channels_last maps; call .contiguous()")
+        raise UserError("the Triton LRN takes NCHW or channels_last maps; call .contiguous()")
     return x, n * groups, h * w, (x.stride(0), x.stride(1), stride_p)
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from alexnet.core.checks import check_choice, check_type
+from alexnet.core.errors import UserError
 from alexnet.nn.block import activate_norm_pool
 from alexnet.nn.conv import CeilConv2d, TowerConv2d, conv_output_size, pool_output_size, side
 from alexnet.nn.lrn import (
@@ -50,7 +51,7 @@ def layer_output(model: nn.Module, name: str) -> nn.Module:
     the names for one the network does not have."""
     names = output_layers(model)
     if name not in names:
-        raise ValueError(f"no layer {name!r} in {getattr(model, 'name', 'the network')}; its "
+        raise UserError(f"no layer {name!r} in {getattr(model, 'name', 'the network')}; its "
                          f"layers: {', '.join(names)}")  # fmt: skip
     children = dict(model.named_children())
     rectified = RECTIFIED_BY.get(name)
@@ -135,23 +136,23 @@ class AlexNetConfig:
         check_choice("init", self.init, INITS)
         widths = self.widths
         if len(widths) != 5 or any(not isinstance(w, int) or w < 1 for w in widths):
-            raise ValueError(f"widths must be five positive integers (conv1..conv5), got {widths}")
+            raise UserError(f"widths must be five positive integers (conv1..conv5), got {widths}")
         if self.conv6 < 0 or self.conv6 % self.towers:
-            raise ValueError(f"conv6 must be 0 or kernels divisible by {self.towers} towers, "
+            raise UserError(f"conv6 must be 0 or kernels divisible by {self.towers} towers, "
                              f"got {self.conv6}")  # fmt: skip
         for name in ("num_classes", "in_chans", "fc_width", "towers", "pool_size", "pool_stride"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if any(w % self.towers for w in widths):
-            raise ValueError(
+            raise UserError(
                 f"widths {widths} must split evenly into {self.towers} towers: "
                 f"each must be divisible by {self.towers}"
             )
         check_settings(self.lrn_size, 1, self.lrn_convention, "auto")  # the LRN's own checks
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout is a probability in [0, 1), got {self.dropout}")
+            raise UserError(f"dropout is a probability in [0, 1), got {self.dropout}")
         if self.conv1_padding < 0:
-            raise ValueError(f"conv1_padding must be 0 or more, got {self.conv1_padding}")
+            raise UserError(f"conv1_padding must be 0 or more, got {self.conv1_padding}")
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -232,7 +233,7 @@ class AlexNet(nn.Module):
         self.fuse = True
         self._input_sizes: tuple[int, int] | None = None
         if self.input_sizes()[0] == 0:
-            raise ValueError(
+            raise UserError(
                 f"with these settings no input of up to {MAX_INPUT_SIZE - 1} pixels gives the "
                 f"{FEATURE_MAP_SIZE}x{FEATURE_MAP_SIZE} maps fc6 takes: {c}"
             )
@@ -288,7 +289,7 @@ class AlexNet(nn.Module):
         receives: the 4096 fc7 activations (after dropout in training mode)."""
         expected = (self.config.conv6 or self.config.widths[4], FEATURE_MAP_SIZE, FEATURE_MAP_SIZE)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
+            raise UserError(
                 f"{self.name}.forward_head expects features shaped (B, {expected[0]}, "
                 f"{expected[1]}, {expected[2]}), got {tuple(x.shape)}"
             )
@@ -338,18 +339,18 @@ class AlexNet(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         chans = self.config.in_chans
         if not x.is_floating_point():
-            raise ValueError(
+            raise UserError(
                 f"{self.name} expects floating-point images (mean-subtracted pixel values), "
                 f"got {x.dtype}; convert with x.float()"
             )
         if x.dim() != 4:
-            raise ValueError(
+            raise UserError(
                 f"{self.name} expects a batch of images shaped (N, {chans}, H, W), got a "
                 f"tensor of rank {x.dim()} with shape {tuple(x.shape)}"
                 + ("; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else "")
             )
         if x.shape[1] != chans:
-            raise ValueError(
+            raise UserError(
                 f"{self.name} expects {chans} input channel{'s' if chans > 1 else ''} "
                 f"(create it with in_chans={x.shape[1]} for other data), got shape "
                 f"{tuple(x.shape)}"
@@ -366,7 +367,7 @@ class AlexNet(nn.Module):
             detail = f", which gives {got[0]}x{got[1]}"
         else:
             want, detail = f"at least {low} pixels a side", ""
-        raise ValueError(f"{self.name} expects images of {want}, got {h}x{w}{detail}")
+        raise UserError(f"{self.name} expects images of {want}, got {h}x{w}{detail}")
 
     def _accepts(self, size: int) -> bool:
         # The map only grows with the input, so the accepted sides form one range.
@@ -379,7 +380,7 @@ class AlexNet(nn.Module):
         for key, value in own.items():
             theirs = state_dict.get(key)
             if theirs is not None and tuple(theirs.shape) != tuple(value.shape):
-                raise ValueError(
+                raise UserError(
                     f"state dict key {key!r} has shape {tuple(theirs.shape)}, but {self.name} "
                     f"has {tuple(value.shape)} there (num_classes={self.config.num_classes}, "
                     f"in_chans={self.config.in_chans}, widths={self.config.widths})"
@@ -393,7 +394,7 @@ class AlexNet(nn.Module):
                     parts.append(f"missing keys: {', '.join(missing)}")
                 if unexpected:
                     parts.append(f"unexpected keys: {', '.join(unexpected)}")
-                raise ValueError(f"state dict does not fit {self.name}: " + "; ".join(parts))
+                raise UserError(f"state dict does not fit {self.name}: " + "; ".join(parts))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
@@ -428,4 +429,4 @@ def init_weights(model: AlexNet, scheme: str) -> None:
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
                 layer.bias.zero_()
             else:
-                raise ValueError(f"init must be one of {', '.join(INITS)}; got {scheme!r}")
+                raise UserError(f"init must be one of {', '.join(INITS)}; got {scheme!r}")

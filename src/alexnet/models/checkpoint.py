@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from alexnet.core.digest import content_digest
+from alexnet.core.errors import UserError
 from alexnet.core.files import atomic_write
 from alexnet.models.alexnet import AlexNet
 from alexnet.models.record import ModelRecord, from_v1, plain
@@ -40,7 +41,7 @@ FORMAT = "alexnet-checkpoint"
 VERSION = 2
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message says what to do."""
 
 
@@ -107,7 +108,7 @@ def load(path: str | Path, map_location="cpu") -> dict:
     if is_safetensors(path):  # weights exported by `alexnet export --format safetensors`
         try:
             checkpoint = load_weights(path)
-        except ValueError as error:
+        except UserError as error:
             raise CheckpointError(str(error)) from None
         checkpoint["path"] = str(path)
         return checkpoint
@@ -165,7 +166,7 @@ def load_model(checkpoint: dict) -> AlexNet:
     record: ModelRecord = checkpoint["record"]
     try:
         model = record.network.build()
-    except ValueError as error:  # a name or an option the registry refuses, with its reason
+    except UserError as error:  # a name or an option the registry refuses, with its reason
         raise CheckpointError(
             f"{checkpoint.get('path', 'checkpoint')} names a network this release cannot "
             f"build: {error}"

@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 
 from alexnet.core.checks import check_choice, check_type
+from alexnet.core.errors import UserError
 from alexnet.models.alexnet import ACTIVATIONS
 from alexnet.nn.local import LocallyConnected2d
 from alexnet.nn.lrn import LocalResponseNorm, WithinMapNorm
@@ -125,12 +126,12 @@ def _check_config(config, layers: int, positive: tuple[str, ...]) -> None:
     check_choice("init", config.init, INITS)
     widths = config.widths
     if len(widths) != layers or any(not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"widths must be {layers} positive integers, got {widths}")
+        raise UserError(f"widths must be {layers} positive integers, got {widths}")
     for name in (*positive, "pool_size", "pool_stride"):
         if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {getattr(config, name)}")
+            raise UserError(f"{name} must be a positive integer, got {getattr(config, name)}")
     if config.lrn_size < 1 or config.lrn_size % 2 == 0:
-        raise ValueError(f"lrn_size must be a positive odd number, got {config.lrn_size}")
+        raise UserError(f"lrn_size must be a positive odd number, got {config.lrn_size}")
 
 
 class _CifarBase(nn.Module):
@@ -177,13 +178,13 @@ class _CifarBase(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         chans = self.config.in_chans
         if x.dim() != 4 or x.shape[1] != chans or not x.is_floating_point():
-            raise ValueError(
+            raise UserError(
                 f"{self.name} expects floating-point images shaped (N, {chans}, H, W), got "
                 f"{x.dtype} of shape {tuple(x.shape)}"
             )
         low, high = self.input_sizes()
         if not all(low <= s <= high for s in x.shape[-2:]):
-            raise ValueError(
+            raise UserError(
                 f"{self.name} expects images of {low} to {high} pixels a side, got "
                 f"{x.shape[-2]}x{x.shape[-1]}"
             )
@@ -219,7 +220,7 @@ class CifarNet(_CifarBase):
         self.pool3 = avg()
         side = self.feature_map_size(32)
         if side < 1:
-            raise ValueError(f"pooling {c.pool_size}/{c.pool_stride} leaves nothing of 32x32")
+            raise UserError(f"pooling {c.pool_size}/{c.pool_stride} leaves nothing of 32x32")
         self.feature_side = side  # the classifier is sized for 32x32 images
         sides = [n for n in range(1, MAX_INPUT_SIZE) if self.feature_map_size(n) == side]
         self._input_sizes = (sides[0], sides[-1])
@@ -262,7 +263,7 @@ class CifarLocalNet(_CifarBase):
         w1, w2, w3, w4 = c.widths
         side = _pooled(c.input_size, c.pool_size, c.pool_stride, 2)
         if side < 1:
-            raise ValueError(
+            raise UserError(
                 f"pooling {c.pool_size}/{c.pool_stride} twice leaves nothing of "
                 f"{c.input_size}x{c.input_size}"
             )

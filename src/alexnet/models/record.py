@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
+from alexnet.core.errors import UserError
 from alexnet.data.preprocess import Preprocessing
 
 #: The record's layout. 1 was the untyped `model` and `data` dicts (see `from_v1`).
@@ -66,7 +67,7 @@ class Classes:
         object.__setattr__(self, "ids", tuple(str(i) for i in self.ids))
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         if len(self.ids) != len(self.names):
-            raise ValueError(f"{len(self.ids)} class ids but {len(self.names)} names")
+            raise UserError(f"{len(self.ids)} class ids but {len(self.names)} names")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -108,11 +109,11 @@ class ModelRecord:
     def __post_init__(self) -> None:
         outputs = self.network.config.get("num_classes")
         if outputs is not None and outputs != len(self.classes):
-            raise ValueError(f"{self.network.name} has {outputs} outputs but the record names "
+            raise UserError(f"{self.network.name} has {outputs} outputs but the record names "
                              f"{len(self.classes)} classes")  # fmt: skip
         in_chans = self.network.config.get("in_chans")
         if in_chans is not None and in_chans != self.preprocessing.channels:
-            raise ValueError(f"{self.network.name} reads {in_chans} channels but the "
+            raise UserError(f"{self.network.name} reads {in_chans} channels but the "
                              f"preprocessing makes {self.preprocessing.channels}")  # fmt: skip
 
     @property
@@ -156,14 +157,14 @@ class ModelRecord:
         """The record `to_json` wrote; ValueError naming what is missing or wrong."""
         try:
             if values["schema"] != SCHEMA:
-                raise ValueError(f"record schema {values['schema']}; this version reads {SCHEMA}")
+                raise UserError(f"record schema {values['schema']}; this version reads {SCHEMA}")
             pre = dict(values["preprocessing"])
             shape = pre.pop("mean_shape")
             pre.pop("mean_per_channel", None)  # derived from the mean
             if (mean is None) != (shape is None) or (
                 mean is not None and list(mean.shape) != shape
             ):
-                raise ValueError(f"the mean tensor does not have the recorded shape {shape}")
+                raise UserError(f"the mean tensor does not have the recorded shape {shape}")
             provenance = dict(values.get("provenance") or {})
             for key in ("init_from", "imported_from"):
                 if provenance.get(key) is not None:
@@ -177,7 +178,7 @@ class ModelRecord:
                 provenance=Provenance(**{k: v for k, v in provenance.items() if k in known}),
             )
         except (KeyError, TypeError) as error:
-            raise ValueError(f"not a model record ({type(error).__name__}: {error})") from None
+            raise UserError(f"not a model record ({type(error).__name__}: {error})") from None
 
     def to_state(self) -> dict:
         """For torch.save: the JSON values with the mean as a tensor among them."""

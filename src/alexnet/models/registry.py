@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from alexnet.core.checks import read_value
+from alexnet.core.errors import UserError
 from alexnet.models.alexnet import AlexNet, AlexNetConfig
 from alexnet.models.cifar import CifarLocalConfig, CifarLocalNet, CifarNet, CifarNetConfig
 
@@ -171,7 +172,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     for part in parts:
         key, sep, raw = part.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"model {spec!r}: expected NAME:KEY=VALUE, got {part!r}")
+            raise UserError(f"model {spec!r}: expected NAME:KEY=VALUE, got {part!r}")
         options[key.strip()] = option_value(name, key.strip(), raw.strip())
     _check(name, options)
     return name, options
@@ -180,8 +181,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 def _check(name: str, options: dict) -> None:
     """Raises ValueError for a name not registered or an option its config does not have."""
     if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise UserError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     known = VARIANTS[name].option_names()
     for key in options:
         if key not in known:
-            raise ValueError(f"unknown option {key!r} for {name}; options are: {', '.join(known)}")
+            raise UserError(f"unknown option {key!r} for {name}; options are: {', '.join(known)}")

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from alexnet.core.digest import content_digest
+from alexnet.core.errors import UserError
 from alexnet.models.record import ModelRecord, from_v1
 
 FORMAT = "alexnet-weights"
@@ -79,23 +80,23 @@ def load_weights(path: str | Path) -> dict:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except Exception as error:  # a truncated or foreign file
-        raise ValueError(
+        raise UserError(
             f"{path} is not a readable safetensors file ({type(error).__name__}: "
             f"{str(error).splitlines()[0][:200] if str(error) else ''})"
         ) from None
     if metadata.get("format") != FORMAT:
-        raise ValueError(
+        raise UserError(
             f"{path} is a safetensors file without this package's metadata (format "
             f"{metadata.get('format')!r}); write one with `alexnet export --format safetensors`"
         )
     if metadata.get("version") not in ("1", str(VERSION)):
-        raise ValueError(
+        raise UserError(
             f"{path} has weights format {metadata.get('version')}; this version reads 1 and "
             f"{VERSION}"
         )
     saved = metadata.pop("digest", None)
     if saved is not None and content_digest({"tensors": tensors, "metadata": metadata}) != saved:
-        raise ValueError(
+        raise UserError(
             f"{path} is damaged: its contents do not match the SHA-256 saved with them (the "
             "file changed after it was written: a bad disk, a bad copy, a flipped bit)"
         )

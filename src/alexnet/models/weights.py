@@ -8,6 +8,7 @@ from importlib import resources
 
 import torch
 
+from alexnet.core.errors import UserError
 from alexnet.core.version import __version__
 from alexnet.data.preprocess import Preprocessing
 from alexnet.models.alexnet import AlexNet
@@ -37,13 +38,13 @@ def from_torchvision(state_dict: Mapping[str, torch.Tensor]) -> AlexNet:
     for key, value in state_dict.items():
         prefix, _, kind = key.rpartition(".")
         if prefix not in TORCHVISION_LAYERS or kind not in ("weight", "bias"):
-            raise ValueError(
+            raise UserError(
                 f"key {key!r} is not one of torchvision's AlexNet keys "
                 f"({', '.join(p + '.weight/bias' for p in TORCHVISION_LAYERS)})"
             )
         renamed[f"{TORCHVISION_LAYERS[prefix]}.{kind}"] = value
     if "fc8.weight" not in renamed or "conv1.weight" not in renamed:
-        raise ValueError(
+        raise UserError(
             "state dict lacks classifier.6.weight or features.0.weight: "
             "not a torchvision AlexNet state dict"
         )

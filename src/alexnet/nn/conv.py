@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.core.errors import UserError
+
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, ceil: bool) -> int:
     """Outputs along one axis: 1 + floor (PyTorch, Caffe) or ceil (cuda-convnet) of
@@ -62,7 +64,7 @@ class TowerConv2d(nn.Conv2d):
     def __init__(self, *args, mode: str = "auto", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if mode not in TOWER_CONV_MODES:
-            raise ValueError(f"mode must be one of {', '.join(TOWER_CONV_MODES)}, got {mode!r}")
+            raise UserError(f"mode must be one of {', '.join(TOWER_CONV_MODES)}, got {mode!r}")
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +112,7 @@ class CeilConv2d(nn.Conv2d):
     def __init__(self, *args, weight_grad: str = "auto", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if weight_grad not in IMAGE_GRAD_MODES:
-            raise ValueError(
+            raise UserError(
                 f"weight_grad must be one of {', '.join(IMAGE_GRAD_MODES)}, got {weight_grad!r}"
             )
         self.weight_grad = weight_grad

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.core.errors import UserError
 from alexnet.nn.conv import conv_output_size
 
 
@@ -33,7 +34,7 @@ class LocallyConnected2d(nn.Module):
         super().__init__()
         side = conv_output_size(input_size, kernel_size, stride, padding, ceil=False)
         if side < 1:
-            raise ValueError(
+            raise UserError(
                 f"a {kernel_size}x{kernel_size} kernel with padding {padding} does not fit "
                 f"a {input_size}x{input_size} input"
             )
@@ -59,7 +60,7 @@ class LocallyConnected2d(nn.Module):
                 self.input_size,
             )
         ):
-            raise ValueError(
+            raise UserError(
                 f"this locally connected layer takes (N, {self.in_channels}, "
                 f"{self.input_size}, {self.input_size}) inputs, got {tuple(x.shape)}"
             )

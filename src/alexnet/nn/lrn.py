@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.core.errors import UserError
 from alexnet.kernels.lrn import check_backend, lrn
 
 #: The paper's constants (section 3.3): n, alpha, beta and k.
@@ -40,11 +41,11 @@ def check_settings(size: int, groups: int, convention: str, backend: str) -> Non
     if size < 1 or size % 2 == 0:
         # The paper's window i - n/2 .. i + n/2 is n maps wide only for odd n; Caffe and
         # torch even disagree with each other about where an even window sits.
-        raise ValueError(f"LRN size must be a positive odd number, got {size}")
+        raise UserError(f"LRN size must be a positive odd number, got {size}")
     if groups < 1:
-        raise ValueError(f"LRN groups must be at least 1, got {groups}")
+        raise UserError(f"LRN groups must be at least 1, got {groups}")
     if convention not in LRN_CONVENTIONS:
-        raise ValueError(
+        raise UserError(
             f"LRN convention must be one of {', '.join(LRN_CONVENTIONS)}, got {convention!r}"
         )
     check_backend(backend)
@@ -63,9 +64,9 @@ def local_response_norm(
 def _normalize(x, size, alpha, beta, k, groups, convention, backend) -> torch.Tensor:
     """`local_response_norm` with its settings already checked (the module checks them once)."""
     if x.dim() < 3:
-        raise ValueError(f"LocalResponseNorm expects (N, C, ...) input, got shape {tuple(x.shape)}")
+        raise UserError(f"LocalResponseNorm expects (N, C, ...) input, got shape {tuple(x.shape)}")
     if x.shape[1] % groups:
-        raise ValueError(
+        raise UserError(
             f"LocalResponseNorm with groups={groups} needs a channel count divisible "
             f"by {groups}, got {x.shape[1]}"
         )

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet.core.errors import UserError
 from alexnet.core.runtime import autocast, input_dtype, resolve_precision, widened
 from alexnet.core.version import __version__
 from alexnet.data.images import WEB_FORMATS
@@ -68,7 +69,7 @@ class Engine:
         threads: int | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+            raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.source, self.device = str(source), torch.device("cpu")
         self.precision = resolve_precision(precision, self.device, log)
         self.model = self.session = None
@@ -99,11 +100,11 @@ class Engine:
         from alexnet.export.onnx import session
 
         if not Path(path).is_file():
-            raise ValueError(f"no ONNX file at {path}")
+            raise UserError(f"no ONNX file at {path}")
         try:
             self.session = session(path, threads)
         except Exception as error:  # onnxruntime's own exception types
-            raise ValueError(f"{path} is not a readable ONNX file ({error})") from None
+            raise UserError(f"{path} is not a readable ONNX file ({error})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.record = metadata.read(meta, path)
 
@@ -122,12 +123,12 @@ class Engine:
         from alexnet.data.store import Store
 
         if self.model is None:
-            raise ValueError("--index needs the network's weights: serve a checkpoint, not ONNX")
+            raise UserError("--index needs the network's weights: serve a checkpoint, not ONNX")
         path = Path(index)
         if path.is_dir():
             found = sorted(path.glob("fc7-train-*.pt"), key=lambda p: int(p.stem.split("-")[-1]))
             if not found:
-                raise ValueError(f"{index} holds no fc7 index (fc7-train-N.pt, from "
+                raise UserError(f"{index} holds no fc7 index (fc7-train-N.pt, from "
                                  "`alexnet neighbors`)")  # fmt: skip
             path = found[-1]
         try:
@@ -135,7 +136,7 @@ class Engine:
             key = json.loads(saved["key"])
             store = Store(key["store"])
         except Exception as error:
-            raise ValueError(f"{path} is not a readable fc7 index ({error})") from None
+            raise UserError(f"{path} is not a readable fc7 index ({error})") from None
         train = store.split("train")
         features, indices = saved["features"], saved["indices"]
         # The index must hold this network's vectors: recompute two of them.
@@ -145,7 +146,7 @@ class Engine:
         theirs = features[check]
         error = float((mine - theirs).norm() / theirs.norm().clamp_min(1e-12))
         if error > 0.05:
-            raise ValueError(
+            raise UserError(
                 f"{path} holds another network's fc7 vectors (relative difference {error:.2f} "
                 f"on two training images): build it with `alexnet neighbors --checkpoint "
                 f"{self.source}`"
@@ -166,7 +167,7 @@ class Engine:
     def prepare(self, data: bytes, views: str = "center") -> Prepared:
         """Encoded bytes -> Prepared; BadImage says why a photo cannot be used."""
         if views not in VIEWS:
-            raise ValueError(f"views must be one of {', '.join(VIEWS)}")
+            raise UserError(f"views must be one of {', '.join(VIEWS)}")
         # decode raises BadImage, with its reason, whatever the bytes
         picture = self.preprocessing.decode(data, formats=WEB_FORMATS)
         return Prepared(self.preprocessing.views(picture, views), picture)
@@ -211,7 +212,7 @@ class Engine:
         from alexnet.evaluate.explain import grad_cam
 
         if self.explainer is None:
-            raise ValueError("explain needs the network's weights: serve a checkpoint, not ONNX")
+            raise UserError("explain needs the network's weights: serve a checkpoint, not ONNX")
         x = prepared.views[:1] if len(prepared.views) == 1 else _center_of(prepared, self)
         with torch.no_grad():
             probs = torch.softmax(self.explainer(x), dim=1)
@@ -231,7 +232,7 @@ class Engine:
         from alexnet.evaluate.neighbors import nearest
 
         if self.index is None:
-            raise ValueError("no neighbor index: start the server with --index")
+            raise UserError("no neighbor index: start the server with --index")
         x = prepared.views[:1] if len(prepared.views) == 1 else _center_of(prepared, self)
         distances, found = nearest(self.fc7(x), self.index["features"], k)
         rows = []
@@ -359,7 +360,7 @@ class Batcher:
         self, engine: Engine, max_batch: int = 32, max_wait: float = 0.02, preparing=lambda: 0
     ) -> None:
         if max_batch < 1 or max_wait < 0:
-            raise ValueError(f"max batch must be 1 or more and max wait 0 or more: "
+            raise UserError(f"max batch must be 1 or more and max wait 0 or more: "
                              f"{max_batch}, {max_wait}")  # fmt: skip
         self.engine, self.max_batch, self.max_wait = engine, max_batch, max_wait
         self.preparing = preparing

@@ -28,6 +28,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from alexnet.core.errors import UserError
+
 HOST = "127.0.0.1"
 
 
@@ -195,7 +197,7 @@ def bench_serve(
     from alexnet.models import checkpoint as ckpt
 
     if not images:
-        raise ValueError("no images to send: give image files or a folder")
+        raise UserError("no images to send: give image files or a folder")
     payloads = []
     for path in images:
         kind = {".png": "image/png", ".gif": "image/gif", ".bmp": "image/bmp",

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from alexnet.core.errors import UserError
 from alexnet.models.alexnet import AlexNetConfig
 from alexnet.train.config import TrainConfig, from_dict, load_config
 from alexnet.train.rundir import read_metrics
@@ -195,9 +196,9 @@ def run_study(name: str, recipe: TrainConfig, out: str | Path, seeds: int = 2,
     from alexnet.train.trainer import train
 
     if name not in STUDIES:
-        raise ValueError(f"no study {name!r}; the studies are {', '.join(STUDIES)}")
+        raise UserError(f"no study {name!r}; the studies are {', '.join(STUDIES)}")
     if seeds < 1:
-        raise ValueError(f"--seeds must be 1 or more, got {seeds}")
+        raise UserError(f"--seeds must be 1 or more, got {seeds}")
     study = STUDIES[name]
     out = Path(out)
     runs = len(study.variants) * seeds

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.core.errors import UserError
 from alexnet.core.files import atomic_write, atomic_write_json, held
 from alexnet.train.config import TrainConfig, from_dict
 
@@ -137,11 +138,11 @@ def run_transfer(
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"no method {', '.join(unknown)}; the methods are {', '.join(METHODS)}")
+        raise UserError(f"no method {', '.join(unknown)}; the methods are {', '.join(METHODS)}")
     if recipe.data.class_ids is None:
-        raise ValueError("the recipe names no data.class_ids: the classes to transfer to")
+        raise UserError("the recipe names no data.class_ids: the classes to transfer to")
     if recipe.data.holdout is None:
-        raise ValueError("the recipe holds out no images (data.holdout): the cells' schedules "
+        raise UserError("the recipe holds out no images (data.holdout): the cells' schedules "
                          "and best.pt must not look at the test images")  # fmt: skip
     out = Path(out)
     source_file = digest = None
@@ -151,14 +152,14 @@ def run_transfer(
         if len(digests) > 1 or None in recorded.values():
             listed = ", ".join(f"{name} ({sha[:16] if sha else 'no sha256 recorded'})"
                                for name, sha in recorded.items())  # fmt: skip
-            raise ValueError(f"{out} holds work made from more than one source: {listed}. "
+            raise UserError(f"{out} holds work made from more than one source: {listed}. "
                              "A table mixing them would be no one source's")  # fmt: skip
         digest = digests[0] if digests else None
         source_file = _recorded_file(out) if digest else None
     elif source is None:
         needing = [m for m in methods if m != "scratch"]
         if needing:
-            raise ValueError(f"{', '.join(needing)} start from the pretrained network: give "
+            raise UserError(f"{', '.join(needing)} start from the pretrained network: give "
                              "--source (only scratch needs none)")  # fmt: skip
     else:
         source_file = ckpt.find(source, "best") if Path(source).is_dir() else Path(source)
@@ -168,7 +169,7 @@ def run_transfer(
         if others:
             listed = ", ".join(f"{name} ({sha[:16] if sha else 'no sha256 recorded'})"
                                for name, sha in others.items())  # fmt: skip
-            raise ValueError(
+            raise UserError(
                 f"{out} holds work made from other weights than {source_file} (sha256 "
                 f"{digest[:16]}): {listed}. A table mixing them would be no one source's: "
                 "move those folders away, or give another --out"
@@ -273,10 +274,10 @@ def restore(records: str | Path, out: str | Path, recipe: TrainConfig) -> tuple[
     records, out = Path(records), Path(out)
     table = records / "transfer.json"
     if not table.is_file():
-        raise ValueError(f"{records} holds no transfer.json: not a transfer study's records")
+        raise UserError(f"{records} holds no transfer.json: not a transfer study's records")
     theirs, ours = json.loads(table.read_text()).get("recipe") or {}, recipe.to_dict()
     if theirs != ours:
-        raise ValueError(f"{records} are the records of another recipe ({_differ(theirs, ours)})"
+        raise UserError(f"{records} are the records of another recipe ({_differ(theirs, ours)})"
                          ": their cells are not this study's")  # fmt: skip
     restored, passed = [], []
     for method in METHODS:
@@ -520,7 +521,7 @@ def study_source(folder: str | Path, table: dict) -> str | None:
         return table["source_sha256"]
     recorded = {sha for sha in stands_on(folder).values() if sha}
     if len(recorded) > 1:
-        raise ValueError(f"{folder}'s cells stand on more than one source: "
+        raise UserError(f"{folder}'s cells stand on more than one source: "
                          f"{', '.join(sorted(sha[:16] for sha in recorded))}")  # fmt: skip
     return next(iter(recorded), None)
 
@@ -535,11 +536,11 @@ def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
     each row naming its own) and nothing else: rows of other data, rates or schedules would
     not measure the same thing."""
     if not studies:
-        raise ValueError("no study to compare: give LABEL=FOLDER once or more")
+        raise UserError("no study to compare: give LABEL=FOLDER once or more")
     tables, sources = {}, {}
     for label, folder in studies.items():
         if not (Path(folder) / "transfer.json").is_file():
-            raise ValueError(f"{folder} holds no transfer.json: not a transfer study")
+            raise UserError(f"{folder} holds no transfer.json: not a transfer study")
         tables[label] = json.loads((Path(folder) / "transfer.json").read_text())
         sources[label] = study_source(folder, tables[label])
     first, *_ = tables
@@ -549,7 +550,7 @@ def compare(studies: dict[str, str | Path], command: str | None = None) -> dict:
         theirs, ours = _but_network(table.get("recipe")), _but_network(tables[first].get("recipe"))
         if theirs != ours:
             differ = _differ(theirs, ours)
-            raise ValueError(
+            raise UserError(
                 f"{label} ({studies[label]}) is a study of another recipe than "
                 f"{first}'s ({differ}): their rows do not measure the same thing"
             )

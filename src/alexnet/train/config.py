@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from alexnet.core.checks import ConfigError, check_choice, check_type, read_value
+from alexnet.core.errors import UserError
 from alexnet.data.dataset import NORMALIZE
 from alexnet.data.render import RENDER
 from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models
@@ -261,7 +262,7 @@ def _check_model(model: dict) -> None:
             )
     try:
         variant.config_class(**options)
-    except (TypeError, ValueError) as error:
+    except UserError as error:
         raise ConfigError(f"model: {error}") from None
 
 

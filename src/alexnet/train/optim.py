@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alexnet.core.errors import UserError
 from alexnet.nn.local import LocallyConnected2d
 
 OPTIMIZERS = ("paper", "torch_sgd")
@@ -30,7 +31,7 @@ class PaperSGD(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4):
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(
+            raise UserError(
                 f"lr, momentum and weight_decay must be 0 or more, got {lr}, {momentum}, "
                 f"{weight_decay}"
             )
@@ -92,7 +93,7 @@ def parameter_groups(
                        layer_lr_mult), ("freeze", frozen)):  # fmt: skip
         for name in names:
             if name not in learned:
-                raise ValueError(
+                raise UserError(
                     f"optim.{key} names {name!r}, which is not a learned layer of this "
                     f"network; its layers are: {', '.join(learned)}"
                 )
@@ -145,7 +146,7 @@ def freeze_layers(model: nn.Module, names: list[str]) -> list[str]:
     learned = [n for n, m in named.items() if isinstance(m, LEARNED_LAYERS)]
     for name in names:
         if name not in learned:
-            raise ValueError(
+            raise UserError(
                 f"optim.freeze names {name!r}, which is not a learned layer of this network; "
                 f"its layers are: {', '.join(learned)}"
             )
@@ -174,7 +175,7 @@ def make_optimizer(
         return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "torch_sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from alexnet.core.checks import ConfigError
+from alexnet.core.errors import UserError
 from alexnet.core.files import atomic_write
 from alexnet.core.runtime import cpu_name
 from alexnet.core.version import __version__
@@ -65,7 +66,7 @@ def read_metrics(run_dir: Path, missing_ok: bool = False) -> list[dict]:
     if not path.is_file():
         if missing_ok:
             return []
-        raise ValueError(f"{run_dir} has no metrics.jsonl: is it a run directory?")
+        raise UserError(f"{run_dir} has no metrics.jsonl: is it a run directory?")
     epochs: dict[int, dict] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():

@@ -10,6 +10,8 @@ the next epoch. Their state is plain numbers, saved in checkpoints.
 
 from __future__ import annotations
 
+from alexnet.core.errors import UserError
+
 SCHEDULES = ("plateau", "milestones", "constant")
 
 
@@ -30,9 +32,9 @@ class Plateau:
         threshold: float = 0.0,
     ):
         if not 0 < factor < 1:
-            raise ValueError(f"schedule.factor must be between 0 and 1, got {factor}")
+            raise UserError(f"schedule.factor must be between 0 and 1, got {factor}")
         if patience < 1:
-            raise ValueError(f"schedule.patience must be 1 or more epochs, got {patience}")
+            raise UserError(f"schedule.patience must be 1 or more epochs, got {patience}")
         self.lr, self.factor, self.patience = lr, factor, patience
         self.max_drops, self.threshold = max_drops, threshold
         self.best: float | None = None
@@ -72,7 +74,7 @@ class Milestones:
 
     def __init__(self, lr: float, milestones=(25, 51, 79), factor: float = 0.1):
         if list(milestones) != sorted(milestones) or any(m < 1 for m in milestones):
-            raise ValueError(
+            raise UserError(
                 f"schedule.milestones must be increasing epoch numbers, got {milestones}"
             )
         self.base_lr, self.milestones, self.factor = lr, list(milestones), factor
@@ -113,4 +115,4 @@ def make_schedule(kind: str, lr: float, **options):
         return Milestones(lr, **{k: options[k] for k in keys if k in options})
     if kind == "constant":
         return Constant(lr)
-    raise ValueError(f"schedule.kind must be one of {', '.join(SCHEDULES)}, got {kind!r}")
+    raise UserError(f"schedule.kind must be one of {', '.join(SCHEDULES)}, got {kind!r}")

@@ -19,6 +19,7 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
+from alexnet.core.errors import UserError
 from alexnet.models.alexnet import AlexNet
 from alexnet.models.record import Network
 from alexnet.nn.lrn import LocalResponseNorm
@@ -85,12 +86,12 @@ class TowerParallel(nn.Module):
         }
         bad = [k for k, v in unsupported.items() if v]
         if bad:
-            raise ValueError(
+            raise UserError(
                 f"the two-device tower split needs the paper's two-tower layout; "
                 f"{model.name} differs in: {', '.join(bad)}"
             )
         if len(devices) != 2:
-            raise ValueError(f"give two devices, one per tower; got {devices}")
+            raise UserError(f"give two devices, one per tower; got {devices}")
         self.devices = [torch.device(d) for d in devices]
         self.name, self.config = model.name, model.config
         self.towers = nn.ModuleList(Tower(model, t, d) for t, d in enumerate(self.devices))

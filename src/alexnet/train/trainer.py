@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet.core.digest import content_digest
+from alexnet.core.errors import UserError
 from alexnet.core.files import fsync_dir
 from alexnet.core.progress import bar as progress_bar
 from alexnet.core.runtime import (
@@ -332,7 +333,7 @@ class Trainer:
             )
         try:
             frozen = freeze_layers(model, config.optim.freeze or [])
-        except ValueError as error:
+        except UserError as error:
             raise ConfigError(str(error)) from None
         self.frozen = frozen
         self.network = Network.of(model)
@@ -425,7 +426,7 @@ class Trainer:
                 o.layer_lr_mult,
                 o.freeze,
             )
-        except ValueError as error:  # a layer name the network does not have
+        except UserError as error:  # a layer name the network does not have
             raise ConfigError(str(error)) from None
         self.schedule = make_schedule(
             s.kind,
