@@ -90,6 +90,11 @@ class RunDirectory:
         atomic_write(self.root / "version.json", lambda f: json.dump(version, f, indent=2), "w")
         self.metrics_path.write_text("")
 
+    def update_recipe(self, config_yaml: str) -> None:
+        """A resumed run's recipe with the changes it took (alexnet.train.resume), so that
+        the next resume starts from it."""
+        atomic_write(self.root / "config.yaml", lambda f: f.write(config_yaml), "w")
+
     def record_holdout(self, record: dict) -> None:
         """The validation images held out of the training split (holdout.json): written when
         the run starts; a resumed run must draw the same ones, or it refuses."""

@@ -69,6 +69,7 @@ from alexnet.models import checkpoint as ckpt
 from alexnet.models.record import Classes, ModelRecord, Network, Provenance, Source
 from alexnet.models.registry import VARIANTS, create_model
 from alexnet.models.transfer import load_layers, sha256
+from alexnet.train import resume as resume_contract
 from alexnet.train.config import ConfigError, TrainConfig, load_config
 from alexnet.train.distributed import Processes, all_sum, start_processes
 from alexnet.train.optim import freeze_layers, make_optimizer, set_lr
@@ -193,6 +194,11 @@ class Trainer:
         config.run.precision = resolve_precision(config.run.precision, device, log)  # saved
         self._check()
         checkpoint = self._open_checkpoint(resume)
+        self.resumed_changes = {}
+        if checkpoint is not None:  # what the command changes, refused unless it may
+            self.resumed_changes = resume_contract.changes(checkpoint["config"], config.to_dict())
+            p = checkpoint["progress"]
+            resume_contract.check(self.resumed_changes, p["epoch"], p["step"])
         self._build_data()
         self._build_model(checkpoint)
         self._choose_preprocessing(checkpoint)
@@ -478,8 +484,20 @@ class Trainer:
             self.plain.load_grouped_state_dict(checkpoint["state_dict"])
         else:
             self.plain.load_state_dict(checkpoint["state_dict"])
+        # the recipe's constants, as the groups were just built from it: the saved state
+        # brings back the old ones with the velocities
+        constants = [(g["momentum"], g["weight_decay"]) for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        for group, (momentum, decay) in zip(self.optimizer.param_groups, constants, strict=True):
+            group["momentum"], group["weight_decay"] = momentum, decay
         self.schedule.load_state_dict(checkpoint["schedule"])
+        if "optim.lr" in self.resumed_changes:
+            started_at = self.resumed_changes["optim.lr"][0]
+            resume_contract.continue_at(self.schedule, self.config.optim.lr, started_at)
+        if self.resumed_changes and self.procs.main:
+            self.rundir.update_recipe(self.config.to_yaml())
+            for key, (old, new) in self.resumed_changes.items():
+                log.info("%s: %r -> %r from here on (resumed with a change)", key, old, new)
         self.scaler.load_state_dict(checkpoint["scaler"])
         p = checkpoint["progress"]
         self.progress = Progress(**{**p, "sums": {**epoch_sums(), **p["sums"]}})
