@@ -18,10 +18,10 @@ def _stopped(*args, **kwargs):
 # (the command, the function its work is stopped in, the line it must end with)
 STOPS = {
     "train": (["train", "--config", str(DEBUG), "--out", "{tmp}/run"],
-              "alexnet.train.trainer.run_from_args",
+              "alexnet.cli.train.run_from_args",
               "interrupted: continue with `alexnet train --resume {tmp}/run`"),
     "train --auto-resume": (["train", "--config", str(DEBUG), "--out", "{tmp}/run",
-                             "--auto-resume"], "alexnet.train.trainer.run_from_args",
+                             "--auto-resume"], "alexnet.cli.train.run_from_args",
                             "interrupted: continue with `alexnet train --resume {tmp}/run`"),
     "data prepare": (["data", "prepare", "--source", "fashion-mnist", "--out", "{tmp}/store"],
                      "alexnet.data.prepare.prepare",
@@ -75,7 +75,7 @@ def test_a_users_mistake_is_one_line_and_a_bug_shows_its_traceback(tmp_path, mon
     def broken(*args, **kwargs):
         return int("not a number")  # ValueError, as numpy, json or torch raise them
 
-    monkeypatch.setattr("alexnet.train.trainer.run_from_args", broken)
+    monkeypatch.setattr("alexnet.cli.train.run_from_args", broken)
     assert main(["train", "--config", str(DEBUG), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "invalid literal for int()" in err

@@ -264,11 +264,7 @@ def test_cifar_local_trains_with_its_recipe_and_per_layer_weight_decay(store32, 
     overrides = [f"data.store={store32}", "run.epochs=1", "optim.batch_size=10",
                  "run.device=cpu"]  # fmt: skip
     config = load_config("configs/cifar-local.yaml", overrides)
-    o = config.optim
-    optimizer = make_optimizer(
-        o.name, create_model("cifar_local"), o.lr, o.momentum, o.weight_decay,
-        o.bias_lr_mult, o.bias_weight_decay, o.layer_weight_decay,
-    )  # fmt: skip
+    optimizer = make_optimizer(create_model("cifar_local"), config.optim)
     groups = {g["name"]: g for g in optimizer.param_groups}
     assert groups["conv1"]["weight_decay"] == groups["conv2"]["weight_decay"] == 0.0
     assert groups["weights"]["weight_decay"] == 0.004 and len(groups["weights"]["params"]) == 3

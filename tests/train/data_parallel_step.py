@@ -34,7 +34,7 @@ def first_step_gradient(store: str, precision: str, out: str, *sets: str) -> Non
     trainer.forward_backward(images, labels)
     if procs.main:
         torch.save({n: p.grad for n, p in trainer.plain.named_parameters()}, out)
-        trainer.writer.close()
+        trainer.sink.close()
 
 
 def main(*args: str) -> None:

@@ -43,7 +43,7 @@ def test_the_classes_split_into_two_disjoint_seeded_halves(store, halves, tmp_pa
 
 
 def test_a_network_trained_on_a_half_learns_only_its_classes(store, halves, tmp_path):
-    import alexnet.train.trainer as trainer
+    import alexnet.train.loop as trainer  # where the epoch's batches are drawn
 
     a = ids(halves / "A.txt")
     run = tmp_path / "a"
@@ -114,4 +114,4 @@ def test_per_class_trains_on_that_many_images_of_each_class(store, tmp_path):
     counts = np.bincount(labels[trainer.train_indices], minlength=10)
     assert counts.tolist() == [3] * 10  # 3 of each of the 10 classes, by hand
     assert not set(trainer.train_indices) & set(trainer.held_out)  # none of the held out
-    trainer.writer.close()
+    trainer.sink.close()

@@ -10,7 +10,7 @@ import torch
 
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.registry import create_model
-from alexnet.train.config import ConfigError, load_config
+from alexnet.train.config import ConfigError, OptimConfig, load_config
 from alexnet.train.optim import make_optimizer
 from alexnet.train.trainer import train
 
@@ -89,7 +89,8 @@ def test_a_layers_rate_multiplier_scales_its_step_and_only_its_step():
     for mult in (None, {"fc10": 2.0}):
         model = create_model("cifar4", num_classes=10).double()
         model.load_state_dict(base.state_dict())
-        optimizer = make_optimizer("paper", model, 0.01, 0.9, 5e-4, layer_lr_mult=mult)
+        optim = OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, layer_lr_mult=mult)
+        optimizer = make_optimizer(model, optim)
         model(x).square().sum().backward()
         optimizer.step()
         steps.append({k: p.detach() - base.state_dict()[k] for k, p in model.named_parameters()})

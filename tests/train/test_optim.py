@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from alexnet.models.registry import create_model
+from alexnet.train.config import OptimConfig, ScheduleConfig
 from alexnet.train.optim import PaperSGD, make_optimizer, parameter_groups, set_lr
 from alexnet.train.schedule import Milestones, Plateau, make_schedule
 
@@ -50,8 +51,9 @@ def test_released_bias_settings_double_the_rate_and_skip_decay():
     with torch.no_grad():
         layer.weight.fill_(1.0)
         layer.bias.fill_(1.0)
-    optimizer = make_optimizer("paper", layer, 0.1, 0.9, 0.1, bias_lr_mult=2.0,
-                               bias_weight_decay=False)  # fmt: skip
+    optim = OptimConfig(lr=0.1, momentum=0.9, weight_decay=0.1, bias_lr_mult=2.0,
+                        bias_weight_decay=False)  # fmt: skip
+    optimizer = make_optimizer(layer, optim)
     layer.weight.grad = torch.ones_like(layer.weight)
     layer.bias.grad = torch.ones_like(layer.bias)
     optimizer.step()
@@ -81,7 +83,9 @@ def test_layer_weight_decay_gives_named_layers_their_own_decay():
         p.numel() for p in model.parameters()
     )
     # one step from zero gradients: each weight moves by -lr * its layer's decay * w
-    optimizer = make_optimizer("paper", model, 0.1, 0.9, 0.004, 2.0, False, {"fc10": 1.0})
+    optim = OptimConfig(lr=0.1, momentum=0.9, weight_decay=0.004, bias_lr_mult=2.0,
+                        bias_weight_decay=False, layer_weight_decay={"fc10": 1.0})  # fmt: skip
+    optimizer = make_optimizer(model, optim)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
@@ -97,13 +101,13 @@ def test_paper_optimizer_state_round_trips_and_continues_step_for_step():
     torch.manual_seed(0)
     a, b = nn.Linear(4, 3), nn.Linear(4, 3)
     b.load_state_dict(a.state_dict())
-    opt_a = make_optimizer("paper", a, 0.1, 0.9, 5e-4)
+    opt_a = make_optimizer(a, OptimConfig(lr=0.1, momentum=0.9, weight_decay=5e-4))
     for _ in range(3):
         a(torch.randn(2, 4)).square().sum().backward()
         opt_a.step()
         opt_a.zero_grad()
     b.load_state_dict(a.state_dict())
-    opt_b = make_optimizer("paper", b, 0.1, 0.9, 5e-4)
+    opt_b = make_optimizer(b, OptimConfig(lr=0.1, momentum=0.9, weight_decay=5e-4))
     # a copy, as a checkpoint would be: loading keeps same-device tensors by reference
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
     x = torch.randn(2, 4)
@@ -147,9 +151,9 @@ def test_milestones_follow_the_released_codes_epochs():
 
 def test_unknown_schedule_and_optimizer_are_refused():
     with pytest.raises(ValueError, match=r"schedule\.kind"):
-        make_schedule("cosine", 0.01)
+        make_schedule(ScheduleConfig(kind="cosine"), 0.01)
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        make_optimizer("adam", nn.Linear(1, 1), 0.01, 0.9, 0.0)
+        make_optimizer(nn.Linear(1, 1), OptimConfig(name="adam"))
 
 
 def test_plateau_is_exhausted_only_after_its_last_drop_and_patience_more_epochs():

@@ -430,7 +430,7 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(
 
 
 def test_a_holdout_validates_on_training_images_never_trained_on(store, tmp_path, monkeypatch):
-    import alexnet.train.trainer as trainer
+    import alexnet.train.loop as trainer  # where the epoch's batches are drawn
 
     trained = set()
 
@@ -457,9 +457,15 @@ def test_a_holdout_validates_on_training_images_never_trained_on(store, tmp_path
     with torch.no_grad():
         wrong = (model(x).argmax(1) != y).sum().item()
     assert lines[-1]["val_top1_error"] == pytest.approx(wrong / 40, abs=1e-12)
-    # a resumed run must hold out the same images
-    with pytest.raises(ConfigError, match="lists other held-out images"):
+    # a resumed run must hold out the same images: another seed is another run, and
+    # holdout.json no longer naming them (the store changed under the run) is refused too
+    with pytest.raises(ConfigError, match=r"cannot change data\.holdout_seed \(5 -> 6\)"):
         train(config(store, "data.holdout=40", "data.holdout_seed=6", "run.epochs=3"), run,
+              resume=True)  # fmt: skip
+    kept = json.loads((run / "holdout.json").read_text())
+    (run / "holdout.json").write_text(json.dumps({**kept, "indices": kept["indices"][1:]}))
+    with pytest.raises(ConfigError, match="lists other held-out images"):
+        train(config(store, "data.holdout=40", "data.holdout_seed=5", "run.epochs=3"), run,
               resume=True)  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from alexnet.models.registry import VARIANTS, create_model, parse_spec
 from alexnet.models.summary import summarize
 from alexnet.nn.conv import CeilConv2d, TowerConv2d
 from alexnet.nn.lrn import LocalResponseNorm
+from alexnet.train.config import OptimConfig
 from alexnet.train.optim import make_optimizer
 
 MODELS = ("alexnet2012", "alexnet_owt")
@@ -127,7 +128,7 @@ def _runner(case: Case, batch: int, device: torch.device, options: dict):
     model.train()
     # the paper's update rule, as `alexnet train` runs it (the reference too: the optimizer
     # is a few elementwise passes over the parameters, the same work for both networks)
-    optimizer = make_optimizer("paper", model, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    optimizer = make_optimizer(model, OptimConfig(lr=1e-4, momentum=0.9, weight_decay=5e-4))
 
     def step():
         with autocast:

@@ -54,8 +54,7 @@ def bench_train(config: TrainConfig, steps: int = 20, rounds: int = 3, warmup: i
             )
             real.append(_rate(trainer, iter(loader), warmup, steps, batch))
             synthetic.append(_rate(trainer, _repeat(fixed), warmup, steps, batch))
-        if trainer.writer is not None:
-            trainer.writer.close()
+        trainer.sink.close()
     median_real, median_synthetic = statistics.median(real), statistics.median(synthetic)
     result = {
         "model": config.model_name,

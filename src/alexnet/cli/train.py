@@ -10,8 +10,35 @@ from pathlib import Path
 from alexnet.core.errors import UserError
 
 
+def run_from_args(config_path, overrides, out, resume) -> tuple[dict | None, Path]:
+    """What `alexnet train` does: read the recipe (or the run's own), then train; the last
+    epoch's metrics and the run directory."""
+    import shlex
+    import time
+
+    from alexnet.models.checkpoint import CheckpointError
+    from alexnet.train.config import load_config
+    from alexnet.train.trainer import train
+
+    if resume:
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise CheckpointError(
+                f"{resume} is not a run directory (no config.yaml); start a new run with "
+                "`alexnet train --config ...`"
+            )
+        config = load_config(saved, overrides)
+        run_dir = Path(resume)
+    else:
+        config = load_config(config_path, overrides)
+        stem = Path(config_path).stem if config_path else "run"
+        run_dir = Path(out) if out else Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    command = "alexnet " + shlex.join(sys.argv[1:])
+    return train(config, run_dir, resume=bool(resume), command=command), run_dir
+
+
 def _train(args: argparse.Namespace) -> None:
-    from alexnet.train.trainer import TrainingError, run_from_args
+    from alexnet.train.trainer import TrainingError
 
     if args.auto_resume:
         if not args.out or args.resume:

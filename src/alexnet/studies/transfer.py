@@ -92,19 +92,18 @@ def parameter_layers(recipe: TrainConfig) -> list[str]:
 
 def probe_rows(recipe: TrainConfig, n: int, seed: int) -> np.ndarray:
     """The rows of the B training features (`alexnet features --class-ids`, in store order)
-    of the images a training cell with N per class and seed S trains on."""
+    of the images a training cell with N per class and seed S trains on: chosen as the
+    trainer chooses them (alexnet.train.data.choose_images)."""
     from dataclasses import replace
 
-    from alexnet.data.loader import class_map, read_class_ids, training_images
     from alexnet.data.store import Store
+    from alexnet.train.data import choose_images
 
     store = Store(recipe.data.store)
+    choice = choose_images(store, replace(recipe.data, per_class=n, per_class_seed=seed), seed)
     labels = store.split(recipe.data.train_split).labels
-    chosen = class_map(store.class_ids, read_class_ids(recipe.data.class_ids))
-    pool = np.flatnonzero(chosen[labels] >= 0)
-    data = replace(recipe.data, per_class=n, per_class_seed=seed)
-    train, _ = training_images(labels, pool, data, seed)
-    return np.searchsorted(pool, train)
+    pool = np.flatnonzero(choice.label_map[labels] >= 0)  # the features' rows, in order
+    return np.searchsorted(pool, choice.train)
 
 
 def cell_order(methods, per_class, seeds) -> list[tuple[int, str, int]]:

@@ -29,10 +29,11 @@ from alexnet.core.errors import UserError
 from alexnet.data.dataset import NORMALIZE
 from alexnet.data.render import RENDER
 from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models
-from alexnet.train.optim import OPTIMIZERS
-from alexnet.train.schedule import SCHEDULES
 
 PRECISIONS = ("fp32", "bf16", "fp16", "fp64", "auto")
+#: the update rules (alexnet.train.optim) and schedules (alexnet.train.schedule)
+OPTIMIZERS = ("paper", "torch_sgd")
+SCHEDULES = ("plateau", "milestones", "constant")
 #: keys of the model section that are not fields of the network's config
 MODEL_KEYS = ("name", "reinit")
 EVAL_VIEWS = ("center", "ten-crop")

@@ -9,7 +9,7 @@ The learning rate sits inside the velocity. torch.optim.SGD keeps the velocity i
 units and multiplies by the *current* rate when it steps, b <- m b + (g + lambda w);
 w <- w - epsilon b. While epsilon is constant the two are the same sequence of weights; after
 the rate is divided by 10 the paper's velocity still carries steps taken at the old rate and
-decays them away, while torch's shrinks them tenfold at once. `make_optimizer("torch_sgd")`
+decays them away, while torch's shrinks them tenfold at once. `optim.name: torch_sgd`
 keeps torch's rule available for comparison.
 """
 
@@ -18,10 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alexnet.core.checks import ConfigError
 from alexnet.core.errors import UserError
 from alexnet.nn.local import LocallyConnected2d
+from alexnet.train.config import OPTIMIZERS, OptimConfig
 
-OPTIMIZERS = ("paper", "torch_sgd")
 #: the layers whose `weight` and `bias` are the weights and biases of parameter_groups
 LEARNED_LAYERS = (nn.Conv2d, nn.Linear, LocallyConnected2d)
 
@@ -93,7 +94,7 @@ def parameter_groups(
                        layer_lr_mult), ("freeze", frozen)):  # fmt: skip
         for name in names:
             if name not in learned:
-                raise UserError(
+                raise ConfigError(
                     f"optim.{key} names {name!r}, which is not a learned layer of this "
                     f"network; its layers are: {', '.join(learned)}"
                 )
@@ -146,7 +147,7 @@ def freeze_layers(model: nn.Module, names: list[str]) -> list[str]:
     learned = [n for n, m in named.items() if isinstance(m, LEARNED_LAYERS)]
     for name in names:
         if name not in learned:
-            raise UserError(
+            raise ConfigError(
                 f"optim.freeze names {name!r}, which is not a learned layer of this network; "
                 f"its layers are: {', '.join(learned)}"
             )
@@ -154,28 +155,20 @@ def freeze_layers(model: nn.Module, names: list[str]) -> list[str]:
     return list(names)
 
 
-def make_optimizer(
-    name: str,
-    model: nn.Module,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    bias_lr_mult: float = 1.0,
-    bias_weight_decay: bool = True,
-    layer_weight_decay: dict[str, float] | None = None,
-    layer_lr_mult: dict[str, float] | None = None,
-    freeze: list[str] | None = None,
-) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, bias_lr_mult, bias_weight_decay, layer_weight_decay,
-                              layer_lr_mult, freeze)  # fmt: skip
+def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """The recipe's update rule (its `optim` section, alexnet.train.config.OptimConfig)
+    over `model`'s parameter groups."""
+    o = optim
+    groups = parameter_groups(model, o.bias_lr_mult, o.bias_weight_decay,
+                              o.layer_weight_decay, o.layer_lr_mult, o.freeze)  # fmt: skip
     groups = [g for g in groups if g["params"]]  # every layer of a kind may be frozen
     for group in groups:
-        group["lr"] = lr * group["lr_mult"]
-    if name == "paper":
-        return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "torch_sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+        group["lr"] = o.lr * group["lr_mult"]
+    if o.name == "paper":
+        return PaperSGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "torch_sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {o.name!r}")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

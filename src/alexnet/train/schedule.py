@@ -11,8 +11,7 @@ the next epoch. Their state is plain numbers, saved in checkpoints.
 from __future__ import annotations
 
 from alexnet.core.errors import UserError
-
-SCHEDULES = ("plateau", "milestones", "constant")
+from alexnet.train.config import SCHEDULES, ScheduleConfig
 
 
 class Plateau:
@@ -106,13 +105,14 @@ class Constant:
         self.lr = state["lr"]
 
 
-def make_schedule(kind: str, lr: float, **options):
-    if kind == "plateau":
-        keys = ("factor", "patience", "max_drops", "threshold")
-        return Plateau(lr, **{k: options[k] for k in keys if k in options})
-    if kind == "milestones":
-        keys = ("milestones", "factor")
-        return Milestones(lr, **{k: options[k] for k in keys if k in options})
-    if kind == "constant":
+def make_schedule(schedule: ScheduleConfig, lr: float):
+    """The recipe's schedule (its `schedule` section) from the rate `lr` (optim.lr)."""
+    s = schedule
+    if s.kind == "plateau":
+        return Plateau(lr, factor=s.factor, patience=s.patience, max_drops=s.max_drops,
+                       threshold=s.threshold)  # fmt: skip
+    if s.kind == "milestones":
+        return Milestones(lr, milestones=s.milestones, factor=s.factor)
+    if s.kind == "constant":
         return Constant(lr)
-    raise UserError(f"schedule.kind must be one of {', '.join(SCHEDULES)}, got {kind!r}")
+    raise UserError(f"schedule.kind must be one of {', '.join(SCHEDULES)}, got {s.kind!r}")
