@@ -16,7 +16,7 @@ rm -rf "$dst"
 mkdir -p "$dst"
 # transfer.md from transfer.json (a study started before transfer.md existed has none)
 "$python" -c 'import json, sys
-from alexnet.studies.transfer import table_markdown
+from alexnet.studies.transfer_table import table_markdown
 print(table_markdown(json.load(open(sys.argv[1]))), end="")' "$src/transfer.json" >"$dst/transfer.md"
 cp "$src/transfer.json" "$src/transfer.png" "$dst/"
 holdout=""

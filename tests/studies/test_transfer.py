@@ -18,8 +18,8 @@ import torch
 from alexnet.cli import main
 from alexnet.core.files import held
 from alexnet.models import checkpoint as ckpt
-from alexnet.studies import transfer as study
-from alexnet.studies.transfer import CLAIMS, probe_rows, restore, run_transfer, table_text
+from alexnet.studies.transfer import CLAIMS, probe_rows, restore, run_transfer
+from alexnet.studies.transfer_table import table_text, widened
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train
 
@@ -194,7 +194,7 @@ def test_studies_running_at_once_share_the_cells(store, tmp_path):
      "alexnet transfer --per-class=10,450 --methods scratch,all --seeds 0,1 --table-only"),
 ])  # fmt: skip
 def test_a_widened_command_names_the_whole_grid(typed, recorded):
-    assert study.widened(typed, ["scratch", "all"], [10, 450], [0, 1]) == recorded
+    assert widened(typed, ["scratch", "all"], [10, 450], [0, 1]) == recorded
 
 
 def records_of(out, records):

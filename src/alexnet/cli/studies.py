@@ -99,7 +99,8 @@ def _numbers(text: str, what: str) -> list[int]:
 
 
 def _transfer(args: argparse.Namespace) -> None:
-    from alexnet.studies.transfer import restore, run_transfer, table_text
+    from alexnet.studies.transfer import restore, run_transfer
+    from alexnet.studies.transfer_table import table_text
     from alexnet.train.config import load_config
 
     recipe = load_config(args.recipe, args.set)
@@ -132,7 +133,7 @@ def _labelled(words: list[str]) -> dict[str, str]:
 
 def _transfer_compare(args: argparse.Namespace) -> None:
     from alexnet.core.files import atomic_write, atomic_write_json
-    from alexnet.studies.transfer import compare, compare_markdown, compare_plot
+    from alexnet.studies.transfer_table import compare, compare_markdown, compare_plot
 
     result = compare(_labelled(args.studies), command=command_line())
     out = Path(args.out)
