@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from alexnet.data.images import BadImage
-from alexnet.serve.engine import Batcher, Engine
+from alexnet.serve.batcher import Batcher
+from alexnet.serve.engine import Engine
 
 from fixtures import encode, photo
 

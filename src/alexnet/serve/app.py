@@ -17,7 +17,7 @@ Limits, each answered with a JSON body {"error": message, "status": code}:
 
 Photos are decoded on `decode_threads` threads (the decoded pixels of a photo near the
 pixel limit take a few hundred MiB, so their number is bounded) and the network runs on
-its own thread, fed by the micro-batcher (alexnet.serve.engine.Batcher).
+its own thread, fed by the micro-batcher (alexnet.serve.batcher.Batcher).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from starlette.exceptions import HTTPException
 
 from alexnet.core.version import __version__
 from alexnet.data.images import WEB_FORMATS, BadImage
-from alexnet.serve.engine import Batcher, Engine
+from alexnet.serve.batcher import Batcher
+from alexnet.serve.engine import Engine
 
 log = logging.getLogger("alexnet.serve")
 

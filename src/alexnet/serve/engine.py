@@ -1,32 +1,23 @@
-"""The network behind the server, and the micro-batcher that feeds it.
+"""The network behind the server.
 
 `Engine` holds one network: a checkpoint of ours, an imported one (`alexnet import`), a
 safetensors file (`alexnet export --format safetensors`), or an ONNX file run by ONNX
 Runtime, whose preprocessing is read from the file's metadata. It prepares a photo exactly as
 `alexnet predict` does (the record's preprocessing, alexnet.data.preprocess: the stored size,
 the view size, the center or the ten crops, minus the mean), runs batches of views, and
-averages each
-photo's softmax over its views (section 4.1 of the paper). For one photo it also gives the
-Grad-CAM overlay of the top class (alexnet.evaluate.explain) and its nearest training images
-in fc7 space (section 6.1, Figure 4; the index `alexnet neighbors` builds).
+averages each photo's softmax over its views (section 4.1 of the paper). For one photo it
+also gives the Grad-CAM overlay of the top class (alexnet.evaluate.explain) and its nearest
+training images in fc7 space (section 6.1, Figure 4; the index `alexnet neighbors` builds).
 
-`Batcher` gathers the views of concurrent requests into one forward pass: it waits at most
-`max_wait` seconds for more once a request is waiting, and sends at most `max_batch` views,
-on one inference thread (which also runs Grad-CAM and the neighbor searches, so that no two
-of them compete for the cores).
+The micro-batcher that feeds it is alexnet.serve.batcher; the pictures it draws,
+alexnet.serve.pictures.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
-import io
 import json
 import logging
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +29,7 @@ from alexnet.core.version import __version__
 from alexnet.data.images import WEB_FORMATS
 from alexnet.export import metadata
 from alexnet.models.record import ModelRecord
+from alexnet.serve.pictures import overlay, png_data_uri, sample_png, thumbnail
 
 log = logging.getLogger("alexnet.serve")
 
@@ -288,157 +280,3 @@ class Engine:
 
 def _center_of(prepared: Prepared, engine: Engine) -> torch.Tensor:
     return engine.preprocessing.views(prepared.picture, "center")
-
-
-def sample_png(side: int, channels: int) -> bytes:
-    """A PNG of a gray gradient, `side` square, for the warm-up."""
-    from PIL import Image
-
-    ramp = np.linspace(0, 255, side * side).reshape(side, side).astype(np.uint8)
-    image = Image.fromarray(ramp if channels == 1 else np.stack([ramp] * 3, -1))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-_JET = None
-
-
-def overlay(picture: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """The class map (scaled to its maximum) in the jet colors over the picture, uint8 RGB."""
-    global _JET
-    if _JET is None:
-        from matplotlib import colormaps
-
-        _JET = (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
-    rgb = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture
-    level = np.clip(cam / max(float(cam.max()), 1e-12) * 255, 0, 255).astype(np.uint8)
-    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * _JET[level]
-    return np.clip(blended, 0, 255).astype(np.uint8)
-
-
-def thumbnail(picture: np.ndarray, side: int = 96) -> np.ndarray:
-    from PIL import Image
-
-    image = Image.fromarray(picture[..., 0] if picture.shape[2] == 1 else picture)
-    if max(image.size) > side:
-        image.thumbnail((side, side), Image.Resampling.BILINEAR)
-    return np.asarray(image)
-
-
-def png_data_uri(pixels: np.ndarray) -> str:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
-
-
-# Micro-batching.
-
-
-@dataclass
-class _Waiting:
-    views: torch.Tensor
-    future: asyncio.Future = field(repr=False)
-
-
-class Batcher:
-    """Runs `engine.probabilities` on the views of concurrent requests together.
-
-    The first waiting request opens a batch; the batch closes when it holds `max_batch`
-    views, or when `max_wait` seconds have passed, or as soon as it holds as many requests
-    as the largest of the last few batches and no other request is on its way
-    (`preparing()`: requests let in whose photos are still being read or decoded),
-    whichever is first; a request with more views than `max_batch` goes alone. Waiting
-    for the load the last batches saw makes the batches as large as the load allows (8
-    clients give batches of 8, not a batch of 3 and one of 5) while a lone client waits
-    for nothing. Requests whose caller has given up (timed out) are dropped before the
-    batch runs."""
-
-    def __init__(
-        self, engine: Engine, max_batch: int = 32, max_wait: float = 0.02, preparing=lambda: 0
-    ) -> None:
-        if max_batch < 1 or max_wait < 0:
-            raise UserError(f"max batch must be 1 or more and max wait 0 or more: "
-                             f"{max_batch}, {max_wait}")  # fmt: skip
-        self.engine, self.max_batch, self.max_wait = engine, max_batch, max_wait
-        self.preparing = preparing
-        self.waiting: deque[_Waiting] = deque()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="alexnet-network")
-        self.batches = self.photos = 0
-        self.recent: deque[int] = deque([1], maxlen=8)  # requests in the last batches
-        self._ready: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._ready = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.executor.shutdown(wait=True, cancel_futures=True)
-
-    async def probabilities(self, views: torch.Tensor) -> torch.Tensor:
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append(_Waiting(views, future))
-        self._ready.set()
-        return await future
-
-    def nudge(self) -> None:
-        """A request on its way will not come (its photo was refused): look again."""
-        if self._ready is not None:
-            self._ready.set()
-
-    async def run(self, function, *args):
-        """`function(*args)` on the network's thread (Grad-CAM, neighbor searches)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
-
-    def _queued_views(self) -> int:
-        return sum(len(w.views) for w in self.waiting)
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._ready.wait()
-            deadline = loop.time() + self.max_wait
-            expected = max(self.recent)
-            while (
-                self._queued_views() < self.max_batch
-                and (self.preparing() > 0 or len(self.waiting) < expected)
-                and (left := deadline - loop.time()) > 0
-            ):
-                self._ready.clear()
-                try:
-                    await asyncio.wait_for(self._ready.wait(), left)
-                except asyncio.TimeoutError:
-                    break
-            batch, count = [], 0
-            while self.waiting and (
-                not batch or count + len(self.waiting[0].views) <= self.max_batch
-            ):
-                item = self.waiting.popleft()
-                if not item.future.done():  # its caller has not given up
-                    batch.append(item)
-                    count += len(item.views)
-            if not self.waiting:
-                self._ready.clear()
-            if not batch:
-                continue
-            try:
-                out = await loop.run_in_executor(
-                    self.executor, self.engine.probabilities, [w.views for w in batch]
-                )
-            except Exception as error:  # the network failed: every caller hears of it
-                for w in batch:
-                    if not w.future.done():
-                        w.future.set_exception(error)
-                continue
-            self.batches, self.photos = self.batches + 1, self.photos + len(batch)
-            self.recent.append(len(batch))
-            for w, p in zip(batch, out, strict=True):
-                if not w.future.done():
-                    w.future.set_result(p)
