@@ -13,15 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from alexnet.evaluate.codes import binary_codes, train_autoencoder
 from alexnet.evaluate.figures import color_specificity, filter_grid, kernel_position
-from alexnet.evaluate.neighbors import (
-    binary_codes,
-    hamming_nearest,
-    nearest,
-    pack_bits,
-    precision_at_k,
-    train_autoencoder,
-)
+from alexnet.evaluate.search import hamming_nearest, nearest, pack_bits, precision_at_k
 from alexnet.studies.report import TRAIN_COLOR, curves, write_report
 from alexnet.train.config import load_config
 from alexnet.train.trainer import train

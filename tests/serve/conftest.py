@@ -18,7 +18,7 @@ def served(debug_run) -> Path:
 
 @pytest.fixture(scope="session")
 def fc7_folder(served, store, tmp_path_factory) -> Path:
-    from alexnet.evaluate.neighbors import fc7_index
+    from alexnet.evaluate.fc7index import fc7_index
 
     folder = tmp_path_factory.mktemp("index")
     fc7_index(str(served), str(store), "train", folder, workers=0, progress=False)

@@ -42,15 +42,16 @@ def _figures_predictions(args: argparse.Namespace) -> None:
 
 
 def _neighbors(args: argparse.Namespace) -> None:
-    from alexnet.evaluate.neighbors import run
+    from alexnet.evaluate.neighbors import NeighborSearch, run
 
     out = run_folder(args.checkpoint, "neighbors", args.out)
     bits = [int(b) for b in args.codes.split(",")] if args.codes else []
-    result = run(args.checkpoint, args.data, out, k=args.k, queries=args.queries,
-                 shown=args.shown, query_images=args.query, bits=bits, limit=args.limit,
-                 epochs=args.epochs, batch=args.batch, workers=args.workers,
-                 device=args.device, precision=args.precision, seed=args.seed,
-                 progress=not args.json)  # fmt: skip
+    search = NeighborSearch(k=args.k, queries=args.queries, shown=args.shown,
+                            query_images=args.query, bits=bits, limit=args.limit,
+                            epochs=args.epochs, batch=args.batch, workers=args.workers,
+                            device=args.device, precision=args.precision, seed=args.seed,
+                            progress=not args.json)  # fmt: skip
+    result = run(args.checkpoint, args.data, out, search)
     result["command"] = command_line()
     (out / "neighbors.json").write_text(json.dumps(result, indent=2))
     if args.json:

@@ -221,7 +221,7 @@ class Engine:
 
     def neighbors(self, prepared: Prepared, k: int = 8) -> list[dict]:
         """The k training images nearest the photo's center view in fc7 space."""
-        from alexnet.evaluate.neighbors import nearest
+        from alexnet.evaluate.search import nearest
 
         if self.index is None:
             raise UserError("no neighbor index: start the server with --index")
