@@ -8,7 +8,7 @@ import torch
 
 import alexnet.bench.model
 import alexnet.core.runtime as runtime
-from alexnet.bench.model import bench_model, matmul_limit
+from alexnet.bench.model import ModelBench, bench_model, matmul_limit
 from alexnet.cli import main
 
 from fixtures import DEBUG, ROOT
@@ -99,10 +99,10 @@ def test_a_failing_benchmark_process_is_reported():
     # an LRN backend that does not exist fails at the first step, inside the worker process;
     # the error comes back with its traceback
     with pytest.raises(RuntimeError, match=r"(?s)a benchmark process failed.*LRN backend"):
-        bench_model(batch=1, repeats=1, models=("alexnet2012",), dtypes=("fp32",),
-                    modes=("infer",), fuse=False, lrn_backend="fastest")  # fmt: skip
+        bench_model(ModelBench(batch=1, repeats=1, models=("alexnet2012",), dtypes=("fp32",),
+                               modes=("infer",), fuse=False, lrn_backend="fastest"))  # fmt: skip
     with pytest.raises(ValueError, match="batch"):
-        bench_model(batch=0)
+        bench_model(ModelBench(batch=0))
 
 
 def test_a_network_can_be_measured_with_config_options(capsys):
@@ -118,9 +118,9 @@ def test_a_network_can_be_measured_with_config_options(capsys):
     assert entries["alexnet2012:lrn=False"]["forward_macs_per_image"] == 724_406_816
     assert "alexnet2012:lrn=False infer" in result["table"]  # the column widens to fit
     with pytest.raises(ValueError, match="unknown option 'lrm'"):
-        bench_model(models=("alexnet2012:lrm=False",))
+        bench_model(ModelBench(models=("alexnet2012:lrm=False",)))
     with pytest.raises(ValueError, match="lrn must be bool"):
-        bench_model(models=("alexnet2012:lrn=maybe",))
+        bench_model(ModelBench(models=("alexnet2012:lrn=maybe",)))
 
 
 def test_model_specs_split_on_commas_outside_brackets():
@@ -151,9 +151,9 @@ def test_matmul_limit_takes_the_faster_way():
 
 def test_bench_model_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown model"):
-        bench_model(models=("alexnet3000",))
+        bench_model(ModelBench(models=("alexnet3000",)))
     with pytest.raises(ValueError, match="unknown dtype"):
-        bench_model(dtypes=("fp8",))
+        bench_model(ModelBench(dtypes=("fp8",)))
 
 
 def test_keep_freed_memory_can_be_turned_off(monkeypatch):

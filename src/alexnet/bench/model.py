@@ -141,25 +141,29 @@ def _runner(case: Case, batch: int, device: torch.device, options: dict):
     return step
 
 
-def bench_model(
-    batch: int = 128,
-    repeats: int = 5,
-    steps: int = 1,
-    models: tuple[str, ...] = MODELS,
-    dtypes: tuple[str, ...] = DTYPES,
-    modes: tuple[str, ...] = MODES,
-    device: str = "cpu",
-    channels_last: bool | tuple[str, ...] = False,
-    compile: bool | tuple[str, ...] = False,
-    fuse: bool = True,
-    lrn_backend: str = "auto",
-    tower_conv: str = "auto",
-    conv1_grad: str = "auto",
-    malloc: str = "keep",
-    warmup: int = 2,
-    progress=None,
-    in_process: bool = False,
-) -> dict:
+@dataclass(frozen=True)
+class ModelBench:
+    """What `alexnet bench model` measures, and how (see `bench_model`)."""
+
+    models: tuple[str, ...] = MODELS  # specs: a name and options, "alexnet2012:lrn=False"
+    dtypes: tuple[str, ...] = DTYPES
+    modes: tuple[str, ...] = MODES  # train (forward, backward, update) and infer
+    batch: int = 128
+    repeats: int = 5  # rounds, each model in turn; the median is reported
+    steps: int = 1  # per round
+    warmup: int = 2  # steps before the first round
+    device: str = "cpu"
+    channels_last: bool | tuple[str, ...] = False  # every model, or these
+    compile: bool | tuple[str, ...] = False  # every model, or these
+    fuse: bool = True  # the fused ReLU-LRN-pool
+    lrn_backend: str = "auto"
+    tower_conv: str = "auto"
+    conv1_grad: str = "auto"
+    malloc: str = "keep"  # keep freed memory (alexnet.core.runtime.keep_freed_memory)
+    in_process: bool = False  # every case in this process, not one process each
+
+
+def bench_model(bench: ModelBench, progress=None) -> dict:
     """Images/s of every (model, mode, dtype), median over `repeats` rounds of `steps` steps.
 
     `fuse`, `lrn_backend`, `tower_conv`, `conv1_grad` and `malloc` switch off this package's
@@ -175,6 +179,9 @@ def bench_model(
     allocations interleave, and the heap the allocator is left with after one step need not
     fit the next: in such runs, steps of one network or the other were seen to fault in
     75-290 MB of fresh memory, which changed their speed by several percent."""
+    models, dtypes, modes, device = bench.models, bench.dtypes, bench.modes, bench.device
+    batch, repeats, steps, warmup = bench.batch, bench.repeats, bench.steps, bench.warmup
+    malloc, in_process = bench.malloc, bench.in_process
     dev = check_cases(models, dtypes, device)
     if batch < 1 or repeats < 1 or steps < 1:
         raise UserError(f"batch, repeats and steps must be 1 or more: {batch}, {repeats}, {steps}")
@@ -183,15 +190,15 @@ def bench_model(
     kept = keep_freed_memory() if malloc == "keep" else False
     channels_last, compile = (
         tuple(models) if chosen is True else tuple(chosen or ())
-        for chosen in (channels_last, compile)
+        for chosen in (bench.channels_last, bench.compile)
     )
     options = {
         "channels_last": channels_last,
         "compile": compile,
-        "fuse": fuse,
-        "lrn_backend": lrn_backend,
-        "tower_conv": tower_conv,
-        "conv1_grad": conv1_grad,
+        "fuse": bench.fuse,
+        "lrn_backend": bench.lrn_backend,
+        "tower_conv": bench.tower_conv,
+        "conv1_grad": bench.conv1_grad,
     }
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
     # forward, per image; made first, so that a bad option fails before the measurements

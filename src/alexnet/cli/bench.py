@@ -47,13 +47,13 @@ def _bench_dtypes(value: str, device: str, anyway: str = "--dtypes fp32,bf16") -
 
 
 def _bench_model(args: argparse.Namespace) -> None:
-    from alexnet.bench.model import bench_model
+    from alexnet.bench.model import ModelBench, bench_model
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    result = bench_model(
+    bench = ModelBench(
         batch=args.batch,
         repeats=args.repeats,
         steps=args.steps,
@@ -68,6 +68,7 @@ def _bench_model(args: argparse.Namespace) -> None:
         malloc=args.malloc,
         in_process=args.in_process,
     )
+    result = bench_model(bench)
     if args.onnxruntime:
         from alexnet.bench.runtimes import bench_onnxruntime, table
 
