@@ -19,8 +19,8 @@ from unittest import mock
 import numpy as np
 from PIL import Image
 
+from alexnet.data.listing import Listing, array_split
 from alexnet.data.prepare import NoProgress, Settings, prepare_listing
-from alexnet.data.sources import Listing, array_split
 from alexnet.data.store import Store
 
 #: The repository's root, and the tiny recipe the tests and CI train with.

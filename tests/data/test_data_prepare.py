@@ -12,8 +12,8 @@ import pytest
 
 import alexnet.data.prepare as prepare_module
 from alexnet.data.images import decode
+from alexnet.data.listing import SourceError
 from alexnet.data.prepare import NoProgress, PrepareError, Settings, prepare
-from alexnet.data.sources import SourceError
 from alexnet.data.store import Store, StoreError
 
 from fixtures import (

@@ -48,8 +48,8 @@ def make_photos(folder: Path, count: int = 96, seed: int = 0) -> list[Path]:
 
 def _synthetic_store(folder: Path, count: int) -> Path:
     """A 256x256 store of random pixels: view speed does not depend on content."""
+    from alexnet.data.listing import Listing, array_split
     from alexnet.data.prepare import NoProgress, Settings, prepare_listing
-    from alexnet.data.sources import Listing, array_split
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(count, 256, 256, 3), dtype=np.uint8)

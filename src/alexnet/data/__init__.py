@@ -1,7 +1,10 @@
 """Datasets as the paper prepares them (sections 2 and 4.1): stores, statistics, augmentations.
 
-`alexnet.data.prepare.prepare` makes a store; `Store` reads one; `StoreDataset` gives the
-paper's training and test views of it.
+`alexnet.data.prepare.prepare` makes a store from a dataset's listing (`sources` lists each
+dataset as its users have it, `listing` holds what a listing is and reads its images);
+`Store` reads a store; `StoreDataset` gives the paper's training and test views of it;
+`preprocess.Preprocessing` makes a photo into a trained network's input as its store's
+images were made.
 """
 
 from alexnet.data.dataset import StoreDataset

@@ -25,7 +25,8 @@ from alexnet.core.errors import UserError
 from alexnet.core.files import atomic_write, atomic_write_json
 from alexnet.core.version import __version__
 from alexnet.data import images as image_codec
-from alexnet.data.sources import Listing, Reader, list_source
+from alexnet.data.listing import Listing, Reader
+from alexnet.data.sources import list_source
 from alexnet.data.stats import PixelStats, PixelSums
 from alexnet.data.store import (
     FORMAT,

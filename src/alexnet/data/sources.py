@@ -12,117 +12,26 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import re
 import tarfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from alexnet.core.errors import UserError
+from alexnet.data.listing import (
+    Listing,
+    SourceError,
+    Split,
+    array_split,
+    files_under,
+    is_hidden,
+    tar_members,
+)
 
 SOURCES = ("imagenet", "folder", "tiny-imagenet", "fashion-mnist", "cifar10")
-
-
-class SourceError(UserError):
-    """The source is not what it should be; the message says what was expected."""
-
-
-@dataclass
-class Split:
-    locators: list[tuple] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)  # shown in reports: path inside the source
-
-    def add(self, locator: tuple, label: int, name: str) -> None:
-        self.locators.append(locator)
-        self.labels.append(label)
-        self.names.append(name)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class Listing:
-    source: str
-    class_ids: list[str]
-    class_names: list[str]
-    splits: dict[str, Split]
-    channels: int = 3
-    native_size: int | None = None  # small-image datasets are stored at this size
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (N, H, W, C) uint8
-    provenance: dict = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------
-# Reading a locator
-
-
-class Reader:
-    """Opens locators, keeping archives open across calls (one Reader per process)."""
-
-    def __init__(self) -> None:
-        self._files: dict[str, io.BufferedReader] = {}
-        self._zips: dict[str, zipfile.ZipFile] = {}
-
-    def read(self, locator: tuple) -> bytes:
-        kind = locator[0]
-        if kind == "file":
-            return Path(locator[1]).read_bytes()
-        if kind == "tar":
-            _, path, offset, size = locator
-            if path not in self._files:
-                self._files[path] = open(path, "rb")  # noqa: SIM115 - kept open on purpose
-            handle = self._files[path]
-            handle.seek(offset)
-            return handle.read(size)
-        if kind == "zip":
-            _, path, member = locator
-            if path not in self._zips:
-                self._zips[path] = zipfile.ZipFile(path)
-            return self._zips[path].read(member)
-        raise UserError(f"unknown locator {locator!r}")
-
-    def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        for archive in self._zips.values():
-            archive.close()
-        self._files.clear()
-        self._zips.clear()
-
-
-def _is_hidden(name: str) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in Path(name).parts)
-
-
-def _files_under(directory: Path) -> list[Path]:
-    """Every regular, non-hidden file below `directory`, sorted, so listings are reproducible."""
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
-        found.extend(Path(root) / f for f in sorted(files) if not _is_hidden(f))
-    return found
-
-
-def _tar_members(path: Path, handle=None) -> list[tarfile.TarInfo]:
-    """The regular members of a plain (uncompressed) tar; offsets are absolute in the file."""
-    try:
-        if handle is None:
-            with tarfile.open(path, mode="r:") as archive:
-                return [m for m in archive if m.isfile()]
-        with tarfile.open(fileobj=handle, mode="r:") as archive:
-            return [m for m in archive if m.isfile()]
-    except tarfile.ReadError as error:
-        raise SourceError(
-            f"{path} is not an uncompressed tar archive ({error}); ILSVRC-2012 ships its "
-            "images as plain .tar files"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -140,7 +49,7 @@ def list_folder(root: Path) -> Listing:
     classes = sorted(
         d.name
         for d in train_root.iterdir()
-        if d.is_dir() and not _is_hidden(d.name) and d.name not in ("train", "val", "test")
+        if d.is_dir() and not is_hidden(d.name) and d.name not in ("train", "val", "test")
     )
     if not classes:
         raise SourceError(
@@ -167,7 +76,7 @@ def _folder_split(directory: Path, classes: list[str], root: Path) -> Split:
     for label, name in enumerate(classes):
         if not (directory / name).is_dir():
             continue
-        for path in _files_under(directory / name):
+        for path in files_under(directory / name):
             split.add(("file", str(path)), label, str(path.relative_to(root)))
     return split
 
@@ -200,7 +109,7 @@ class _DirTree:
         base = self.root / prefix
         if not base.is_dir():
             return []
-        return [(("file", str(p)), str(p.relative_to(self.root))) for p in _files_under(base)]
+        return [(("file", str(p)), str(p.relative_to(self.root))) for p in files_under(base)]
 
 
 class _ZipTree:
@@ -213,7 +122,7 @@ class _ZipTree:
         names = [n for n in self.archive.namelist() if not n.endswith("/")]
         top = {n.split("/", 1)[0] for n in names}
         self.prefix = f"{top.pop()}/" if len(top) == 1 else ""
-        self.names = sorted(n[len(self.prefix) :] for n in names if not _is_hidden(n))
+        self.names = sorted(n[len(self.prefix) :] for n in names if not is_hidden(n))
 
     def text(self, name: str) -> str:
         try:
@@ -342,12 +251,12 @@ def _imagenet_train(root: Path, index: dict[str, int]) -> Split:
     if (root / TRAIN_TAR).is_file():
         path = root / TRAIN_TAR
         with open(path, "rb") as handle:
-            for outer in sorted(_tar_members(path), key=lambda m: m.name):
+            for outer in sorted(tar_members(path), key=lambda m: m.name):
                 wnid = Path(outer.name).stem
                 if not outer.name.endswith(".tar") or wnid not in index:
                     raise SourceError(f"{path}: unexpected member {outer.name}")
                 handle.seek(outer.offset_data)
-                for inner in sorted(_tar_members(path, handle), key=lambda m: m.name):
+                for inner in sorted(tar_members(path, handle), key=lambda m: m.name):
                     # offsets are absolute: tarfile starts counting at the handle's position
                     split.add(
                         ("tar", str(path), inner.offset_data, inner.size),
@@ -357,10 +266,10 @@ def _imagenet_train(root: Path, index: dict[str, int]) -> Split:
                 seen.add(wnid)
     else:
         for folder in sorted((root / "train").iterdir()):
-            if folder.is_dir() and not _is_hidden(folder.name):
+            if folder.is_dir() and not is_hidden(folder.name):
                 if folder.name not in index:
                     raise SourceError(f"{folder} is not one of the devkit's 1000 synsets")
-                for path in _files_under(folder):
+                for path in files_under(folder):
                     split.add(("file", str(path)), index[folder.name], f"{folder.name}/{path.name}")
                 seen.add(folder.name)
     missing = sorted(set(index) - seen)
@@ -378,10 +287,10 @@ _VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d+)")
 def _imagenet_val(root: Path, index, id_to_wnid, truth) -> Split:
     if (root / VAL_TAR).is_file():
         path = root / VAL_TAR
-        entries = [(("tar", str(path), m.offset_data, m.size), m.name) for m in _tar_members(path)]
+        entries = [(("tar", str(path), m.offset_data, m.size), m.name) for m in tar_members(path)]
     else:
         entries = [
-            (("file", str(p)), str(p.relative_to(root / "val"))) for p in _files_under(root / "val")
+            (("file", str(p)), str(p.relative_to(root / "val"))) for p in files_under(root / "val")
         ]
     if len(entries) != len(truth):
         raise SourceError(
@@ -499,14 +408,6 @@ def list_fashion_mnist(src: Path | None, download_to: Path | None = None) -> Lis
         arrays=arrays,
         provenance={"src": str(folder)},
     )
-
-
-def array_split(labels: np.ndarray, prefix: str) -> Split:
-    split = Split()
-    split.labels = [int(x) for x in labels]
-    split.locators = [("array", i) for i in range(len(labels))]
-    split.names = [f"{prefix}[{i}]" for i in range(len(labels))]
-    return split
 
 
 # ---------------------------------------------------------------------------------------
