@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from alexnet.data.dataset import StoreDataset
 from alexnet.data.store import Store
 from alexnet.evaluate.metrics import softmax_batches, summarize, topk_correct
 from alexnet.evaluate.predict import predict
@@ -139,6 +140,28 @@ def test_eval_writes_json_and_a_picture_and_an_ensemble_averages(store, run, tmp
                  "--out", tmp_path / "f")  # fmt: skip
     # an ensemble of one network twice is that network
     assert json.loads(single.stdout)["top1_error"] == printed["top1_error"]
+    # two different networks: their ten crops' softmaxes averaged, by hand
+    other = tmp_path / "other"
+    train(load_config(DEBUG, [f"data.store={store}", "run.epochs=1", "run.seed=1"]), other)
+    pair = cli("eval", "--checkpoint", last, other, "--data", store, "--views", "ten-crop",
+               "--out", tmp_path / "g", "--json")  # fmt: skip
+    assert pair.returncode == 0, pair.stderr
+    got = json.loads(pair.stdout)
+    averaged = 0
+    for path in (last, other / "checkpoints" / "last.pt"):
+        loaded = ckpt.load(path)
+        views = StoreDataset(store, "val", "ten-crop")
+        views.normalized_as(*loaded["record"].preprocessing.normalization(256))
+        x, labels = views.__getitems__(list(range(24)))  # (24, 10, 1, 224, 224)
+        with torch.no_grad():
+            logits = ckpt.load_model(loaded)(x.flatten(0, 1)).unflatten(0, (24, 10))
+        averaged = averaged + torch.softmax(logits, dim=2).mean(dim=1) / 2
+    guesses = averaged.argmax(dim=1)
+    assert got["top1_error"] == pytest.approx(float((guesses != labels).float().mean()))
+    confusion = np.zeros((10, 10), np.int64)
+    np.add.at(confusion, (labels.numpy(), guesses.numpy()), 1)
+    written = json.loads((tmp_path / "g" / "eval.json").read_text())
+    assert np.array_equal(np.asarray(written["confusion"]), confusion)
 
 
 def test_eval_precision_auto_records_what_it_chose(store, run, tmp_path, monkeypatch):

@@ -53,6 +53,13 @@ def test_spatial_means_half_precision_and_files_with_a_broken_one(debug_run, tmp
     assert [f.rsplit("/", 1)[-1] for f in files] == ["0.jpg", "1.jpg", "2.jpg", "bad.jpg"]
     assert np.isnan(conv5[3]).all() and np.isfinite(conv5[:3]).all()
     assert [f["file"].rsplit("/", 1)[-1] for f in result["failed"]] == ["bad.jpg"]
+    # each row is the mean of the whole map over its 13 x 13 positions
+    features(str(debug_run), tmp_path / "whole", ["conv5"], paths=[str(tmp_path / "in")],
+             progress=False)  # fmt: skip
+    whole = np.load(tmp_path / "whole" / "conv5.npy")
+    assert whole.shape == (4, 16, 13, 13)
+    means = whole[:3].astype(np.float64).mean(axis=(2, 3))
+    np.testing.assert_allclose(conv5[:3].astype(np.float64), means, rtol=2e-3, atol=1e-3)
 
 
 def test_an_interrupted_write_leaves_no_file_that_looks_complete(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from alexnet.data.store import Store
 from alexnet.evaluate.codes import binary_codes, train_autoencoder
 from alexnet.evaluate.figures import color_specificity, filter_grid, kernel_position
 from alexnet.evaluate.search import hamming_nearest, nearest, pack_bits, precision_at_k
@@ -150,6 +151,17 @@ def test_figures_and_neighbors_write_pictures_and_numbers(store, run, tmp_path, 
                for row in result["table"])  # fmt: skip
     assert len(result["shown"]) == 3 and result["shown"][0]["query"] == "query.png"
     assert (tmp_path / "n" / "neighbors.png").stat().st_size > 10_000
+    # the pixels row by brute force: the 20 queries drawn with seed 0, each one's 4 nearest
+    # training images in Euclidean distance, the share of them of the query's class
+    train_split, val = Store(store).split("train"), Store(store).split("val")
+    picked = np.sort(np.random.default_rng(0).choice(len(val), size=20, replace=False))
+    base = np.asarray(train_split.images[:], np.float64).reshape(len(train_split), -1)
+    right = 0
+    for i in picked:
+        query = np.asarray(val.images[i], np.float64).reshape(-1)
+        found = np.argsort(((base - query) ** 2).sum(axis=1), kind="stable")[:4]
+        right += int((train_split.labels[found] == val.labels[i]).sum())
+    assert result["table"][0]["precision_at_4"] == round(right / (20 * 4), 4)
     index = list((tmp_path / "n").glob("fc7-train-*.pt"))
     assert len(index) == 1
     # the index is reused: a second run leaves it as it was, also when it asks for the

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.export.onnx import check_onnx, check_parity, export_onnx, onnx_program
+from alexnet.export.onnx import check_onnx, export_onnx, onnx_program
 from alexnet.export.program import export_program, load_program
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.registry import VARIANTS
@@ -31,14 +31,25 @@ def synthetic_checkpoint(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ["alexnet2012", "alexnet2012_1gpu", "caffenet", "alexnet_owt"])
 def test_onnx_runtime_gives_the_packages_logits(name, tmp_path):
-    checkpoint = synthetic_checkpoint(name)
+    # inputs on the scale the paper's network sees, 0-255 pixels minus the mean, where the
+    # LRN acts: one LRN across both towers instead of one per tower moves alexnet2012's
+    # logits by 3.4% of their size here, the exported file's by 1e-6
+    checkpoint = untrained_checkpoint(name, scale=None)
     path = export_onnx(checkpoint, tmp_path / f"{name}.onnx")
     check_onnx(path)  # onnx.checker, full check
-    report = check_parity(checkpoint, path, batches=(1, 8), images=64)
-    for batch in ("1", "8"):
-        assert report["max_abs_logit"][batch] > 0.5  # logits that a difference would show in
-        assert report["max_abs_logit_difference"][batch] < 1e-4, (name, report)
-    assert report["top5_identical"] == 64
+    runtime = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    side = checkpoint["record"].preprocessing.crop_size
+    model = ckpt.load_model(checkpoint)
+    for batch in (1, 8):
+        pixels = np.random.default_rng(batch).integers(0, 256, (batch, 3, side, side))
+        x = (pixels - 110.0).astype(np.float32)  # the record's mean image is 110 everywhere
+        with torch.no_grad():
+            ours = model(torch.from_numpy(x)).numpy()
+        theirs = runtime.run(["logits"], {"image": x})[0]
+        assert np.abs(ours).max() > 10  # logits that a difference would show in
+        assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(ours).max(), name
+        top = np.argsort(-ours, axis=1)[:, :5]
+        assert (top == np.argsort(-theirs, axis=1)[:, :5]).all()
     model = onnx.load(str(path), load_external_data=False)
     ops = {node.op_type for node in model.graph.node}
     # the towers' LRN as ONNX's LRN per tower; no kernel of this package left in the graph

@@ -129,6 +129,11 @@ def test_prepare_quarantines_and_predict_reports_every_bad_file(tmp_path, debug_
     rows = json.loads(done.stdout)
     assert len(rows) == total and done.returncode == 1  # some files gave no prediction
     bad = [r for r in rows if r["error"]]
-    assert len(bad) * 2 == len(report.quarantined)  # the same files, in both splits
+    # the same files by name: those predict could not read, quarantined in both splits
+    said = {Path(r["image"]).name for r in bad}
+    names = [f"hand-{i:02d}.jpg" for i in range(len(hand_made()))]  # as fuzzed_folder writes
+    assert {names[i] for i, (_, usable) in enumerate(hand_made().values()) if not usable} <= said
+    for split in ("train", "val"):
+        assert {Path(q["file"]).name for q in report.quarantined if q["split"] == split} == said
     record("fuzz-prepare-predict", {"files": total, "quarantined_per_split": len(bad),
                                     "predict_error_rows": len(bad), "predict_exit": 1})  # fmt: skip

@@ -28,12 +28,17 @@ def first_step_gradient(store: str, precision: str, out: str, *sets: str) -> Non
     procs, device = start_processes("cpu")
     trainer = Trainer(config, Path(out).parent / "run", procs, device, False, "")
     batch = epoch_batches(
-        trainer.train_indices, config.optim.batch_size, config.run.seed, 0, procs.rank, procs.world
+        trainer.data.train_indices,
+        config.optim.batch_size,
+        config.run.seed,
+        0,
+        procs.rank,
+        procs.world,
     )[0]
-    images, labels = next(iter(make_loader(trainer.train_set, batches=[batch])))
-    trainer.forward_backward(images, labels)
+    images, labels = next(iter(make_loader(trainer.data.train_set, batches=[batch])))
+    trainer.step.forward_backward(images, labels)
     if procs.main:
-        torch.save({n: p.grad for n, p in trainer.plain.named_parameters()}, out)
+        torch.save({n: p.grad for n, p in trainer.nets.plain.named_parameters()}, out)
         trainer.sink.close()
 
 

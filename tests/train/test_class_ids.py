@@ -110,8 +110,8 @@ def test_per_class_trains_on_that_many_images_of_each_class(store, tmp_path):
 
     config = load_config(DEBUG, [f"data.store={store}", "data.per_class=3", "data.holdout=20"])
     trainer = Trainer(config, tmp_path / "run", Processes(), torch.device("cpu"), False, "")
-    labels = trainer.train_set.split.labels
-    counts = np.bincount(labels[trainer.train_indices], minlength=10)
+    labels = trainer.data.train_set.split.labels
+    counts = np.bincount(labels[trainer.data.train_indices], minlength=10)
     assert counts.tolist() == [3] * 10  # 3 of each of the 10 classes, by hand
-    assert not set(trainer.train_indices) & set(trainer.held_out)  # none of the held out
+    assert not set(trainer.data.train_indices) & set(trainer.data.held_out)  # none of the held out
     trainer.sink.close()

@@ -7,10 +7,14 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from alexnet.data.loader import epoch_batches
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.registry import create_model
 from alexnet.train.config import ConfigError, OptimConfig, load_config
+from alexnet.train.data import build_data
+from alexnet.train.loop import dropout_seed
 from alexnet.train.optim import make_optimizer
 from alexnet.train.trainer import train
 
@@ -50,16 +54,26 @@ def test_fine_tuning_a_new_head_keeps_the_frozen_layers_and_records_the_source(
 
 
 def test_unfrozen_layers_start_from_the_source_and_then_learn(store, debug_run, tmp_path):
-    # one step with the same batch: from the source's weights the first update is the same
-    # as the source network's own next step would make; checked by the weights moving off
-    # the source's, each by the size of one update of the rate
+    # one step (8 images, batch 8): the weights are the source's moved by exactly one update
+    # of section 5's rule from a zero velocity, w - lr * decay * w - lr * dL/dw, the gradient
+    # taken here by hand on the run's first batch with its dropout masks
     run = tmp_path / "tuned"
-    train(recipe(store, f"run.init_from={debug_run}", "data.train_images=8"), run)
-    before = ckpt.load(debug_run / "checkpoints" / "last.pt")["state_dict"]
-    after = ckpt.load(run / "checkpoints" / "last.pt")["state_dict"]
-    for key, value in after.items():
-        step = (value - before[key]).abs().max().item()
-        assert 0 < step < 0.1, key  # moved from the source's weights, not from fresh ones
+    config = recipe(store, f"run.init_from={debug_run}", "data.train_images=8")
+    train(config, run)
+    source = ckpt.load(debug_run / "checkpoints" / "last.pt")
+    before, after = source["state_dict"], ckpt.load(run / "checkpoints" / "last.pt")["state_dict"]
+    data = build_data(config)
+    (batch,) = epoch_batches(data.train_indices, 8, config.run.seed, 0)
+    data.train_set.set_epoch(0)
+    images, labels = data.train_set.__getitems__(batch)
+    model = ckpt.load_model(source).train()
+    torch.manual_seed(dropout_seed(config.run.seed, 0, 0, 0))
+    F.cross_entropy(model(images), labels).backward()
+    lr, decay = config.optim.lr, config.optim.weight_decay
+    for name, p in model.named_parameters():
+        expected = before[name] - lr * decay * before[name] - lr * p.grad
+        torch.testing.assert_close(after[name], expected, rtol=1e-5, atol=1e-7, msg=name)
+        assert not torch.equal(after[name], before[name]), name  # it learned
 
 
 def test_layers_that_do_not_fit_are_listed_and_bad_names_refused(store, debug_run, tmp_path):

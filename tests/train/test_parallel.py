@@ -13,7 +13,11 @@ from alexnet.train.trainer import train
 from fixtures import DEBUG
 
 SMALL = dict(widths=(8, 16, 16, 16, 16), fc_width=32, init="kaiming")
-DEVICES = ([["cuda:0", "cuda:1"]] if torch.cuda.device_count() >= 2 else []) + [["cpu", "cpu"]]
+DEVICES = [
+    pytest.param(["cuda:0", "cuda:1"], id="two-gpus", marks=pytest.mark.skipif(
+        torch.cuda.device_count() < 2, reason="needs two CUDA devices")),
+    pytest.param(["cpu", "cpu"], id="cpu"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("devices", DEVICES)

@@ -123,6 +123,7 @@ def test_a_run_killed_mid_epoch_resumes_to_bit_identical_weights(store, tmp_path
     assert process.returncode == -signal.SIGKILL
     at = ckpt.load(killed / "checkpoints" / "last.pt")["progress"]
     assert at["epoch"] < 3, "the run finished before it was killed; the test proves nothing"
+    assert at["step"] > 0, "the kill landed at an epoch's end, not in the middle of one"
 
     resumed = cli("train", "--resume", killed)
     assert resumed.returncode == 0, resumed.stderr
@@ -136,6 +137,11 @@ def test_a_run_killed_mid_epoch_resumes_to_bit_identical_weights(store, tmp_path
     for key in a["optimizer"]["state"]:
         assert torch.equal(a["optimizer"]["state"][key]["velocity"],
                            b["optimizer"]["state"][key]["velocity"])  # fmt: skip
+    # and every generator ends where the uninterrupted run's does
+    ra, rb = a["rng"], b["rng"]
+    assert torch.equal(ra["torch"], rb["torch"])
+    assert torch.equal(ra["numpy"]["key"], rb["numpy"]["key"])
+    assert ra["numpy"]["pos"] == rb["numpy"]["pos"] and ra["python"] == rb["python"]
     lines = lambda run: [  # noqa: E731
         {k: v for k, v in json.loads(x).items() if k in ("epoch", "train_loss", "val_loss")}
         for x in (run / "metrics.jsonl").read_text().splitlines()

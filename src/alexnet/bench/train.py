@@ -32,17 +32,17 @@ def bench_train(config: TrainConfig, steps: int = 20, rounds: int = 3, warmup: i
     device = resolve_device(config.run.device)
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(config, Path(folder), Processes(), device, False, "bench")
-        trainer.model.train()
+        trainer.nets.model.train()
         batch = config.optim.batch_size
-        batches = epoch_batches(trainer.train_indices, batch, config.run.seed, 0)
+        batches = epoch_batches(trainer.data.train_indices, batch, config.run.seed, 0)
         needed = rounds * (warmup + steps)
         if len(batches) < needed:
             raise UserError(
                 f"the store's {len(batches)} batches are fewer than the {needed} this "
                 "benchmark reads; lower --steps or --rounds"
             )
-        trainer.train_set.set_epoch(0)
-        fixed = trainer.train_set.__getitems__(batches[0])
+        trainer.data.train_set.set_epoch(0)
+        fixed = trainer.data.train_set.__getitems__(batches[0])
         if device.type == "cuda":
             # pinned, as the loader's batches are: an unpinned one is copied synchronously
             fixed = _pinned(fixed)
@@ -50,7 +50,7 @@ def bench_train(config: TrainConfig, steps: int = 20, rounds: int = 3, warmup: i
         for r in range(rounds):
             part = batches[r * (warmup + steps) : (r + 1) * (warmup + steps)]
             loader = make_loader(
-                trainer.train_set, batches=part, num_workers=config.data.workers, device=device
+                trainer.data.train_set, batches=part, num_workers=config.data.workers, device=device
             )
             real.append(_rate(trainer, iter(loader), warmup, steps, batch))
             synthetic.append(_rate(trainer, _repeat(fixed), warmup, steps, batch))
@@ -95,12 +95,12 @@ def _rate(trainer: Trainer, batches, warmup: int, steps: int, batch: int) -> flo
     """Images per second over `steps` training steps after `warmup` untimed ones; the time
     includes waiting for each batch."""
     for _ in range(warmup):
-        trainer.forward_backward(*next(batches))
-        trainer.update()
+        trainer.step.forward_backward(*next(batches))
+        trainer.step.update()
     start = time.perf_counter()
     for _ in range(steps):
-        trainer.forward_backward(*next(batches))
-        trainer.update()
+        trainer.step.forward_backward(*next(batches))
+        trainer.step.update()
     return steps * batch / (time.perf_counter() - start)
 
 

@@ -82,7 +82,7 @@ def center_square(image: Image.Image, size: int) -> Image.Image:
 
 
 def decode(
-    data: bytes,
+    data: bytes | Image.Image,
     size: int | None = 256,
     *,
     channels: int = 3,
@@ -92,7 +92,7 @@ def decode(
     exif: bool = False,
     formats: tuple[str, ...] | None = PHOTO_FORMATS,
 ) -> np.ndarray:
-    """Encoded image bytes -> uint8 array (size, size, channels).
+    """Encoded image bytes, or an opened Pillow image -> uint8 array (size, size, channels).
 
     `exif`: turn the image upright as its EXIF orientation tag says (phones store photos
     rotated and tag them). `predict` does; `prepare` does not, so a training store holds
@@ -104,32 +104,20 @@ def decode(
     while the result keeps at least twice the target side, so the antialiased filter still
     does the final reduction (Pillow's `thumbnail` does the same). `formats`: the only
     formats tried (Pillow's names); None tries every one Pillow reads. An animated image
-    gives its first frame. Raises BadImage, whatever the bytes.
+    gives its first frame. A Pillow image that `Image.open` gave and nobody has loaded yet
+    becomes exactly what its file's bytes do (draft decoding included); a loaded one is
+    resized from its full pixels. Raises BadImage, whatever the bytes.
     """
-    if not data:
-        raise BadImage("empty file (0 bytes)")
-    with _refusing(formats):
-        image = Image.open(io.BytesIO(data), formats=formats)
-    return decode_image(image, size, channels=channels, filter=filter, max_pixels=max_pixels,
-                        draft=draft, exif=exif)  # fmt: skip
-
-
-def decode_image(
-    image: Image.Image,
-    size: int | None = 256,
-    *,
-    channels: int = 3,
-    filter: str = DEFAULT_FILTER,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    draft: bool = True,
-    exif: bool = False,
-) -> np.ndarray:
-    """`decode` from an opened Pillow image. One that `Image.open` gave and nobody has
-    loaded yet becomes exactly what `decode` makes of its file's bytes (draft decoding
-    included); a loaded one is resized from its full pixels."""
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 or 3, got {channels}")
-    with _refusing(None):
+    if isinstance(data, Image.Image):
+        image = data
+    else:
+        if not data:
+            raise BadImage("empty file (0 bytes)")
+        with _refusing(formats):
+            image = Image.open(io.BytesIO(data), formats=formats)
+    with _refusing(formats):
         width, height = image.size
         if width * height > max_pixels:
             raise BadImage(

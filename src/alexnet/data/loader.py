@@ -50,16 +50,19 @@ def training_images(labels: np.ndarray, pool: np.ndarray, data, seed: int):
     return train, held_out
 
 
-def among(dataset, classes, count: int | None, seed: int) -> np.ndarray:
-    """`subset` of the images of the first `classes` classes (an int; None: all), or of the
-    classes a label map keeps (an array: `class_map`'s, -1 for the classes left out)."""
-    labels = dataset.split.labels
+def class_pool(labels: np.ndarray, classes) -> np.ndarray:
+    """The positions of the images of the first `classes` classes (an int; None: all), or of
+    the classes a label map keeps (an array: `class_map`'s, -1 for the classes left out)."""
     if classes is None:
-        pool = np.arange(len(labels))
-    elif isinstance(classes, np.ndarray):
-        pool = np.flatnonzero(classes[labels] >= 0)
-    else:
-        pool = np.flatnonzero(labels < classes)
+        return np.arange(len(labels))
+    if isinstance(classes, np.ndarray):
+        return np.flatnonzero(classes[labels] >= 0)
+    return np.flatnonzero(labels < classes)
+
+
+def among(dataset, classes, count: int | None, seed: int) -> np.ndarray:
+    """`subset` of the images of `classes` (see `class_pool`) of a dataset's split."""
+    pool = class_pool(dataset.split.labels, classes)
     return pool[subset(len(pool), count, seed)]
 
 

@@ -31,7 +31,7 @@ from PIL import Image
 
 from alexnet.core.errors import UserError
 from alexnet.data.augment import center_crop, render, ten_crops, upscale
-from alexnet.data.images import DEFAULT_FILTER, FILTERS, PHOTO_FORMATS, decode, decode_image
+from alexnet.data.images import DEFAULT_FILTER, FILTERS, PHOTO_FORMATS, decode
 
 VIEWS = ("center", "ten-crop")
 
@@ -110,12 +110,12 @@ class Preprocessing:
                 raise UserError(f"an array must be uint8 of shape {shape}, got "
                                  f"{image.dtype} {image.shape}")  # fmt: skip
             return image
-        if isinstance(image, Image.Image):
-            return decode_image(image, self.image_size, **options)
         if isinstance(image, (str, Path)):
             image = Path(image).read_bytes()
         if isinstance(image, (bytes, bytearray, memoryview)):
-            return decode(bytes(image), self.image_size, formats=formats, **options)
+            image = bytes(image)
+        if isinstance(image, (bytes, Image.Image)):
+            return decode(image, self.image_size, formats=formats, **options)
         raise TypeError(
             f"a photo is bytes, a path, a PIL image or a uint8 array, not {type(image).__name__}"
         )

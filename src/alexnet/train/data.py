@@ -16,7 +16,14 @@ import torch
 from alexnet.core.checks import ConfigError
 from alexnet.data.dataset import StoreDataset
 from alexnet.data.images import DEFAULT_FILTER
-from alexnet.data.loader import among, class_map, read_class_ids, subset, training_images
+from alexnet.data.loader import (
+    among,
+    class_map,
+    class_pool,
+    read_class_ids,
+    subset,
+    training_images,
+)
 from alexnet.data.preprocess import Preprocessing
 from alexnet.data.store import Store
 from alexnet.models.record import Classes
@@ -49,13 +56,7 @@ def choose_images(store: Store, data, seed: int) -> Choice:
             )
         num_classes = data.classes
     labels = store.split(data.train_split).labels
-    if label_map is None:
-        pool = np.arange(len(labels))
-    elif isinstance(label_map, np.ndarray):
-        pool = np.flatnonzero(label_map[labels] >= 0)
-    else:
-        pool = np.flatnonzero(labels < label_map)
-    train, held_out = training_images(labels, pool, data, seed)
+    train, held_out = training_images(labels, class_pool(labels, label_map), data, seed)
     return Choice(num_classes, class_ids, label_map, train, held_out)
 
 

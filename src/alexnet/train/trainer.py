@@ -196,34 +196,6 @@ class Trainer:
             run_dir, procs.main, self.progress.global_step, config.run.log_every_steps
         )
 
-    # -- what the pieces share ------------------------------------------------------------
-
-    @property
-    def train_set(self):
-        return self.data.train_set
-
-    @property
-    def train_indices(self):
-        return self.data.train_indices
-
-    @property
-    def held_out(self):
-        return self.data.held_out
-
-    @property
-    def plain(self):
-        return self.nets.plain
-
-    @property
-    def model(self):
-        return self.nets.model
-
-    def forward_backward(self, images, labels) -> tuple[float, int]:
-        return self.step.forward_backward(images, labels)
-
-    def update(self) -> None:
-        self.step.update()
-
     def _choose_preprocessing(self, checkpoint: dict | None):
         """The mean and scale the network's inputs are made with, and what to log about it:
         a fine-tuned network keeps its source's (torchvision's weights expect torchvision's
