@@ -334,3 +334,50 @@ def test_fine_tuning_torchvisions_weights_keeps_torchvisions_input_scale(tmp_pat
     log = (tmp_path / "tuned" / "train.log").read_text()
     assert "inputs made with the source's mean color" in log
     assert "data.preprocessing: store" in (tmp_path / "own" / "train.log").read_text()
+
+
+def test_every_command_that_takes_a_photo_feeds_the_network_what_transform_gives(
+    tmp_path, monkeypatch
+):
+    # features, explain and neighbors' queries, and a runtime reading an exported file's
+    # metadata, on real photos (rotated, CMYK, grayscale): the network's input, bit for bit
+    import alexnet.evaluate.explain as explain
+    import alexnet.evaluate.features as features
+    import alexnet.evaluate.neighbors as neighbors
+
+    checkpoint = rgb_checkpoint()
+    ckpt.save(tmp_path / "net.pt", checkpoint)
+    model, record = alexnet.load(tmp_path / "net.pt")
+    photos = {k: v for k, v in real_photos().items() if k in ("rotated.jpg", "cmyk.jpg",
+                                                              "grayscale.jpg")}  # fmt: skip
+    files = [str(write(tmp_path / "in" / name, data)) for name, data in sorted(photos.items())]
+    expected = torch.stack([record.transform(Image.open(f)) for f in files])
+    seen = {"features": [], "explain": [], "neighbors": []}
+
+    def extract(model, batches, count, layers, out, *args):
+        seen["features"] += list(batches)
+        return []
+
+    def grad_cam(net, x, target, classes):
+        seen["explain"].append(x.detach().clone())
+        return torch.zeros(1, classes.shape[1], *x.shape[2:])
+
+    def fc7_features(model, views, device, precision="fp32"):
+        seen["neighbors"].append(views)
+        return torch.zeros(len(views), 8)
+
+    monkeypatch.setattr(features, "extract", extract)
+    monkeypatch.setattr(explain, "grad_cam", grad_cam)
+    monkeypatch.setattr(neighbors, "fc7_features", fc7_features)
+    monkeypatch.setattr(features, "write_index", lambda *args: None)
+    features.features(str(tmp_path / "net.pt"), tmp_path / "f", ["fc7"], paths=files,
+                      batch=8, progress=False)  # fmt: skip
+    explain.explain_files(files, str(tmp_path / "net.pt"), tmp_path, top=1)
+    base, pixels = torch.zeros(3, 8), torch.zeros(3, 256 * 256 * 3, dtype=torch.uint8)
+    neighbors._query_files(files, record, model, torch.device("cpu"), "fp32", base, pixels, 2)
+    assert torch.equal(torch.cat(seen["features"]), expected)
+    assert torch.equal(torch.cat(seen["explain"]), expected)
+    assert torch.equal(torch.cat(seen["neighbors"]), expected)
+    # what a runtime reads from an exported file's metadata prepares them alike
+    exported = metadata.read(metadata.as_strings(record), "net.onnx")
+    assert torch.equal(torch.stack([exported.transform(f) for f in files]), expected)
