@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -10,6 +11,9 @@ from pathlib import Path
 
 from alexnet.cli.common import AUTO_PRECISION_HELP, command_line, run_folder
 from alexnet.core.errors import UserError
+
+#: `--runtime`: PyTorch, or alexnet.export.runtimes.RUNTIMES (not imported for --help's sake)
+RUNTIME_CHOICES = ("torch", "onnxruntime", "openvino")
 
 
 def _figures_filters(args: argparse.Namespace) -> None:
@@ -140,10 +144,27 @@ def _predict(args: argparse.Namespace) -> None:
     files = list_photos(args.image)
     if not files:
         raise UserError("no images found in " + ", ".join(args.image))
-    rows = predict_files(files, args.checkpoint, views=args.views, top=args.top,
-                         batch_size=args.batch, workers=args.workers, device=args.device,
-                         precision=args.precision, progress=out is not None)  # fmt: skip
-    failed = _write_predictions(rows, out, args.top) if out else _print_predictions(rows, args)
+    options = {"views": args.views, "top": args.top, "batch_size": args.batch,
+               "workers": args.workers, "device": args.device,
+               "progress": out is not None}  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if args.runtime == "torch":
+            rows = predict_files(files, args.checkpoint, precision=args.precision, **options)
+        else:
+            import logging
+
+            import torch
+
+            from alexnet.core.runtime import resolve_precision
+            from alexnet.export.runtimes import exported
+            from alexnet.models import checkpoint as ckpt
+
+            loaded = ckpt.load(args.checkpoint)
+            cpu, log = torch.device("cpu"), logging.getLogger("alexnet")
+            precision = resolve_precision(args.precision, cpu, log)
+            network = stack.enter_context(exported(loaded, args.runtime, precision))
+            rows = predict_files(files, loaded, network=network, **options)
+        failed = _write_predictions(rows, out, args.top) if out else _print_predictions(rows, args)
     if failed:
         print(f"alexnet predict: {failed} of {len(files)} files gave no prediction "
               "(their rows say why)", file=sys.stderr)  # fmt: skip
@@ -318,6 +339,10 @@ def add_commands(commands) -> None:
     pred.add_argument("--device", default="auto")
     pred.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
                       help=AUTO_PRECISION_HELP)  # fmt: skip
+    pred.add_argument("--runtime", choices=RUNTIME_CHOICES, default="torch",
+                      help="what runs the network: PyTorch, or the network exported to ONNX "
+                      "and run by ONNX Runtime (fp32) or OpenVINO (fp32, bf16), on the CPU; "
+                      "docs/benchmarks.md says which is fastest where")  # fmt: skip
     pred.add_argument("--json", action="store_true", help="print the rows as JSON")
     pred.set_defaults(run=_predict)
 

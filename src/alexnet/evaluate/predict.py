@@ -85,10 +85,13 @@ def predict_files(
     device: str = "auto",
     precision: str = "fp32",
     progress: bool = False,
+    network=None,
 ):
     """One result per file, in order, streamed: a batch at a time is in memory, whatever
     the number of files. Each result holds the file, its `top` classes with their
-    probabilities, and `error` (None, or why the file gave no prediction)."""
+    probabilities, and `error` (None, or why the file gave no prediction). `network`: what
+    runs the prepared views instead of the checkpoint's own network, on the CPU (a Runtime
+    of alexnet.export.runtimes: ONNX Runtime or OpenVINO, which keeps its own precision)."""
     if views not in ("center", "ten-crop"):
         raise UserError(f"views must be center or ten-crop, got {views!r}")
     if batch_size < 1 or workers < 0:
@@ -96,9 +99,11 @@ def predict_files(
     keep_freed_memory()  # no page faults for each batch's activations (as training does)
     loaded = checkpoint if isinstance(checkpoint, dict) else ckpt.load(checkpoint)
     record: ModelRecord = loaded["record"]
-    model = ckpt.load_model(loaded)
-    dev = resolve_device(device)
-    model.to(dev)
+    if network is None:
+        dev, model = resolve_device(device), ckpt.load_model(loaded)
+        model.to(dev)
+    else:
+        dev, model, precision = torch.device("cpu"), network, "fp32"
     loader = torch.utils.data.DataLoader(
         Photos(files, record.preprocessing, views),
         batch_size=batch_size,
