@@ -257,22 +257,29 @@ def test_recorded_shares_of_the_limit_follow_the_counting_rule(record):
         assert entry["fraction_of_limit"] == pytest.approx(share, rel=1e-9), entry["model"]
 
 
-def test_onnxruntime_is_timed_beside_the_package_on_the_same_network(tmp_path, capsys):
+def test_runtimes_are_timed_beside_the_package_on_the_same_network(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
     small = "alexnet2012:fc_width=32"  # the paper's convolutions, small fc layers
     out = tmp_path / "bench.json"
-    args = ["bench", "model", "--batch", "2", "--repeats", "1", "--dtypes", "fp32", "--modes",
-            "infer", "--models", small, "--onnxruntime", "--in-process"]  # fmt: skip
+    args = ["bench", "model", "--batch", "2", "--repeats", "1", "--dtypes", "fp32,bf16",
+            "--modes", "infer", "--models", small, "--onnxruntime", "--openvino",
+            "--in-process"]  # fmt: skip
     assert main([*args, "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    rows = {(r["model"], r["batch"]): r for r in result["onnxruntime"]}
-    assert set(rows) == {(small, 1), (small, 2)}
-    for row in rows.values():
-        ours, theirs = row["package_images_per_s"], row["onnxruntime_images_per_s"]
+    rows = {(r["model"], r["dtype"], r["batch"]): r for r in result["runtimes"]}
+    assert set(rows) == {(small, d, b) for d in ("fp32", "bf16") for b in (1, 8, 2)}
+    for (_, dtype, _), row in rows.items():
+        ours = row["package_images_per_s"]
         assert 0 < ours["min"] <= ours["median"] <= ours["max"]
-        assert row["onnxruntime_vs_package"] == pytest.approx(theirs["median"] / ours["median"])
+        # ONNX Runtime's CPU provider runs fp32 only; OpenVINO both
+        assert ("onnxruntime_images_per_s" in row) == (dtype == "fp32")
+        for name in ("onnxruntime", "openvino") if dtype == "fp32" else ("openvino",):
+            theirs = row[f"{name}_images_per_s"]["median"]
+            assert row[f"{name}_vs_package"] == pytest.approx(theirs / ours["median"])
         assert row["threads"] == torch.get_num_threads()
-    assert "onnxruntime img/s" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "onnxruntime" in printed and "openvino" in printed
 
 
 def test_predict_over_a_folder_is_timed_against_inference_on_prepared_inputs(

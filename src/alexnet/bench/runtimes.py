@@ -1,18 +1,22 @@
-"""ONNX Runtime beside the package: inference images/s of the same network with the same
-weights, as `alexnet export --format onnx` writes it, at batch 1 (one photo at a time, as a
-server sees it) and at a large batch. Round-robin like `bench model`, in this process, with
-ONNX Runtime given as many threads as torch."""
+"""Inference engines beside the package: images/s of the same network with the same weights,
+as `alexnet export --format onnx` writes it, run by ONNX Runtime and OpenVINO
+(alexnet.export.runtimes), at batch 1 (one photo at a time, as a server sees it) and at
+larger batches, in fp32 and, where the engine runs it, bf16. Round-robin like `bench
+model`, in this process, each engine given as many threads as torch: one timing of each
+engine per round, the package's in the same rounds at the same precision (autocast bf16
+for the package's bf16)."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from alexnet.export.onnx import example_input, export_onnx, session
+from alexnet.core.runtime import autocast, input_dtype
+from alexnet.export.onnx import example_input
+from alexnet.export.runtimes import PRECISIONS, exported
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.registry import parse_spec
 from alexnet.models.weights import untrained_checkpoint
@@ -25,49 +29,58 @@ def _checkpoint(spec: str) -> dict:
     return untrained_checkpoint(name, **{"init": "paper", "scale": None, **options})
 
 
-def bench_onnxruntime(
-    models: tuple[str, ...], batches=(1, 128), repeats: int = 5, warmup: int = 2
-) -> list[dict]:
+def bench_runtimes(
+    models: tuple[str, ...], runtimes=("onnxruntime",), dtypes=("fp32",), batches=(1, 128),
+    repeats: int = 5, warmup: int = 2,
+) -> list[dict]:  # fmt: skip
+    """A row per (model, dtype, batch): the package's images/s and each runtime's that runs
+    the dtype, with its ratio to the package's."""
     threads = torch.get_num_threads()
-    cases = []
-    with tempfile.TemporaryDirectory() as folder:
+    cases = []  # (spec, dtype, batch, steps, {name: timer})
+    with contextlib.ExitStack() as stack:
         for spec in models:
             checkpoint = _checkpoint(spec)
-            path = export_onnx(checkpoint, Path(folder) / "net.onnx")
-            runtime = session(path, threads=threads)
-            name = runtime.get_inputs()[0].name
             model = ckpt.load_model(checkpoint)
-            for batch in batches:
-                x = example_input(checkpoint, batch)
-                feed = {name: x.numpy()}
-                steps = max(1, 32 // batch)  # batch 1: 32 images a timing
-                package = _timer(lambda m=model, x=x: _infer(m, x), steps)
-                onnx = _timer(lambda r=runtime, f=feed: r.run(None, f), steps)
-                cases.append((spec, batch, steps, package, onnx))
-        timings = {i: ([], []) for i in range(len(cases))}
+            for dtype in dtypes:
+                engines = {
+                    r: stack.enter_context(exported(checkpoint, r, dtype, threads))
+                    for r in runtimes
+                    if dtype in PRECISIONS[r]
+                }
+                for batch in batches:
+                    x = example_input(checkpoint, batch)
+                    steps = max(1, 32 // batch)  # batch 1: 32 images a timing
+                    ours = lambda m=model, x=x, d=dtype: _infer(m, x, d)  # noqa: E731
+                    timers = {"package": _timer(ours, steps)}
+                    for name, engine in engines.items():
+                        timers[name] = _timer(lambda e=engine, x=x: e(x), steps)
+                    cases.append((spec, dtype, batch, steps, timers))
+        timings = [{name: [] for name in timers} for *_, timers in cases]
         for _ in range(warmup):
-            for _, _, _, package, onnx in cases:
-                package(), onnx()
+            for *_, timers in cases:
+                for timed in timers.values():
+                    timed()
         for _ in range(repeats):  # one of each per round
-            for i, (_, _, _, package, onnx) in enumerate(cases):
-                timings[i][0].append(package())
-                timings[i][1].append(onnx())
+            for i, (*_, timers) in enumerate(cases):
+                for name, timed in timers.items():
+                    timings[i][name].append(timed())
     results = []
-    for i, (spec, batch, steps, _, _) in enumerate(cases):
-        rates = [[batch * steps / t for t in times] for times in timings[i]]
-        ours, theirs = (statistics.median(r) for r in rates)
-        results.append({
-            "model": spec, "batch": batch, "threads": threads,
-            "package_images_per_s": _spread(rates[0]),
-            "onnxruntime_images_per_s": _spread(rates[1]),
-            "onnxruntime_vs_package": theirs / ours,
-        })  # fmt: skip
+    for (spec, dtype, batch, steps, _), times in zip(cases, timings, strict=True):
+        rates = {name: [batch * steps / t for t in ts] for name, ts in times.items()}
+        ours = statistics.median(rates["package"])
+        row = {"model": spec, "dtype": dtype, "batch": batch, "threads": threads}
+        for name, values in rates.items():
+            row[f"{name}_images_per_s"] = _spread(values)
+            if name != "package":
+                row[f"{name}_vs_package"] = statistics.median(values) / ours
+        results.append(row)
     return results
 
 
-def _infer(model, x) -> None:
-    with torch.no_grad():
-        model(x)
+def _infer(model, x, dtype: str) -> None:
+    cpu = torch.device("cpu")
+    with torch.no_grad(), autocast(cpu, dtype):
+        model(x.to(input_dtype(dtype)))
 
 
 def _timer(step, steps: int):
@@ -84,17 +97,22 @@ def _spread(rates: list[float]) -> dict:
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], runtimes) -> str:
     lines = [
         "",
-        f"inference, fp32, {results[0]['threads']} thread(s): the package against ONNX Runtime "
-        "(alexnet export --format onnx)",
-        f"{'model':14} {'batch':>5} {'package img/s':>14} {'onnxruntime img/s':>18} {'ratio':>6}",
+        f"inference, {results[0]['threads']} thread(s): the package against "
+        f"{' and '.join(runtimes)} (alexnet export --format onnx); images/s, runtime/package",
+        f"{'model':14} {'dtype':5} {'batch':>5} {'package':>9}"
+        + "".join(f" {name:>12} {'ratio':>6}" for name in runtimes),
     ]
     for r in results:
-        lines.append(
-            f"{r['model']:14} {r['batch']:5d} {r['package_images_per_s']['median']:14,.1f} "
-            f"{r['onnxruntime_images_per_s']['median']:18,.1f} "
-            f"{r['onnxruntime_vs_package']:5.2f}x"
-        )
+        line = (f"{r['model']:14} {r['dtype']:5} {r['batch']:5d} "
+                f"{r['package_images_per_s']['median']:9,.1f}")  # fmt: skip
+        for name in runtimes:
+            if f"{name}_images_per_s" in r:
+                line += (f" {r[f'{name}_images_per_s']['median']:12,.1f} "
+                         f"{r[f'{name}_vs_package']:5.2f}x")  # fmt: skip
+            else:
+                line += f" {'-':>12} {'':>6}"
+        lines.append(line)
     return "\n".join(lines)

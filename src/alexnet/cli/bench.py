@@ -69,13 +69,14 @@ def _bench_model(args: argparse.Namespace) -> None:
         in_process=args.in_process,
     )
     result = bench_model(bench)
-    if args.onnxruntime:
-        from alexnet.bench.runtimes import bench_onnxruntime, table
+    engines = [name for name in ("onnxruntime", "openvino") if getattr(args, name)]
+    if engines:
+        from alexnet.bench.runtimes import bench_runtimes, table
 
-        result["onnxruntime"] = bench_onnxruntime(
-            split_specs(args.models), batches=(1, args.batch), repeats=args.repeats
-        )
-        result["table"] += "\n" + table(result["onnxruntime"])
+        batches = tuple(dict.fromkeys((1, 8, args.batch)))
+        result["runtimes"] = bench_runtimes(split_specs(args.models), engines, bench.dtypes,
+                                            batches, repeats=args.repeats)  # fmt: skip
+        result["table"] += "\n" + table(result["runtimes"], engines)
     result["command"] = command_line()
     write_result(args, result)
 
@@ -277,8 +278,13 @@ def add_commands(commands) -> None:
     bench_model.add_argument(
         "--onnxruntime",
         action="store_true",
-        help="also time fp32 inference of each network exported to ONNX, in ONNX Runtime "
-        "against the package, at batch 1 and --batch (needs the [export] extra)",
+        help="also time inference of each network exported to ONNX, in ONNX Runtime (fp32) "
+        "against the package, at batch 1, 8 and --batch (needs the [export] extra)",
+    )
+    bench_model.add_argument(
+        "--openvino",
+        action="store_true",
+        help="the same in OpenVINO (fp32 and bf16, as --dtypes says)",
     )
     add_report_options(bench_model)
     bench_model.set_defaults(run=_bench_model)

@@ -60,9 +60,10 @@ def add_commands(commands) -> None:
         "--host", default="127.0.0.1", help="default: %(default)s (this machine only)"
     )
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
-                       help="what runs the network (an .onnx file: always onnxruntime); "
-                       "default: %(default)s")  # fmt: skip
+    serve.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+                       default="torch", help="what runs the network: PyTorch, or the network "
+                       "exported to ONNX in ONNX Runtime (fp32) or OpenVINO (fp32, bf16); "
+                       "an .onnx file: onnxruntime unless openvino is named")  # fmt: skip
     serve.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32")
     serve.add_argument("--max-batch", type=int, default=32, help="views per forward pass "
                        "(a ten-crop request counts 10); default: %(default)s")  # fmt: skip

@@ -34,7 +34,7 @@ from alexnet.serve.pictures import overlay, png_data_uri, sample_png, thumbnail
 log = logging.getLogger("alexnet.serve")
 
 VIEWS = ("center", "ten-crop")
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 @dataclass
@@ -48,9 +48,10 @@ class Prepared:
 
 class Engine:
     """One network, ready for photos. `source`: a checkpoint file, a run directory, a
-    .safetensors file or a .onnx file. `runtime`: torch, or onnxruntime (an ONNX file is
-    always run by it; a checkpoint is exported to ONNX on start). Grad-CAM and neighbors
-    need the network's weights, so an ONNX file serves classification only."""
+    .safetensors file or a .onnx file. `runtime`: torch, or onnxruntime or openvino, which
+    run the network exported to ONNX on start (alexnet.export.runtimes); an ONNX file is run
+    by onnxruntime unless openvino is named. Grad-CAM and neighbors need the network's
+    weights, so an ONNX file serves classification only."""
 
     def __init__(
         self,
@@ -62,10 +63,15 @@ class Engine:
     ) -> None:
         if runtime not in RUNTIMES:
             raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-        self.source, self.device = str(source), torch.device("cpu")
+        onnx = str(source).endswith(".onnx")
+        if onnx and runtime == "torch":
+            runtime = "onnxruntime"
+        self.source, self.device, self.runtime = str(source), torch.device("cpu"), runtime
+        if runtime == "onnxruntime" and precision == "auto":
+            precision = "fp32"  # the only one its CPU provider runs
         self.precision = resolve_precision(precision, self.device, log)
         self.model = self.session = None
-        if str(source).endswith(".onnx"):
+        if onnx:
             self._open_onnx(source, threads)
         else:
             from alexnet.models import checkpoint as ckpt
@@ -73,9 +79,8 @@ class Engine:
             loaded = ckpt.load(source)
             self.record: ModelRecord = loaded["record"]
             self.model = ckpt.load_model(loaded)
-            if runtime == "onnxruntime":
+            if runtime != "torch":
                 self._export_onnx(loaded, threads)
-        self.runtime = "onnxruntime" if self.session is not None else "torch"
         self.preprocessing = self.record.preprocessing
         self.explainer = self.layer = None
         if self.model is not None:
@@ -89,25 +94,26 @@ class Engine:
     # Loading.
 
     def _open_onnx(self, path: str, threads: int | None) -> None:
-        from alexnet.export.onnx import session
+        import onnx
+
+        from alexnet.export.runtimes import Runtime, check_runtime
 
         if not Path(path).is_file():
             raise UserError(f"no ONNX file at {path}")
+        check_runtime(self.runtime, self.precision)
         try:
-            self.session = session(path, threads)
-        except Exception as error:  # onnxruntime's own exception types
+            meta = {p.key: p.value for p in onnx.load(path, load_external_data=False)
+                    .metadata_props}  # fmt: skip
+            self.session = Runtime(path, self.runtime, self.precision, threads)
+        except Exception as error:  # the runtimes' and onnx's own exception types
             raise UserError(f"{path} is not a readable ONNX file ({error})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
         self.record = metadata.read(meta, path)
 
     def _export_onnx(self, loaded: dict, threads: int | None) -> None:
-        import tempfile
+        from alexnet.export.runtimes import exported
 
-        from alexnet.export.onnx import export_onnx, session
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = export_onnx(loaded, Path(folder) / "model.onnx")
-            self.session = session(path, threads)
+        with exported(loaded, self.runtime, self.precision, threads) as runtime:
+            self.session = runtime  # compiled: it no longer needs the file
 
     def _open_index(self, index: str) -> dict:
         """The fc7 vectors of a store's training images that `alexnet neighbors` saved
@@ -172,8 +178,7 @@ class Engine:
         the photos go through the network as one batch."""
         x = torch.cat(batches)
         if self.session is not None:
-            name = self.session.get_inputs()[0].name
-            logits = torch.from_numpy(self.session.run(None, {name: x.numpy()})[0])
+            logits = self.session(x)
         else:
             with autocast(self.device, self.precision):
                 logits = self.model(x.to(self.device, input_dtype(self.precision)))
