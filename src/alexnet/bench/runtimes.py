@@ -3,8 +3,8 @@ as `alexnet export --format onnx` writes it, run by ONNX Runtime and OpenVINO
 (alexnet.export.runtimes), at batch 1 (one photo at a time, as a server sees it) and at
 larger batches, in fp32 and, where the engine runs it, bf16. Round-robin like `bench
 model`, in this process, each engine given as many threads as torch: one timing of each
-engine per round, the package's in the same rounds at the same precision (autocast bf16
-for the package's bf16)."""
+engine per round, the package's in the same rounds at the same precision, run as predict
+and serve run it (alexnet.core.runtime.InferenceNetwork)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from alexnet.core.runtime import autocast, input_dtype
+from alexnet.core.runtime import InferenceNetwork
 from alexnet.export.onnx import example_input
 from alexnet.export.runtimes import PRECISIONS, exported
 from alexnet.models import checkpoint as ckpt
@@ -42,6 +42,8 @@ def bench_runtimes(
             checkpoint = _checkpoint(spec)
             model = ckpt.load_model(checkpoint)
             for dtype in dtypes:
+                # the package as predict and serve run it
+                network = InferenceNetwork(model, torch.device("cpu"), dtype)
                 engines = {
                     r: stack.enter_context(exported(checkpoint, r, dtype, threads))
                     for r in runtimes
@@ -50,7 +52,7 @@ def bench_runtimes(
                 for batch in batches:
                     x = example_input(checkpoint, batch)
                     steps = max(1, 32 // batch)  # batch 1: 32 images a timing
-                    ours = lambda m=model, x=x, d=dtype: _infer(m, x, d)  # noqa: E731
+                    ours = lambda n=network, x=x: _infer(n, x)  # noqa: E731
                     timers = {"package": _timer(ours, steps)}
                     for name, engine in engines.items():
                         timers[name] = _timer(lambda e=engine, x=x: e(x), steps)
@@ -77,10 +79,9 @@ def bench_runtimes(
     return results
 
 
-def _infer(model, x, dtype: str) -> None:
-    cpu = torch.device("cpu")
-    with torch.no_grad(), autocast(cpu, dtype):
-        model(x.to(input_dtype(dtype)))
+def _infer(network, x) -> None:
+    with torch.inference_mode():
+        network(x)
 
 
 def _timer(step, steps: int):

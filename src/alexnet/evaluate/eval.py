@@ -33,7 +33,12 @@ def evaluate_checkpoints(
     progress: bool = True,
 ) -> dict:
     """Top-1/top-5 error of one network or an ensemble (softmax averaged) on a store."""
-    from alexnet.core.runtime import keep_freed_memory, resolve_device, resolve_precision
+    from alexnet.core.runtime import (
+        InferenceNetwork,
+        keep_freed_memory,
+        resolve_device,
+        resolve_precision,
+    )
     from alexnet.data.dataset import StoreDataset
     from alexnet.data.loader import class_map, make_loader
     from alexnet.data.store import Store
@@ -80,7 +85,7 @@ def evaluate_checkpoints(
                 f"an ensemble needs the same mean for every network: {loaded[0]['path']} and "
                 f"{c['path']} subtract different ones"
             )
-    models = [ckpt.load_model(c).to(dev) for c in loaded]
+    models = [InferenceNetwork(ckpt.load_model(c), dev, precision) for c in loaded]
     dataset = StoreDataset(store, split, views, crop_size=first.preprocessing.crop_size)
     dataset.normalized_as(*first.preprocessing.normalization(store.view_size))
     chosen = class_map(store.class_ids, list(first.classes.ids))
@@ -91,7 +96,8 @@ def evaluate_checkpoints(
     loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
     bar = progress_bar(len(indices), f"eval {views}", "img", show=progress)
     probs, labels = [], []
-    for p, y in softmax_batches(models, loader, dev, precision, progress=bar):
+    # the networks cast their inputs to their precision themselves (InferenceNetwork)
+    for p, y in softmax_batches(models, loader, dev, "fp32", progress=bar):
         probs.append(p)
         labels.append(y)
     bar.close()

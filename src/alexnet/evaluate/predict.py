@@ -9,13 +9,19 @@ mean (kept in the checkpoint, so the store is not needed), times the scale.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 from alexnet.core.errors import UserError
 from alexnet.core.progress import bar as progress_bar
-from alexnet.core.runtime import keep_freed_memory, resolve_device
+from alexnet.core.runtime import (
+    InferenceNetwork,
+    keep_freed_memory,
+    resolve_device,
+    resolve_precision,
+)
 from alexnet.data.images import BadImage
 from alexnet.data.preprocess import Preprocessing
 from alexnet.evaluate.metrics import softmax_batches
@@ -100,8 +106,10 @@ def predict_files(
     loaded = checkpoint if isinstance(checkpoint, dict) else ckpt.load(checkpoint)
     record: ModelRecord = loaded["record"]
     if network is None:
-        dev, model = resolve_device(device), ckpt.load_model(loaded)
-        model.to(dev)
+        dev = resolve_device(device)
+        precision = resolve_precision(precision, dev, logging.getLogger("alexnet"))
+        model = InferenceNetwork(ckpt.load_model(loaded), dev, precision)
+        precision = "fp32"  # the network casts its inputs itself
     else:
         dev, model, precision = torch.device("cpu"), network, "fp32"
     loader = torch.utils.data.DataLoader(

@@ -57,9 +57,13 @@ class Runtime:
             config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
             if threads:
                 config["INFERENCE_NUM_THREADS"] = int(threads)
-            compiled = ov.Core().compile_model(str(path), "CPU", config)
-            self._request = compiled.create_infer_request()
-            self._output = compiled.output(0)
+            # all three held here and let go in order (`close`): an infer request that
+            # outlives its compiled model and core, as the garbage collector may leave it,
+            # crashes the process when it is destroyed
+            self._core = ov.Core()
+            self._compiled = self._core.compile_model(str(path), "CPU", config)
+            self._request = self._compiled.create_infer_request()
+            self._output = self._compiled.output(0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
@@ -71,14 +75,34 @@ class Runtime:
     def eval(self) -> Runtime:  # called as a network is: it has no training mode
         return self
 
+    def close(self) -> None:
+        """Let the engine go: OpenVINO's request, then its compiled model, then its core."""
+        for name in ("_request", "_output", "_compiled", "_core", "_session"):
+            if hasattr(self, name):
+                delattr(self, name)
 
-@contextlib.contextmanager
-def exported(checkpoint: dict, runtime: str, precision: str = "fp32",
-             threads: int | None = None):  # fmt: skip
-    """The checkpoint's network exported to a temporary ONNX file, open in `runtime`."""
+    def __del__(self) -> None:
+        self.close()
+
+
+def export_to(checkpoint: dict, runtime: str, precision: str = "fp32",
+              threads: int | None = None) -> Runtime:  # fmt: skip
+    """The checkpoint's network exported to ONNX and open in `runtime` (which keeps what it
+    read: the file is gone when this returns)."""
     from alexnet.export.onnx import export_onnx
 
     check_runtime(runtime, precision)
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(checkpoint, Path(folder) / "network.onnx")
-        yield Runtime(path, runtime, precision, threads)
+        return Runtime(path, runtime, precision, threads)
+
+
+@contextlib.contextmanager
+def exported(checkpoint: dict, runtime: str, precision: str = "fp32",
+             threads: int | None = None):  # fmt: skip
+    """`export_to` for a `with` block, the engine let go at its end."""
+    engine = export_to(checkpoint, runtime, precision, threads)
+    try:
+        yield engine
+    finally:
+        engine.close()

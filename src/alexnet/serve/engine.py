@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from alexnet.core.errors import UserError
-from alexnet.core.runtime import autocast, input_dtype, resolve_precision, widened
+from alexnet.core.runtime import InferenceNetwork, autocast, resolve_precision, widened
 from alexnet.core.version import __version__
 from alexnet.data.images import WEB_FORMATS
 from alexnet.export import metadata
@@ -81,6 +81,8 @@ class Engine:
             self.model = ckpt.load_model(loaded)
             if runtime != "torch":
                 self._export_onnx(loaded, threads)
+            else:
+                self.network = InferenceNetwork(self.model, self.device, self.precision)
         self.preprocessing = self.record.preprocessing
         self.explainer = self.layer = None
         if self.model is not None:
@@ -110,10 +112,9 @@ class Engine:
         self.record = metadata.read(meta, path)
 
     def _export_onnx(self, loaded: dict, threads: int | None) -> None:
-        from alexnet.export.runtimes import exported
+        from alexnet.export.runtimes import export_to
 
-        with exported(loaded, self.runtime, self.precision, threads) as runtime:
-            self.session = runtime  # compiled: it no longer needs the file
+        self.session = export_to(loaded, self.runtime, self.precision, threads)
 
     def _open_index(self, index: str) -> dict:
         """The fc7 vectors of a store's training images that `alexnet neighbors` saved
@@ -177,11 +178,7 @@ class Engine:
         """Each photo's softmax (num_classes,), averaged over its views; the views of all
         the photos go through the network as one batch."""
         x = torch.cat(batches)
-        if self.session is not None:
-            logits = self.session(x)
-        else:
-            with autocast(self.device, self.precision):
-                logits = self.model(x.to(self.device, input_dtype(self.precision)))
+        logits = self.session(x) if self.session is not None else self.network(x)
         probs = torch.softmax(widened(logits), dim=1).float()
         return [p.mean(0) for p in probs.split([len(b) for b in batches])]
 
