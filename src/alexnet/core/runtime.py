@@ -167,15 +167,19 @@ class InferenceNetwork(torch.nn.Module):
     On a CPU the weights are in channels_last memory: oneDNN's convolutions and pooling
     are faster there (1.5x for torchvision's architecture at batch 128), their sums in
     another order (logits within 1e-6 of NCHW's in fp32, within bf16's rounding in bf16).
-    The network is copied, so the one given (Grad-CAM's, say) stays as it was."""
+    The network is copied, so the one given stays as it was, unless `copy` is False (a
+    server's one copy: its weights are then this one's)."""
 
-    def __init__(self, network: torch.nn.Module, device: torch.device, precision: str):
+    def __init__(self, network: torch.nn.Module, device: torch.device, precision: str,
+                 copy: bool = True) -> None:  # fmt: skip
         super().__init__()
-        import copy
+        import copy as copying
 
         self.device, self.precision = device, precision
         self.dtype = {"bf16": torch.bfloat16, "fp64": torch.float64}.get(precision)
-        network = copy.deepcopy(network).eval().to(device, self.dtype)
+        if copy:
+            network = copying.deepcopy(network)
+        network = network.eval().to(device, self.dtype)
         if device.type == "cpu":
             network = network.to(memory_format=torch.channels_last)
         self.network = network

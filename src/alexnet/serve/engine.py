@@ -81,16 +81,16 @@ class Engine:
             self.model = ckpt.load_model(loaded)
             if runtime != "torch":
                 self._export_onnx(loaded, threads)
-            else:
-                self.network = InferenceNetwork(self.model, self.device, self.precision)
         self.preprocessing = self.record.preprocessing
         self.explainer = self.layer = None
         if self.model is not None:
             from alexnet.evaluate.explain import explainable, feature_layer
 
-            self.explainer = explainable(self.model)
+            self.explainer = explainable(self.model)  # a copy in fp32, for the gradients
             self.layer = "conv5"
             self.target = feature_layer(self.explainer, self.layer)
+            # the network that answers, in the precision asked: the server's one copy
+            self.network = InferenceNetwork(self.model, self.device, self.precision, copy=False)
         self.index = None if index is None else self._open_index(index)
 
     # Loading.
