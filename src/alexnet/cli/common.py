@@ -28,6 +28,9 @@ MODELS_HELP = (
 )
 
 
+#: `--runtime`: PyTorch, or alexnet.export.runtimes.RUNTIMES (not imported for --help's sake)
+RUNTIME_CHOICES = ("torch", "onnxruntime", "openvino")
+
 AUTO_PRECISION_HELP = "auto: bf16 where the hardware has bf16 instructions, else fp32"
 
 

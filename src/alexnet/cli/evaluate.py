@@ -9,11 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from alexnet.cli.common import AUTO_PRECISION_HELP, command_line, run_folder
+from alexnet.cli.common import AUTO_PRECISION_HELP, RUNTIME_CHOICES, command_line, run_folder
 from alexnet.core.errors import UserError
-
-#: `--runtime`: PyTorch, or alexnet.export.runtimes.RUNTIMES (not imported for --help's sake)
-RUNTIME_CHOICES = ("torch", "onnxruntime", "openvino")
 
 
 def _figures_filters(args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from alexnet.cli.common import RUNTIME_CHOICES
 from alexnet.core.errors import UserError
 
 
@@ -60,7 +61,7 @@ def add_commands(commands) -> None:
         "--host", default="127.0.0.1", help="default: %(default)s (this machine only)"
     )
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+    serve.add_argument("--runtime", choices=RUNTIME_CHOICES,
                        default="torch", help="what runs the network: PyTorch, or the network "
                        "exported to ONNX in ONNX Runtime (fp32) or OpenVINO (fp32, bf16); "
                        "an .onnx file: onnxruntime unless openvino is named")  # fmt: skip

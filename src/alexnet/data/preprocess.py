@@ -36,6 +36,11 @@ from alexnet.data.images import DEFAULT_FILTER, FILTERS, PHOTO_FORMATS, decode
 VIEWS = ("center", "ten-crop")
 
 
+def same_mean(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """Two means (or none) equal, bit for bit."""
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+
+
 @dataclass(frozen=True, eq=False)
 class Preprocessing:
     """A network's input, from a photo. Frozen: a record travels with its weights."""
@@ -79,11 +84,7 @@ class Preprocessing:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Preprocessing):
             return NotImplemented
-        mine, theirs = self.mean, other.mean
-        same_mean = (mine is None and theirs is None) or (
-            mine is not None and theirs is not None and torch.equal(mine, theirs)
-        )
-        return same_mean and all(
+        return same_mean(self.mean, other.mean) and all(
             getattr(self, k) == getattr(other, k)
             for k in ("channels", "image_size", "view_size", "crop_size", "scale", "filter",
                       "draft")

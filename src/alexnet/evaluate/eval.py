@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from alexnet.core.progress import bar as progress_bar
+from alexnet.data.preprocess import same_mean
 from alexnet.evaluate.metrics import softmax_batches, summarize
 
 # ---------------------------------------------------------------------------------------
@@ -80,7 +81,7 @@ def evaluate_checkpoints(
                     f"an ensemble needs the same {what} for every network: "
                     f"{loaded[0]['path']} has {theirs}, {c['path']} has {mine}"
                 )
-        if not _same_mean(record.preprocessing.mean, first.preprocessing.mean):
+        if not same_mean(record.preprocessing.mean, first.preprocessing.mean):
             raise ckpt.CheckpointError(
                 f"an ensemble needs the same mean for every network: {loaded[0]['path']} and "
                 f"{c['path']} subtract different ones"
@@ -113,10 +114,6 @@ def evaluate_checkpoints(
         device=str(dev),
     )
     return result
-
-
-def _same_mean(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
 
 
 def plot(result: dict, path) -> None:

@@ -30,11 +30,10 @@ def check_runtime(runtime: str, precision: str) -> None:
         raise UserError(f"runtime must be torch or one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if precision not in PRECISIONS[runtime]:
         raise UserError(f"{runtime} runs {' and '.join(PRECISIONS[runtime])} here, not {precision}")
-    module = {"onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
     try:
-        __import__(module)
+        __import__(runtime)  # each runtime is the package of its name
     except ImportError:
-        raise UserError(f"--runtime {runtime} needs the {module} package: pip install "
+        raise UserError(f"--runtime {runtime} needs the {runtime} package: pip install "
                         f"'alexnet[export]'") from None  # fmt: skip
 
 

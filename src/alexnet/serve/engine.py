@@ -28,13 +28,14 @@ from alexnet.core.runtime import InferenceNetwork, autocast, resolve_precision, 
 from alexnet.core.version import __version__
 from alexnet.data.images import WEB_FORMATS
 from alexnet.export import metadata
+from alexnet.export.runtimes import RUNTIMES as ENGINES
 from alexnet.models.record import ModelRecord
 from alexnet.serve.pictures import overlay, png_data_uri, sample_png, thumbnail
 
 log = logging.getLogger("alexnet.serve")
 
 VIEWS = ("center", "ten-crop")
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+RUNTIMES = ("torch", *ENGINES)
 
 
 @dataclass
