@@ -22,7 +22,7 @@ class Recording:
         self.batches: list[list[int]] = []
         self.fail = fail
 
-    def probabilities(self, batches):
+    def logits(self, batches):
         if self.fail:
             raise RuntimeError("the network broke")
         self.batches.append([len(b) for b in batches])
@@ -34,7 +34,7 @@ async def _submit_together(batcher: Batcher, sizes: list[int]):
     try:
         items = [torch.full((n, 2), float(i)) for i, n in enumerate(sizes)]
         return items, await asyncio.gather(
-            *(batcher.probabilities(x) for x in items), return_exceptions=True
+            *(batcher.submit(x) for x in items), return_exceptions=True
         )
     finally:
         await batcher.stop()
@@ -66,10 +66,10 @@ def test_callers_who_gave_up_are_dropped_before_the_batch_runs():
         batcher = Batcher(engine, max_batch=8, max_wait=0.2, preparing=lambda: 1)
         batcher.start()
         try:
-            gone = asyncio.ensure_future(batcher.probabilities(torch.zeros(1, 2)))
+            gone = asyncio.ensure_future(batcher.submit(torch.zeros(1, 2)))
             await asyncio.sleep(0.01)
             gone.cancel()  # its caller timed out while the batch waited for more
-            return await batcher.probabilities(torch.ones(3, 2))
+            return await batcher.submit(torch.ones(3, 2))
         finally:
             await batcher.stop()
 
@@ -85,11 +85,11 @@ def test_a_batch_waits_for_requests_on_their_way_but_not_past_the_maximum_wait()
         batcher = Batcher(engine, max_batch=8, max_wait=5.0, preparing=lambda: preparing["n"])
         batcher.start()
         try:
-            first = asyncio.ensure_future(batcher.probabilities(torch.zeros(1, 2)))
+            first = asyncio.ensure_future(batcher.submit(torch.zeros(1, 2)))
             await asyncio.sleep(0.05)
             assert engine.batches == []  # one more is being decoded: the batch waits
             preparing["n"] = 0
-            second = asyncio.ensure_future(batcher.probabilities(torch.zeros(1, 2)))
+            second = asyncio.ensure_future(batcher.submit(torch.zeros(1, 2)))
             await asyncio.gather(first, second)
         finally:
             await batcher.stop()

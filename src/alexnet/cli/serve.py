@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 
 from alexnet.cli.common import RUNTIME_CHOICES
 from alexnet.core.errors import UserError
@@ -21,10 +23,7 @@ def _serve(args: argparse.Namespace) -> None:
     from alexnet.serve.app import Limits, create_app
     from alexnet.serve.engine import Engine
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("alexnet.serve").warning(
-            "listening on %s: anyone who can reach this machine can use the server", args.host
-        )
+    token = _token(args)
     limits = Limits(
         max_body=args.max_body_mib << 20,
         max_queue=args.max_queue,
@@ -34,15 +33,57 @@ def _serve(args: argparse.Namespace) -> None:
         decode_threads=args.decode_threads,
     )
     engine = Engine(args.checkpoint, runtime=args.runtime, precision=args.precision,
-                    index=args.index)  # fmt: skip
+                    index=args.index, device=args.device)  # fmt: skip
     engine.warm_up()
     described = engine.describe()
     neighbors = f", neighbors from {described['neighbors']['index']}" if engine.index else ""
     print(f"serving {described['network']} ({len(described['classes'])} classes, "
-          f"{engine.runtime}, {engine.precision}) from {args.checkpoint}{neighbors}")  # fmt: skip
-    print(f"open http://{args.host}:{args.port}/ (API: /docs)", flush=True)
-    uvicorn.run(create_app(engine, limits), host=args.host, port=args.port,
-                log_level=args.log_level, access_log=args.access_log)  # fmt: skip
+          f"{engine.runtime}, {engine.precision}, {engine.device}) from {args.checkpoint}"
+          f"{neighbors}")  # fmt: skip
+    where = f"http://{args.host}:{args.port}/"
+    print(f"open {where}{'#token=TOKEN' if token else ''} (API: /docs; Open Inference "
+          "Protocol: /v2; metrics: /metrics)", flush=True)  # fmt: skip
+    app = create_app(engine, limits, token=token, model_name=args.model_name)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.access_log)  # fmt: skip
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_VARIABLE = "ALEXNET_SERVE_TOKEN"
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token: from --token-file, else the environment; required to listen
+    beyond this machine unless --no-auth says so on purpose."""
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise UserError(f"cannot read the token file {args.token_file}: "
+                             f"{error.strerror}") from None  # fmt: skip
+        if not token:
+            raise UserError(f"the token file {args.token_file} is empty")
+    elif os.environ.get(TOKEN_VARIABLE, "").strip():
+        token = os.environ[TOKEN_VARIABLE].strip()
+    if token is not None and (len(token) < 16 or any(c.isspace() for c in token)):
+        raise UserError(
+            "the token must be at least 16 characters, without spaces: make one "
+            "with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if token is not None and args.no_auth:
+        raise UserError("--no-auth and a token contradict each other: give one")
+    if args.host not in LOOPBACK and token is None and not args.no_auth:
+        raise UserError(f"listening on {args.host} lets anyone who reaches this machine use "
+                         f"the server: give a token (--token-file FILE, or {TOKEN_VARIABLE}), "
+                         "or --no-auth to serve without one on purpose")  # fmt: skip
+    if args.host not in LOOPBACK and token is None:
+        logging.getLogger("alexnet.serve").warning(
+            "listening on %s without a token (--no-auth): anyone who can reach this machine "
+            "can use the server",
+            args.host,
+        )
+    return token
 
 
 def add_commands(commands) -> None:
@@ -51,7 +92,8 @@ def add_commands(commands) -> None:
         help="an HTTP API and a web page: a photo's classes, Grad-CAM and nearest images",
         description="GET / is a page where a photo is picked or dropped; POST /v1/predict "
         "classifies one (JSON); GET /v1/model, /healthz, /docs. Concurrent requests are "
-        "batched. Needs `pip install alexnet[serve]`.",
+        "batched. The Open Inference Protocol (KServe v2) on /v2, Prometheus metrics on "
+        "/metrics. Needs `pip install alexnet[serve]`.",
     )
     serve.add_argument("--checkpoint", required=True,
                        help="a checkpoint, run directory, .safetensors or .onnx file")  # fmt: skip
@@ -66,6 +108,15 @@ def add_commands(commands) -> None:
                        "exported to ONNX in ONNX Runtime (fp32) or OpenVINO (fp32, bf16); "
                        "an .onnx file: onnxruntime unless openvino is named")  # fmt: skip
     serve.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32")
+    serve.add_argument("--device", default="cpu", help="where the network runs with "
+                       "--runtime torch: cpu, cuda, cuda:1, ...; default: %(default)s")  # fmt: skip
+    serve.add_argument("--token-file", help="a file holding the bearer token that every "
+                       f"request but the health checks must carry (or ${TOKEN_VARIABLE}); "
+                       "needed to listen beyond 127.0.0.1")  # fmt: skip
+    serve.add_argument("--no-auth", action="store_true", help="listen beyond 127.0.0.1 "
+                       "without a token, on purpose (behind a gateway that checks)")  # fmt: skip
+    serve.add_argument("--model-name", help="the model's name on the Open Inference "
+                       "Protocol's /v2/models/{name}; default: the network's name")  # fmt: skip
     serve.add_argument("--max-batch", type=int, default=32, help="views per forward pass "
                        "(a ten-crop request counts 10); default: %(default)s")  # fmt: skip
     serve.add_argument("--max-wait-ms", type=float, default=20.0,

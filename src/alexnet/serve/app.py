@@ -4,16 +4,25 @@
     POST /v1/predict    an image (multipart field `file`, or the raw bytes) -> JSON
     GET  /v1/model      the network, its classes, its preprocessing, the version
     GET  /healthz       200 while the server can answer
+    GET  /metrics       Prometheus's text format (alexnet.serve.metrics)
     GET  /docs          the OpenAPI page (served from this machine), /openapi.json
+    /v2/...             the Open Inference Protocol (alexnet.serve.protocol): GET /v2,
+                        /v2/health/live, /v2/health/ready, /v2/models/{name}[/ready],
+                        POST /v2/models/{name}/infer, and the /versions/{v} forms
 
-Limits, each answered with a JSON body {"error": message, "status": code}:
+Limits, each answered with a JSON body {"error": message, "status": code} ({"error":
+message} on /v2, as the protocol says):
 
 - a body over `max_body` bytes: 413, before any of it is read when its length is declared,
   as soon as the limit is passed when it is not;
 - a file that is not JPEG, PNG, WebP, BMP or GIF (its first frame), or that is truncated,
   corrupt, empty or a decompression bomb (the limit `alexnet data prepare` uses): 400;
 - more than `max_queue` requests in the server already: 503 at once, with Retry-After;
-- a request not answered within `timeout` seconds: 504.
+- a request not answered within `timeout` seconds: 504;
+- without the bearer token, when the server has one: 401.
+
+Admission (the token, the declared length, the content type, the queue) is decided before
+routing and before the body is read, by alexnet.serve.admission.
 
 Photos are decoded on `decode_threads` threads (the decoded pixels of a photo near the
 pixel limit take a few hundred MiB, so their number is bounded) and the network runs on
@@ -34,13 +43,17 @@ from typing import Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
 
 from alexnet.core.version import __version__
 from alexnet.data.images import WEB_FORMATS, BadImage
+from alexnet.serve import protocol, v2
+from alexnet.serve.admission import Admission
 from alexnet.serve.batcher import Batcher
-from alexnet.serve.engine import Engine
+from alexnet.serve.engine import Engine, mean_softmax
+from alexnet.serve.metrics import Metrics
+from alexnet.serve.requests import CLOSE, Refused, error_response, read_image
 
 log = logging.getLogger("alexnet.serve")
 
@@ -58,18 +71,7 @@ class Limits:
     max_wait: float = 0.02  # seconds a batch waits at most for requests on their way
     decode_threads: int = 2
     neighbors: int = 8
-
-
-class Refused(Exception):
-    """A request the server answers with `status` and `message` (a JSON body)."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
-
-
-def error_body(status: int, message: str) -> dict:
-    return {"error": message, "status": status}
+    max_items: int = 64  # photos or views in one Open Inference Protocol request
 
 
 # The request body of POST /v1/predict, for the OpenAPI page (the handler reads the body
@@ -101,13 +103,20 @@ PREDICT_BODY = {
 }
 
 
-def create_app(engine: Engine, limits: Limits | None = None):
-    """The FastAPI application serving `engine` within `limits`."""
+def create_app(
+    engine: Engine, limits: Limits | None = None, token: str | None = None,
+    model_name: str | None = None,
+):  # fmt: skip
+    """The FastAPI application serving `engine` within `limits`; `token`: the bearer token
+    every request but the health checks must carry (None: no check); `model_name`: the
+    model's name on /v2 (default: the network's)."""
     limits = limits or Limits()
     # inside: requests let in and not yet answered; preparing: those of them whose photo is
     # still being read or decoded (the batcher waits for them)
-    state = {"inside": 0, "preparing": 0, "served": 0, "refused_busy": 0, "timed_out": 0}
-    batcher = Batcher(engine, limits.max_batch, limits.max_wait, lambda: state["preparing"])
+    state = {"inside": 0, "preparing": 0, "served": 0, "timed_out": 0}
+    metrics = Metrics()
+    batcher = Batcher(engine, limits.max_batch, limits.max_wait, lambda: state["preparing"],
+                      metrics)  # fmt: skip
     decoders = ThreadPoolExecutor(limits.decode_threads, thread_name_prefix="alexnet-decode")
 
     @contextlib.asynccontextmanager
@@ -126,15 +135,21 @@ def create_app(engine: Engine, limits: Limits | None = None):
         redoc_url=None,
     )
     app.state.engine, app.state.batcher, app.state.counts = engine, batcher, state
+    app.state.metrics = metrics
+    app.add_middleware(Admission, limits=limits, metrics=metrics, counts=state, token=token)
 
     @app.exception_handler(Refused)
     async def refused(request, error: Refused):
-        return JSONResponse(error_body(error.status, error.message), error.status, error.headers)
+        return error_response(request, error.status, error.message, error.headers)
+
+    @app.exception_handler(protocol.ProtocolError)
+    async def protocol_error(request, error: protocol.ProtocolError):
+        return error_response(request, error.status, error.message)
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error: HTTPException):
-        return JSONResponse(error_body(error.status_code, str(error.detail)), error.status_code,
-                            getattr(error, "headers", None))  # fmt: skip
+        return error_response(request, error.status_code, str(error.detail),
+                              getattr(error, "headers", None))  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, error: RequestValidationError):
@@ -142,12 +157,21 @@ def create_app(engine: Engine, limits: Limits | None = None):
             f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
             for e in error.errors()
         )
-        return JSONResponse(error_body(422, f"invalid parameters: {problems}"), 422)
+        return error_response(request, 422, f"invalid parameters: {problems}")
 
     @app.exception_handler(Exception)
     async def failed(request, error: Exception):  # a bug of ours: the client hears why
         log.exception("unexpected error on %s", request.url.path)
-        return JSONResponse(error_body(500, f"internal error ({type(error).__name__})"), 500)
+        return error_response(request, 500, f"internal error ({type(error).__name__})")
+
+    async def within_timeout(work):
+        """The answer of `work`, or 504 after `limits.timeout` seconds."""
+        try:
+            return await asyncio.wait_for(work, limits.timeout)
+        except asyncio.TimeoutError:
+            state["timed_out"] += 1
+            raise Refused(504, f"no answer within {limits.timeout:g} s; the server is "
+                          "loaded or the upload is slow", CLOSE) from None  # fmt: skip
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
@@ -156,6 +180,10 @@ def create_app(engine: Engine, limits: Limits | None = None):
     @app.get("/healthz", summary="200 while the server answers")
     async def healthz():
         return {"status": "ok", "inside": state["inside"], "batches": batcher.batches}
+
+    @app.get("/metrics", summary="Prometheus's text format", response_class=Response)
+    async def prometheus():
+        return Response(metrics.exposition(), media_type=metrics.content_type)
 
     @app.get("/v1/model", summary="The network, its classes, its preprocessing, the version")
     async def model():
@@ -178,27 +206,13 @@ def create_app(engine: Engine, limits: Limits | None = None):
         explain: bool = Query(False, description="a Grad-CAM overlay of the top class"),
         neighbors: bool = Query(False, description="the nearest training images in fc7"),
     ):
-        if state["inside"] >= limits.max_queue:
-            state["refused_busy"] += 1
-            raise Refused(503, f"busy: {limits.max_queue} requests are inside already; "
-                          "retry shortly", {"Retry-After": "1"})  # fmt: skip
         if neighbors and engine.index is None:
             raise Refused(400, "neighbors=true needs a server started with --index")
         if explain and engine.explainer is None:
             raise Refused(400, "explain=true needs the network's weights (this server runs "
                           "an ONNX file)")  # fmt: skip
-        state["inside"] += 1
         start = time.perf_counter()
-        try:
-            answer = await asyncio.wait_for(
-                _answer(request, top, views, explain, neighbors), limits.timeout
-            )
-        except asyncio.TimeoutError:
-            state["timed_out"] += 1
-            raise Refused(504, f"no answer within {limits.timeout:g} s; the server is "
-                          "loaded or the upload is slow", CLOSE) from None  # fmt: skip
-        finally:
-            state["inside"] -= 1
+        answer = await within_timeout(_answer(request, top, views, explain, neighbors))
         state["served"] += 1
         answer["milliseconds"] = round(1000 * (time.perf_counter() - start), 1)
         return answer
@@ -215,7 +229,7 @@ def create_app(engine: Engine, limits: Limits | None = None):
         finally:
             state["preparing"] -= 1
             batcher.nudge()
-        probs = await batcher.probabilities(prepared.views)
+        probs = mean_softmax(await batcher.submit(prepared.views))
         answer = {"network": engine.record.network.name, "views": views,
                   "top": engine.top(probs, top)}  # fmt: skip
         if explain:
@@ -224,67 +238,9 @@ def create_app(engine: Engine, limits: Limits | None = None):
             answer["neighbors"] = await batcher.run(engine.neighbors, prepared, limits.neighbors)
         return answer
 
+    v2.add_routes(app, engine, limits, batcher, decoders, state, within_timeout, model_name)
     _docs(app)
     return app
-
-
-# An oversized or stalled body is left unread: the connection cannot carry another request.
-CLOSE = {"Connection": "close"}
-
-
-async def read_image(request, max_body: int) -> bytes:
-    """The image bytes of a request: its multipart `file` field or its raw body; refuses an
-    oversized body before reading it (declared length) or as soon as it passes the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Refused(400, f"Content-Length {declared[:40]!r} is not a number")
-        if int(declared) > max_body:
-            raise Refused(413, f"the body is {int(declared):,} bytes; the limit is "
-                          f"{max_body:,}", CLOSE)  # fmt: skip
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    multipart = kind == "multipart/form-data"
-    if not (multipart or kind.startswith("image/") or kind == "application/octet-stream"):
-        sent = kind or "no content type"
-        raise Refused(415, "send the image as multipart/form-data (field 'file') or as its raw "
-                      f"bytes with an image/* content type, not {sent}")  # fmt: skip
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise Refused(413, f"the body passed the limit of {max_body:,} bytes", CLOSE)
-    if not multipart:
-        if not body:
-            raise Refused(400, "the body is empty: send the image's bytes")
-        return bytes(body)
-    return await _multipart_file(request.headers, bytes(body))
-
-
-async def _multipart_file(headers, body: bytes) -> bytes:
-    from starlette.datastructures import UploadFile
-    from starlette.formparsers import MultiPartException, MultiPartParser
-
-    async def stream():
-        yield body
-
-    parser = MultiPartParser(headers, stream(), max_files=1, max_fields=16)
-    try:
-        form = await parser.parse()
-    except MultiPartException as error:
-        raise Refused(400, f"malformed multipart body: {error.message}") from None
-    except Exception as error:  # the parser's other complaints about what it was sent
-        raise Refused(400, f"malformed multipart body ({type(error).__name__})") from None
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            names = ", ".join(repr(k) for k in form) or "none"
-            raise Refused(400, f"the multipart body has no file field 'file' (fields: {names})")
-        data = await upload.read()
-    finally:
-        await form.close()
-    if not data:
-        raise Refused(400, "the uploaded file is empty")
-    return data
 
 
 def _docs(app) -> None:

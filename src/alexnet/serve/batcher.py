@@ -1,7 +1,9 @@
 """The micro-batcher: the views of concurrent requests through the network together.
 
 It waits at most `max_wait` seconds for more once a request is waiting, and sends at most
-`max_batch` views, on one inference thread (which also runs Grad-CAM and the neighbor
+`max_batch` views, on one inference thread. Each request gets its own views' logits back
+(`submit`); what it makes of them (a softmax averaged over views, Open Inference Protocol
+outputs) is the caller's. The thread (which also runs Grad-CAM and the neighbor
 searches, so that no two of them compete for the cores).
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,10 +25,11 @@ from alexnet.core.errors import UserError
 class _Waiting:
     views: torch.Tensor
     future: asyncio.Future = field(repr=False)
+    since: float = 0.0  # when it began waiting (time.perf_counter)
 
 
 class Batcher:
-    """Runs `engine.probabilities` on the views of concurrent requests together.
+    """Runs `engine.logits` on the views of concurrent requests together.
 
     The first waiting request opens a batch; the batch closes when it holds `max_batch`
     views, or when `max_wait` seconds have passed, or as soon as it holds as many requests
@@ -35,16 +39,18 @@ class Batcher:
     for the load the last batches saw makes the batches as large as the load allows (8
     clients give batches of 8, not a batch of 3 and one of 5) while a lone client waits
     for nothing. Requests whose caller has given up (timed out) are dropped before the
-    batch runs."""
+    batch runs. `metrics` (alexnet.serve.metrics.Metrics), when given, hears each request's
+    wait, each batch's size and its forward pass's time."""
 
     def __init__(
-        self, engine, max_batch: int = 32, max_wait: float = 0.02, preparing=lambda: 0
-    ) -> None:
+        self, engine, max_batch: int = 32, max_wait: float = 0.02, preparing=lambda: 0,
+        metrics=None,
+    ) -> None:  # fmt: skip
         if max_batch < 1 or max_wait < 0:
             raise UserError(f"max batch must be 1 or more and max wait 0 or more: "
                              f"{max_batch}, {max_wait}")  # fmt: skip
         self.engine, self.max_batch, self.max_wait = engine, max_batch, max_wait
-        self.preparing = preparing
+        self.preparing, self.metrics = preparing, metrics
         self.waiting: deque[_Waiting] = deque()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="alexnet-network")
         self.batches = self.photos = 0
@@ -63,9 +69,10 @@ class Batcher:
                 await self._task
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    async def probabilities(self, views: torch.Tensor) -> torch.Tensor:
+    async def submit(self, views: torch.Tensor) -> torch.Tensor:
+        """The logits (V, classes) of `views` (V, C, h, w), computed in some batch."""
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append(_Waiting(views, future))
+        self.waiting.append(_Waiting(views, future, time.perf_counter()))
         self._ready.set()
         return await future
 
@@ -109,10 +116,14 @@ class Batcher:
                 self._ready.clear()
             if not batch:
                 continue
+            views = [w.views for w in batch]
+            if self.metrics is not None:
+                now = time.perf_counter()
+                for w in batch:
+                    self.metrics.queue_wait.observe(now - w.since)
+                self.metrics.batch_size.observe(count)
             try:
-                out = await loop.run_in_executor(
-                    self.executor, self.engine.probabilities, [w.views for w in batch]
-                )
+                out = await loop.run_in_executor(self.executor, self._timed, views)
             except Exception as error:  # the network failed: every caller hears of it
                 for w in batch:
                     if not w.future.done():
@@ -123,3 +134,10 @@ class Batcher:
             for w, p in zip(batch, out, strict=True):
                 if not w.future.done():
                     w.future.set_result(p)
+
+    def _timed(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        start = time.perf_counter()
+        out = self.engine.logits(views)
+        if self.metrics is not None:
+            self.metrics.inference.observe(time.perf_counter() - start)
+        return out

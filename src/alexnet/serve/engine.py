@@ -61,13 +61,15 @@ class Engine:
         precision: str = "fp32",
         index: str | None = None,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         if runtime not in RUNTIMES:
             raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         onnx = str(source).endswith(".onnx")
         if onnx and runtime == "torch":
             runtime = "onnxruntime"
-        self.source, self.device, self.runtime = str(source), torch.device("cpu"), runtime
+        self.source, self.runtime = str(source), runtime
+        self.device = _device(device, runtime)
         if runtime == "onnxruntime" and precision == "auto":
             precision = "fp32"  # the only one its CPU provider runs
         self.precision = resolve_precision(precision, self.device, log)
@@ -80,6 +82,7 @@ class Engine:
             loaded = ckpt.load(source)
             self.record: ModelRecord = loaded["record"]
             self.model = ckpt.load_model(loaded)
+            self.model.to(self.device)
             if runtime != "torch":
                 self._export_onnx(loaded, threads)
         self.preprocessing = self.record.preprocessing
@@ -175,20 +178,24 @@ class Engine:
     # The network.
 
     @torch.inference_mode()
-    def probabilities(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each photo's softmax (num_classes,), averaged over its views; the views of all
-        the photos go through the network as one batch."""
+    def logits(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The logits (V, num_classes) of each request's views, float32 on the CPU; the
+        views of all the requests go through the network as one batch."""
         x = torch.cat(batches)
-        logits = self.session(x) if self.session is not None else self.network(x)
-        probs = torch.softmax(widened(logits), dim=1).float()
-        return [p.mean(0) for p in probs.split([len(b) for b in batches])]
+        out = self.session(x) if self.session is not None else self.network(x)
+        return list(widened(out).float().cpu().split([len(b) for b in batches]))
+
+    def probabilities(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each photo's softmax (num_classes,), averaged over its views (section 4.1)."""
+        return [mean_softmax(logits) for logits in self.logits(batches)]
 
     @torch.inference_mode()
     def fc7(self, views: torch.Tensor) -> torch.Tensor:
         """fc7 (the 4096 activations fc8 reads) of a batch of views, float32."""
+        views = views.to(self.device)
         with autocast(self.device, self.precision):
             out = self.model.forward_head(self.model.forward_features(views), pre_logits=True)
-        return out.float()
+        return out.float().cpu()
 
     def top(self, probs: torch.Tensor, k: int) -> list[dict]:
         values, classes = probs.topk(min(k, probs.shape[0]))
@@ -209,10 +216,12 @@ class Engine:
         if self.explainer is None:
             raise UserError("explain needs the network's weights: serve a checkpoint, not ONNX")
         x = prepared.views[:1] if len(prepared.views) == 1 else _center_of(prepared, self)
+        x = x.to(self.device)
         with torch.no_grad():
-            probs = torch.softmax(self.explainer(x), dim=1)
+            probs = torch.softmax(self.explainer(x), dim=1).cpu()
         value, chosen = probs.topk(1, dim=1)
-        cam = grad_cam(self.explainer, x, self.target, chosen)[0, 0].numpy()
+        cam = grad_cam(self.explainer, x, self.target, chosen.to(self.device))[0, 0]
+        cam = cam.cpu().numpy()
         crop = self.preprocessing.center_picture(prepared.picture)
         return {
             "layer": self.layer,
@@ -268,6 +277,7 @@ class Engine:
             "provenance": described["provenance"],
             "source": self.source,
             "runtime": self.runtime,
+            "device": str(self.device),
             "precision": self.precision,
             "explain": self.explainer is not None,
             "neighbors": None
@@ -279,6 +289,32 @@ class Engine:
             },
             "version": __version__,
         }
+
+
+def _device(name: str, runtime: str) -> torch.device:
+    """The device a server's network runs on: the CPU, or an accelerator PyTorch sees (the
+    runtimes run on the CPU)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"{name!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: the server runs on cpu or cuda")
+    if device.type != "cpu" and runtime != "torch":
+        raise UserError(f"--runtime {runtime} runs on the CPU; --device {name} needs "
+                         "--runtime torch")  # fmt: skip
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this PyTorch sees no CUDA device")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there are {torch.cuda.device_count()} CUDA "
+                         "devices")  # fmt: skip
+    return device
+
+
+def mean_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """A photo's class probabilities from its views' logits (V, classes): the softmax of
+    each view, averaged (section 4.1 of the paper)."""
+    return torch.softmax(logits, dim=1).mean(0)
 
 
 def _center_of(prepared: Prepared, engine: Engine) -> torch.Tensor:
