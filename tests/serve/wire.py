@@ -45,8 +45,10 @@ def multipart(fields: dict[str, tuple[str | None, bytes]], boundary: str | None 
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def predict(port: int, data: bytes, query: str = "", kind: str = "image/png", **kw):
-    return request(port, "POST", f"/v1/predict{query}", data, {"Content-Type": kind}, **kw)
+def predict(port: int, data: bytes, query: str = "", kind: str = "image/png", headers=None,
+            **kw):  # fmt: skip
+    sent = {"Content-Type": kind, **(headers or {})}
+    return request(port, "POST", f"/v1/predict{query}", data, sent, **kw)
 
 
 def raw(port: int, payload: bytes, timeout: float = 30) -> bytes:

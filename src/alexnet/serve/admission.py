@@ -72,10 +72,10 @@ def accepted_kind(route: str, kind: str) -> bool:
 WORK = ("/v1/predict", "/v2/models/{name}/infer")
 
 
-def error_json(status: int, message: str, route: str) -> bytes:
-    """The error body: the protocol's {"error": ...} on /v2, with the status on /v1."""
-    body = {"error": message} if route.startswith("/v2") else {"error": message,
-                                                               "status": status}  # fmt: skip
+def error_json(status: int, message: str, path: str) -> bytes:
+    """The error body: the protocol's {"error": ...} under /v2, with the status elsewhere."""
+    v2 = path == "/v2" or path.startswith("/v2/")
+    body = {"error": message} if v2 else {"error": message, "status": status}
     return json.dumps(body).encode()
 
 
@@ -104,7 +104,7 @@ class Admission:
             refusal = self._admit(route, scope["method"], headers)
             if refusal is not None:
                 status = refusal[0]
-                await door.answer(*refusal, route=route)
+                await door.answer(*refusal, path=scope["path"])
                 return
             work = route in WORK and scope["method"] == "POST"
             if work:
@@ -202,8 +202,8 @@ class _Door:
             return
         await self._send(message)
 
-    async def answer(self, status: int, message: str, extra: list, route: str) -> None:
-        body = error_json(status, message, route)
+    async def answer(self, status: int, message: str, extra: list, path: str) -> None:
+        body = error_json(status, message, path)
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(body)).encode()), *extra]  # fmt: skip
         await self.send({"type": "http.response.start", "status": status, "headers": headers})

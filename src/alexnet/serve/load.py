@@ -40,12 +40,15 @@ def free_port() -> int:
 
 
 class Server:
-    """`alexnet serve` in a child process on 127.0.0.1; stopped on leaving the `with`."""
+    """`alexnet serve` in a child process on 127.0.0.1; stopped on leaving the `with`.
+    `options`: more of `alexnet serve`'s options."""
 
-    def __init__(self, checkpoint: str, *options: str, start_timeout: float = 180) -> None:
+    def __init__(self, checkpoint: str, *options: str, start_timeout: float = 180,
+                 log: str | None = None) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.log = open(os.devnull, "w")  # noqa: SIM115 (closed in stop)
+        # what the server prints (its access log): to `log`, or nowhere
+        self.log = open(log or os.devnull, "w")  # noqa: SIM115 (closed in stop)
         command = [sys.executable, "-m", "alexnet", "serve", "--checkpoint", str(checkpoint),
                    "--host", HOST, "--port", str(self.port), *options]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.PIPE,

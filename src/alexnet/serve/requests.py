@@ -3,7 +3,7 @@ image in it (multipart or raw), and the refusals as JSON answers."""
 
 from __future__ import annotations
 
-from alexnet.serve.admission import error_json, route_of
+from alexnet.serve.admission import error_json
 
 
 class Refused(Exception):
@@ -18,7 +18,7 @@ def error_response(request, status: int, message: str, headers=None):
     """The JSON error answer, in the form of the request's route (/v1 or the protocol's)."""
     from fastapi.responses import Response
 
-    body = error_json(status, message, route_of(request.url.path))
+    body = error_json(status, message, request.url.path)
     return Response(body, status, headers, media_type="application/json")
 
 
