@@ -4,6 +4,7 @@ chunked, or waiting for 100 Continue)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import subprocess
@@ -97,9 +98,10 @@ def _families(port: int, token: str | None = None) -> dict:
 
 
 def _value(families, family: str, sample: str, **labels) -> float:
-    found = [s.value for s in families[family].samples
-             if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())]  # fmt: skip
-    return sum(found)
+    def chosen(s) -> bool:
+        return s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+
+    return sum(s.value for s in families[family].samples if chosen(s))
 
 
 def test_metrics_count_requests_latencies_batches_and_refusals(guarded, photos):
@@ -116,8 +118,8 @@ def test_metrics_count_requests_latencies_batches_and_refusals(guarded, photos):
 
     ok = {"route": "/v1/predict", "method": "POST", "status": "200"}
     assert moved("alexnet_http_requests", "alexnet_http_requests_total", **ok) == 3
-    assert moved("alexnet_http_request_duration_seconds",
-                 "alexnet_http_request_duration_seconds_count", route="/v1/predict") == 5  # fmt: skip
+    duration = "alexnet_http_request_duration_seconds"
+    assert moved(duration, f"{duration}_count", route="/v1/predict") == 5
     assert moved("alexnet_batch_size", "alexnet_batch_size_count") == 3
     assert moved("alexnet_batch_size", "alexnet_batch_size_sum") == 3  # one view each
     assert moved("alexnet_queue_wait_seconds", "alexnet_queue_wait_seconds_count") == 3
@@ -131,7 +133,7 @@ def test_metrics_count_requests_latencies_batches_and_refusals(guarded, photos):
     buckets = [s for s in after["alexnet_inference_duration_seconds"].samples
                if s.name.endswith("_bucket")]  # fmt: skip
     assert [s.labels["le"] for s in buckets][-1] == "+Inf"
-    assert all(a.value <= b.value for a, b in zip(buckets, buckets[1:], strict=False))
+    assert all(a.value <= b.value for a, b in itertools.pairwise(buckets))
 
 
 def test_the_limits_given_are_the_limits_kept(guarded, photos):
