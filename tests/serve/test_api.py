@@ -82,20 +82,79 @@ def test_concurrent_requests_share_a_batch_and_get_their_own_answers(server, pho
                            [r["probability"] for r in expected], atol=1e-5)  # fmt: skip
 
 
-def test_explain_and_neighbors(server, served, store, photos):
+def _gradcam_by_hand(model, view: torch.Tensor, layer: str) -> tuple[int, np.ndarray]:
+    """Grad-CAM (Selvaraju et al. 2017) written out: the top class's score, its gradient
+    with respect to the layer's rectified maps, each map weighted by its gradient's mean, summed,
+    ReLU, upsampled bilinearly to the view."""
+    import copy
+
+    net = copy.deepcopy(model).eval()
+    if hasattr(net, "fuse"):
+        net.fuse = False
+    for module in net.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    kept = {}
+    target = getattr(net, layer.replace("conv", "act"))  # the rectified maps of conv5
+    target.register_forward_hook(lambda m, a, out: kept.__setitem__("maps", out))
+    logits = net(view)
+    chosen = int(logits.argmax())
+    (grads,) = torch.autograd.grad(logits[0, chosen], kept["maps"])
+    cam = torch.relu((grads.mean((2, 3), keepdim=True) * kept["maps"]).sum(1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, view.shape[-2:], mode="bilinear",
+                                          align_corners=False)  # fmt: skip
+    return chosen, cam[0, 0].detach().numpy()
+
+
+def test_explain_is_grad_cam_computed_directly(server, served, photos):
+    import base64
+    import io
+
+    import alexnet
+    from alexnet.serve.pictures import overlay
+
+    status, _, answer = predict(server.port, photos[3].read_bytes(), "?explain=true")
+    assert status == 200, answer
+    model, record = alexnet.load(served)
+    view = record.transform(photos[3])[None]
+    chosen, cam = _gradcam_by_hand(model, view, answer["explain"]["layer"])
+    assert answer["explain"]["class"] == chosen == answer["top"][0]["class"]
+    crop = record.preprocessing.center_picture(record.preprocessing.decode(photos[3]))
+    expected = overlay(crop, cam).astype(int)
+    uri = answer["explain"]["overlay"]
+    assert uri.startswith("data:image/png;base64,")
+    got = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))).astype(int)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 2  # float sums in another order, then uint8
+
+
+def test_neighbors_are_a_brute_force_search_of_fc7(server, served, store, photos):
+    import alexnet
     from alexnet.data.store import Store
 
-    status, _, answer = predict(server.port, photos[3].read_bytes(), "?explain=true&neighbors=true")
+    status, _, answer = predict(server.port, photos[3].read_bytes(), "?neighbors=true")
     assert status == 200, answer
-    overlay = answer["explain"]["overlay"]
-    assert overlay.startswith("data:image/png;base64,")
-    assert answer["explain"]["class"] == answer["top"][0]["class"]
-    rows = answer["neighbors"]
-    assert len(rows) == 8
-    assert [r["distance"] for r in rows] == sorted(r["distance"] for r in rows)
+    model, record = alexnet.load(served)
+    model.eval()
     train = Store(store).split("train")
     names = Store(store).class_names
-    for row in rows:
+
+    def fc7(views):
+        with torch.no_grad():
+            return model.forward_head(model.forward_features(views), pre_logits=True).numpy()
+
+    query = fc7(record.transform(photos[3])[None])[0].astype(np.float64)
+    base = fc7(torch.cat([record.preprocessing.views(np.asarray(train.images[i]))
+                          for i in range(len(train))])).astype(np.float64)  # fmt: skip
+    distances = [float(np.sqrt(((row - query) ** 2).sum())) for row in base]  # one at a time
+    order = sorted(range(len(base)), key=lambda i: distances[i])[:8]
+    rows = answer["neighbors"]
+    assert len(rows) == 8
+    got = [r["distance"] for r in rows]
+    assert np.allclose(got, [distances[i] for i in order], rtol=1e-3, atol=1e-3)
+    # ties aside, the same images, nearest first, with their own labels
+    for row, i in zip(rows, order, strict=True):
+        assert row["index"] == i or abs(distances[row["index"]] - distances[i]) < 1e-3
         assert row["name"] == names[int(train.labels[row["index"]])]
 
 
