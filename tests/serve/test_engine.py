@@ -161,3 +161,29 @@ def test_a_safetensors_export_serves_what_its_checkpoint_does(engine, served, tm
     a = engine.probabilities([engine.prepare(data).views])[0]
     b = exported.probabilities([exported.prepare(data).views])[0]
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_each_runtime_serves_the_same_logits(engine, served, runtime):
+    """`alexnet serve --runtime`: the checkpoint exported to ONNX on start and run by the
+    runtime: top-5 the same, logits within 1e-4 of PyTorch's in fp32."""
+    other = Engine(str(served), runtime=runtime)
+    assert other.describe()["runtime"] == runtime and other.session is not None
+    views = torch.cat([engine.prepare(encode(photo(i), "PNG"), "ten-crop").views
+                       for i in range(3)])  # fmt: skip
+    ours, theirs = engine.logits([views])[0], other.logits([views])[0]
+    scale = ours.abs().max()
+    assert torch.allclose(theirs, ours, rtol=1e-4, atol=1e-4 * scale)
+    assert torch.equal(ours.topk(5).indices, theirs.topk(5).indices)
+
+
+def test_devices_the_server_cannot_use_are_refused_in_one_line(served):
+    with pytest.raises(ValueError, match="is not a device"):
+        Engine(str(served), device="gpu0")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        Engine(str(served), runtime="onnxruntime", device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            Engine(str(served), device="cuda")
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        Engine(str(served), device="meta")

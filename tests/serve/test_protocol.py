@@ -315,3 +315,14 @@ def test_binary_and_json_requests_read_the_same_tensor():
     b = read_request(head + views.astype("<f4").tobytes(), str(len(head)), (1, 3, 3), 64)
     assert np.array_equal(a.tensor, views) and np.array_equal(b.tensor, views)
     assert [o.name for o in a.outputs] == ["logits", "probabilities"]
+
+
+def test_the_runtime_is_named_on_v1_and_v2(served):
+    from alexnet.serve.load import Server
+
+    with Server(served, "--runtime", "openvino", "--model-name", "fm") as running:
+        status, _, meta = request(running.port, "GET", "/v2/models/fm")
+        assert status == 200 and meta["platform"] == "openvino"
+        assert meta["parameters"]["runtime"] == "openvino"
+        assert request(running.port, "GET", "/v1/model")[2]["runtime"] == "openvino"
+        assert request(running.port, "GET", f"/v2/models/{NAME}")[0] == 404
