@@ -4,6 +4,7 @@ that add up, and an overloaded server that refuses quickly and stays up."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,31 @@ def test_overload_is_refused_fast_and_the_server_stays_up(served, photos):
         assert set(summary["statuses"]) == {"200", "503"}, summary["statuses"]
         assert summary["statuses"]["503"] > 0 and summary["statuses"]["200"] > 0
         assert server.healthy() and server.process.poll() is None
+
+
+def test_open_loop_sends_at_its_rate_whether_answered_or_not(server, photos):
+    from alexnet.serve.overload import open_loop
+
+    wire = [request_bytes("/v1/predict", p.read_bytes(), "image/png", server.port)
+            for p in photos]  # fmt: skip
+    results, wall = asyncio.run(open_loop(server.port, wire, rate=40, seconds=1, limit=30))
+    assert len(results) == 30 and all(s == 200 for s, _ in results)  # the limit, all answered
+    assert wall < 20
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_overload_phases_are_bounded_and_a_refusal_is_timed(served, photos):
+    from alexnet.serve.overload import bench_overload, draw
+
+    payloads = [(p.read_bytes(), "image/png") for p in photos]
+    over = bench_overload(str(served), payloads, capacity=50, unloaded_p99=0.05, queue=2,
+                          multiples=(4,), seconds=1, storm_clients=16, storm_requests=200,
+                          refusals=60)  # fmt: skip
+    open_loop_phase, storm = over["phases"]
+    assert open_loop_phase["requests"] == 200 and storm["requests"] == 200
+    assert open_loop_phase["refused_503"] > 0  # 200/s offered to a server letting in 2
+    assert set(storm["statuses"]) <= {"200", "503"} and not over["crashed"]
+    assert over["refusal"]["refused_503"] == 60
+    assert over["refusal"]["server_cpu_ms_per_refusal"] > 0
+    assert all(p["healthy_after"] for p in over["phases"])
+    draw(over, str(Path(photos[0]).parent / "curve.png"), "test")

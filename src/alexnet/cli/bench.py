@@ -117,8 +117,14 @@ def _bench_serve(args: argparse.Namespace) -> None:
         overload_seconds=args.overload_seconds,
         server_options=tuple(args.server_option or ()),
         rounds=args.rounds,
+        multiples=tuple(args.multiples),
+        refusals=args.refusals,
     )
     result["command"] = command_line()
+    if args.plot:
+        from alexnet.serve.overload import draw
+
+        draw(result["overload"], args.plot, f"alexnet serve past capacity: {result['device']}")
     write_result(args, result)
 
 
@@ -322,7 +328,8 @@ def add_commands(commands) -> None:
         help="alexnet serve under load on 127.0.0.1: requests/s, latency, memory, overload",
         description="Starts `alexnet serve` in a child process on the loopback address, sends "
         "the photos from CLIENTS clients (at most REQUESTS requests or SECONDS seconds), then "
-        "overloads a server with a small queue; compares the rate with the same network on "
+        "offers a server with a small queue 3x and 10x what it answered (open loop) and a "
+        "retry storm, and times a refusal; compares the rate with the same network on "
         "prepared inputs. Every phase stops by itself.",
     )
     bench_serve.add_argument("images", nargs="+", help="photos to send: files or folders")
@@ -332,10 +339,19 @@ def add_commands(commands) -> None:
     bench_serve.add_argument("--seconds", type=float, default=60, help="per round")
     bench_serve.add_argument("--rounds", type=int, default=3,
                              help="load rounds, each after a reference timing")  # fmt: skip
-    bench_serve.add_argument("--overload-clients", type=int, default=64)
-    bench_serve.add_argument("--overload-queue", type=int, default=8)
+    bench_serve.add_argument("--overload-clients", type=int, default=64,
+                             help="the retry storm's clients")  # fmt: skip
+    bench_serve.add_argument("--overload-queue", type=int,
+                             help="requests the overloaded server lets in; default: 2 x "
+                             "--clients (a batch computing, the next one forming)")  # fmt: skip
     bench_serve.add_argument("--overload-requests", type=int, default=20000)
-    bench_serve.add_argument("--overload-seconds", type=float, default=20)
+    bench_serve.add_argument("--overload-seconds", type=float, default=20, help="per phase")
+    bench_serve.add_argument("--multiples", type=float, nargs="+", default=[3.0, 10.0],
+                             help="open-loop arrival rates, as multiples of the capacity the "
+                             "load measured; default: 3 10")  # fmt: skip
+    bench_serve.add_argument("--refusals", type=int, default=5000,
+                             help="requests refused to time a refusal's CPU")  # fmt: skip
+    bench_serve.add_argument("--plot", help="a PNG of the overload curve")
     bench_serve.add_argument(
         "--server-option",
         action="append",

@@ -44,8 +44,9 @@ def _serve(args: argparse.Namespace) -> None:
     print(f"open {where}{'#token=TOKEN' if token else ''} (API: /docs; Open Inference "
           "Protocol: /v2; metrics: /metrics)", flush=True)  # fmt: skip
     app = create_app(engine, limits, token=token, model_name=args.model_name)
+    # h11 whatever else is installed: it bounds a request's head (16 KiB; httptools does not)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log)  # fmt: skip
+                access_log=args.access_log, http="h11")  # fmt: skip
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -186,12 +186,14 @@ def bench_serve(
     requests: int = 2000,
     seconds: float = 60,
     overload_clients: int = 64,
-    overload_queue: int = 8,
+    overload_queue: int | None = None,
     overload_requests: int = 20000,
     overload_seconds: float = 20,
     server_options: tuple[str, ...] = (),
     reference_images: int = 512,
     rounds: int = 3,
+    multiples: tuple[float, ...] = (3.0, 10.0),
+    refusals: int = 5000,
 ) -> dict:
     import torch
 
@@ -254,21 +256,15 @@ def bench_serve(
         "memory": memory,
         "healthy_after": healthy,
     }
-    overload_options = (*server_options, "--max-queue", str(overload_queue))
-    with Server(checkpoint, *overload_options) as server:
-        wire = [request_bytes("/v1/predict", b, k, server.port) for b, k in payloads]
-        results, wall = asyncio.run(run_clients(server.port, wire, overload_clients,
-                                             overload_requests, overload_seconds))  # fmt: skip
-        overload = summarize(results, wall)
-        busy = [t for s, t in results if s == 503]
-        overload.update({
-            "clients": overload_clients, "max_queue": overload_queue,
-            "refused_503": len(busy),
-            "refused_latency_ms": {"p50": _ms(_percentile(busy, 0.5)),
-                                   "p99": _ms(_percentile(busy, 0.99))},
-            "healthy_after": server.healthy(), "memory_after": server.memory(),
-            "crashed": server.process.poll() is not None,
-        })  # fmt: skip
+    from alexnet.serve.overload import bench_overload
+
+    unloaded_p99 = statistics.median(r["latency_ms"]["p99"] for r in rounds_out) / 1000
+    overload = bench_overload(
+        checkpoint, payloads, load["answered_per_s"], unloaded_p99,
+        queue=overload_queue or 2 * clients, multiples=multiples, seconds=overload_seconds,
+        storm_clients=overload_clients, storm_requests=overload_requests, refusals=refusals,
+        server_options=server_options,
+    )  # fmt: skip
     result.update({
         "settings": {"checkpoint": str(checkpoint), "network": model["network"],
                      "images": len(images), "server_options": list(server_options),
@@ -310,10 +306,23 @@ def table(r: dict) -> str:
         f"batch 128 = {load['vs_batch_128']:.2f}, / at batch {clients} = "
         f"{load[f'vs_batch_{clients}']:.2f}; peak memory "
         f"{load['memory']['after']['peak_rss_mib']:,.0f} MiB",
-        f"overload, {over['clients']} clients, queue {over['max_queue']}: {over['requests']:,} "
-        f"requests in {over['seconds']} s, {over['refused_503']:,} refused (503, p50 "
-        f"{over['refused_latency_ms']['p50']} ms, p99 {over['refused_latency_ms']['p99']} ms), "
-        f"{over['statuses'].get('200', 0):,} answered, other errors "
-        f"{over['errors'] - over['refused_503']}, healthy after: {over['healthy_after']}",
+        f"past capacity ({over['capacity_per_s']:,.1f}/s answered at {clients} clients, "
+        f"p99 {over['unloaded_p99_ms']} ms), a server letting in {over['queue']}:",
+        f"{'phase':>26} {'offered/s':>9} {'answered/s':>10} {'/capacity':>9} {'p99 ms':>7} "
+        f"{'/unloaded':>9} {'refused':>7} {'cpu server':>10} {'cpu clients':>11}",
     ]
+    for row in over["phases"]:
+        offered = (f"{row['offered_vs_capacity'] * over['capacity_per_s']:,.0f}"
+                   if row["offered_vs_capacity"] else "-")  # fmt: skip
+        lines.append(
+            f"{row['phase']:>26} {offered:>9} {row['answered_per_s']:>10,.1f} "
+            f"{row['vs_capacity']:>9.2f} {row['latency_ms']['p99']!s:>7} "
+            f"{row['admitted_p99_vs_unloaded']!s:>9} {row['refused_503']:>7,} "
+            f"{row['cpu_seconds']['server']:>10} {row['cpu_seconds']['clients']:>11}"
+        )
+    refusal = over["refusal"]
+    lines.append(
+        f"a refusal (503 at the door): {refusal['server_cpu_ms_per_refusal']} ms of the "
+        f"server's CPU, {refusal['refused_per_s']:,.0f} refused per second from 8 clients"
+    )
     return "\n".join(lines)
