@@ -36,11 +36,12 @@ def main() -> None:
             status_of(raw(server.port, good))
         memory["start_mib"] = round(rss_mib(server.process.pid), 1)
         for round_ in (1, 2):
-            for name, (request, app) in CASES.items():
+            for name, (request, expected, app) in CASES.items():
                 answer = raw(server.port, request)
                 body = json_of(answer)
                 if round_ == 1:
                     rows.append({"case": name, "status": status_of(answer),
+                                 "expected": expected,
                                  "json_error": bool(body and body.get("error")),
                                  "answered_by": "application" if app else "uvicorn"})  # fmt: skip
             memory[f"after_round_{round_}_mib"] = round(rss_mib(server.process.pid), 1)
@@ -54,6 +55,7 @@ def main() -> None:
         "cases": len(rows),
         "statuses": statuses,
         "server_errors_5xx": sum(r["status"] >= 500 for r in rows),
+        "not_as_expected": sum(r["status"] != r["expected"] for r in rows),
         "no_answer": sum(r["status"] == 0 for r in rows),
         "application_refusals_without_json": sum(
             r["status"] >= 400 and r["answered_by"] == "application" and not r["json_error"]

@@ -200,6 +200,7 @@ def bench_serve(
     from alexnet.bench.common import device_name, machine
     from alexnet.bench.predict import inference_rate
     from alexnet.models import checkpoint as ckpt
+    from alexnet.serve.overload import means, scrape
 
     if not images:
         raise UserError("no images to send: give image files or a folder")
@@ -231,8 +232,10 @@ def bench_serve(
             for name, run in reference.items():
                 rates[name].append(run())
             batches = _health(server)["batches"]
+            metrics_before = scrape(server.url)
             results, wall = asyncio.run(run_clients(port, wire, clients, requests, seconds))
             load = summarize(results, wall)
+            load["batches"] = means(metrics_before, scrape(server.url))
             load["mean_batch"] = round(
                 sum(s == 200 for s, _ in results) / max(1, _health(server)["batches"] - batches), 2
             )

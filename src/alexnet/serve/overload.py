@@ -46,6 +46,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK  # utime, stime
 
 
+def scrape(url: str) -> dict[str, float]:
+    """The server's histogram sums and counts now (its /metrics)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    wanted = ("alexnet_inference_duration_seconds", "alexnet_batch_size",
+              "alexnet_queue_wait_seconds")  # fmt: skip
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            if family.name in wanted for sample in family.samples
+            if sample.name.endswith(("_sum", "_count"))}  # fmt: skip
+
+
+def means(before: dict, after: dict) -> dict:
+    """Per forward pass between two scrapes: its mean seconds and views, and a request's
+    mean wait for its batch."""
+
+    def mean(name: str):
+        count = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+        total = after.get(f"{name}_sum", 0) - before.get(f"{name}_sum", 0)
+        return None if count <= 0 else total / count
+
+    inference = mean("alexnet_inference_duration_seconds")
+    batch, wait = mean("alexnet_batch_size"), mean("alexnet_queue_wait_seconds")
+    return {
+        "forward_ms": None if inference is None else round(1000 * inference, 1),
+        "views_per_batch": None if batch is None else round(batch, 2),
+        "queue_wait_ms": None if wait is None else round(1000 * wait, 1),
+    }
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -133,12 +165,14 @@ def bench_overload(checkpoint: str, payloads: list[tuple[bytes, str]], capacity:
 
         def measured(name: str, offered: float | None, work) -> None:
             server_before, client_before = cpu_seconds(server.process.pid), own_cpu_seconds()
+            metrics_before = scrape(server.url)
             results, wall = asyncio.run(work)
+            batches = means(metrics_before, scrape(server.url))
             phase = _phase(results, wall, capacity, unloaded_p99,
                            cpu_seconds(server.process.pid) - server_before,
                            own_cpu_seconds() - client_before)  # fmt: skip
             phase.update({"phase": name, "offered_vs_capacity": offered,
-                          "healthy_after": server.healthy()})  # fmt: skip
+                          "healthy_after": server.healthy(), "batches": batches})  # fmt: skip
             phases.append(phase)
 
         for multiple in multiples:
