@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "tests" / "se
 
 from test_malformed import CASES, rss_mib  # noqa: E402
 
-from alexnet.serve.load import Server  # noqa: E402
+from alexnet.serve.traffic import Server  # noqa: E402
 
 from wire import json_of, raw, status_of  # noqa: E402
 

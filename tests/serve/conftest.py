@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet.serve.load import Server
+from alexnet.serve.traffic import Server
 
 
 @pytest.fixture(scope="session")

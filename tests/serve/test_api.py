@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet.serve.load import Server
+from alexnet.serve.traffic import Server
 
 from fixtures import bomb_png, cli, encode, photo
 from wire import json_of, multipart, predict, raw, request, status_of

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from alexnet.serve.load import Server
+from alexnet.serve.traffic import Server
 
 from fixtures import cli
 from wire import predict, raw, request, status_of

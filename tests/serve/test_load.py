@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet.serve.load import Server, request_bytes, run_clients, summarize
+from alexnet.serve.traffic import Server, request_bytes, run_clients, summarize
 
 
 def test_clients_stop_at_their_bound_and_every_answer_is_counted(server, photos):

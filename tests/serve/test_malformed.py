@@ -223,7 +223,7 @@ def rss_mib(pid: int) -> float:
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_malformed_requests_get_clear_refusals_and_leave_the_server_as_it_was(served, photos):
-    from alexnet.serve.load import Server
+    from alexnet.serve.traffic import Server
 
     good = http(photos[0].read_bytes())
     with Server(served) as server:

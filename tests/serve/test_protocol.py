@@ -318,7 +318,7 @@ def test_binary_and_json_requests_read_the_same_tensor():
 
 
 def test_the_runtime_is_named_on_v1_and_v2(served):
-    from alexnet.serve.load import Server
+    from alexnet.serve.traffic import Server
 
     with Server(served, "--runtime", "openvino", "--model-name", "fm") as running:
         status, _, meta = request(running.port, "GET", "/v2/models/fm")

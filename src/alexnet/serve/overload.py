@@ -26,12 +26,12 @@ import resource
 import time
 from pathlib import Path
 
-from alexnet.serve.load import (
+from alexnet.serve.traffic import (
     HOST,
     Server,
-    _exchange,
-    _ms,
-    _percentile,
+    exchange,
+    ms,
+    percentile,
     request_bytes,
     run_clients,
     summarize,
@@ -110,7 +110,7 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
             return
         start = time.perf_counter()
         try:
-            status, _, close = await _exchange(reader, writer, request)
+            status, _, close = await exchange(reader, writer, request)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
             status, close = 0, True
         results.append((status, time.perf_counter() - start))
@@ -142,7 +142,7 @@ def _phase(results, wall, capacity: float, unloaded_p99: float, server_cpu: floa
            client_cpu: float) -> dict:  # fmt: skip
     summary = summarize(results, wall)
     admitted = [t for s, t in results if s == 200]
-    p99 = _percentile(admitted, 0.99)
+    p99 = percentile(admitted, 0.99)
     summary.update({
         "vs_capacity": round(summary["answered_per_s"] / capacity, 3),
         "admitted_p99_vs_unloaded": None if p99 is None else round(p99 / unloaded_p99, 2),
@@ -190,7 +190,7 @@ def bench_overload(checkpoint: str, payloads: list[tuple[bytes, str]], capacity:
         refused = sum(s == 503 for s, _ in results)
     return {
         "capacity_per_s": round(capacity, 1),
-        "unloaded_p99_ms": _ms(unloaded_p99),
+        "unloaded_p99_ms": ms(unloaded_p99),
         "queue": queue,
         "phases": phases,
         "crashed": crashed,
