@@ -32,7 +32,8 @@ from alexnet.models.registry import DEFAULT_MODEL, VARIANTS, list_models
 
 PRECISIONS = ("fp32", "bf16", "fp16", "fp64", "auto")
 #: the update rules (alexnet.train.optim) and schedules (alexnet.train.schedule)
-OPTIMIZERS = ("paper", "torch_sgd")
+OPTIMIZERS = ("paper", "torch_sgd", "lars")
+LR_SCALINGS = ("none", "linear")
 SCHEDULES = ("plateau", "milestones", "constant")
 #: keys of the model section that are not fields of the network's config
 MODEL_KEYS = ("name", "reinit")
@@ -85,11 +86,20 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "paper"  # paper: the velocity holds the lr (section 5) | torch_sgd
+    # paper: the velocity holds the lr (section 5) | torch_sgd | lars: You, Gitman and
+    # Ginsburg (2017)'s layer-wise rate on the paper's update (alexnet.train.optim.LARS)
+    name: str = "paper"
     lr: float = 0.01  # epsilon, per image-batch step
     momentum: float = 0.9
     weight_decay: float = 0.0005
     batch_size: int = 128  # images per step, all ranks together
+    # each step's batch in this many micro-batches per rank, their gradients summed before
+    # the one update (and reduced across ranks once): the update of the whole batch
+    accumulate: int = 1
+    # none | linear: the rate is lr x batch_size / 128 (Goyal et al. 2017; the paper's 0.01
+    # is the rate of batch 128)
+    lr_scaling: str = "none"
+    trust: float = 0.001  # lars: the trust coefficient eta
     bias_lr_mult: float = 1.0  # the released code: 2
     bias_weight_decay: bool = True  # the released code: false
     # weight decay of single layers' weights in place of weight_decay, by layer name (the
@@ -113,6 +123,9 @@ class ScheduleConfig:
     # run.epochs stays the upper bound
     early_stop: bool = False
     milestones: list[int] = field(default_factory=lambda: [25, 51, 79])  # epochs, 1-based
+    # Goyal et al. (2017)'s gradual warmup: over these first epochs the rate rises linearly,
+    # step by step, from optim.lr to the scaled rate (optim.lr_scaling: linear)
+    warmup_epochs: float = 0.0
 
 
 @dataclass
@@ -270,6 +283,7 @@ def _check_model(model: dict) -> None:
 def _check_choices(config: TrainConfig) -> None:
     try:
         check_choice("optim.name", config.optim.name, OPTIMIZERS)
+        check_choice("optim.lr_scaling", config.optim.lr_scaling, LR_SCALINGS)
         check_choice("schedule.kind", config.schedule.kind, SCHEDULES)
         check_choice("run.precision", config.run.precision, PRECISIONS)
         check_choice("run.eval_views", config.run.eval_views, EVAL_VIEWS)
@@ -280,6 +294,7 @@ def _check_choices(config: TrainConfig) -> None:
         raise ConfigError(str(error)) from None
     positive = {
         "optim.batch_size": config.optim.batch_size,
+        "optim.accumulate": config.optim.accumulate,
         "run.epochs": config.run.epochs,
         "run.max_bad_steps": config.run.max_bad_steps,
         "run.log_every_steps": config.run.log_every_steps,
@@ -289,6 +304,17 @@ def _check_choices(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be 1 or more, got {value}")
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {config.optim.lr}")
+    if config.optim.batch_size % config.optim.accumulate:
+        raise ConfigError(f"optim.accumulate {config.optim.accumulate} must divide "
+                          f"optim.batch_size {config.optim.batch_size}")  # fmt: skip
+    if config.optim.trust <= 0:
+        raise ConfigError(f"optim.trust must be positive, got {config.optim.trust}")
+    if config.schedule.warmup_epochs < 0:
+        raise ConfigError(f"schedule.warmup_epochs must be 0 or more, got "
+                          f"{config.schedule.warmup_epochs}")  # fmt: skip
+    if config.schedule.warmup_epochs and config.optim.lr_scaling == "none":
+        raise ConfigError("schedule.warmup_epochs rises from optim.lr to the scaled rate: it "
+                          "needs optim.lr_scaling: linear")  # fmt: skip
     if config.data.classes is not None and config.data.class_ids is not None:
         raise ConfigError("data.classes and data.class_ids both choose classes; give one")
     if config.data.classes is not None and config.data.classes < 2:

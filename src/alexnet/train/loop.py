@@ -8,6 +8,7 @@ one would have done.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -25,6 +26,7 @@ from alexnet.data.loader import epoch_batches, make_loader
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
 from alexnet.train.data import RunData
 from alexnet.train.distributed import Processes, all_sum
+from alexnet.train.optim import set_lr
 from alexnet.train.sink import MetricsSink
 from alexnet.train.state import EPOCH_PARTS, Progress
 
@@ -51,9 +53,15 @@ class Step:
     precision: str
     channels_last: bool
     render: Callable | None  # the device renderer of data.render=device batches
+    accumulate: int = 1  # micro-batches a step (optim.accumulate)
+    synced: nn.Module | None = None  # the DistributedDataParallel network, when there is one
 
     def forward_backward(self, images, labels) -> tuple[float, int]:
-        """The loss and gradients of one batch; returns (mean loss, top-1 mistakes)."""
+        """The loss and gradients of one batch; returns (mean loss, top-1 mistakes).
+
+        In `accumulate` micro-batches of equal size, each loss divided by their number, so
+        that the summed gradients are the whole batch's mean loss's; under DDP the
+        gradients are reduced across ranks once, after the last (`no_sync` before it)."""
         device = self.device
         if self.render is not None:
             images = self.render(images)
@@ -61,12 +69,20 @@ class Step:
         labels = labels.to(device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(device, self.precision):
-            logits = self.model(images)
-            loss = F.cross_entropy(widened(logits), labels)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        return float(loss.detach()), int((logits.argmax(dim=1) != labels).sum())
+        k = self.accumulate
+        total, wrong = 0.0, 0
+        parts = list(zip(images.chunk(k), labels.chunk(k), strict=True))
+        for i, (x, y) in enumerate(parts):
+            quiet = self.synced is not None and i < len(parts) - 1
+            with self.synced.no_sync() if quiet else contextlib.nullcontext():
+                with autocast(device, self.precision):
+                    logits = self.model(x)
+                    loss = F.cross_entropy(widened(logits), y)
+                self.scaler.scale(loss / len(parts) if len(parts) > 1 else loss).backward()
+            total += float(loss.detach()) / len(parts)
+            wrong += int((logits.argmax(dim=1) != y).sum())
+        return total, wrong
 
     def update(self) -> None:
         self.scaler.step(self.optimizer)
@@ -84,11 +100,13 @@ def train_one_epoch(
     stopping: Callable[[], bool],
     last_checkpoint: Path,
     lr: float,
+    warmup=None,
 ) -> tuple[bool, float | None]:
     """Train the rest of the current epoch: (whether it finished before the time budget
     ran out, images/s). `save()` writes the run's state (every run.checkpoint_minutes or
     run.checkpoint_steps within the epoch); `stopping()` says Ctrl-C or SIGTERM came, which
-    saves and raises KeyboardInterrupt after the step."""
+    saves and raises KeyboardInterrupt after the step. `warmup` (schedule.Warmup): the rate
+    of each step while it lasts, `lr` (the schedule's) after."""
     p, run = progress, config.run
     batches = epoch_batches(
         data.train_indices, config.optim.batch_size, run.seed, p.epoch, procs.rank, procs.world
@@ -118,6 +136,9 @@ def train_one_epoch(
         if p.elapsed >= budget:
             finished = False
             break
+        if warmup is not None:
+            rate = warmup.rate(p.epoch, p.step, len(batches))
+            set_lr(step.optimizer, lr if rate is None else rate)
         torch.manual_seed(dropout_seed(run.seed, p.epoch, p.step, procs.rank))
         loss, wrong = step.forward_backward(images, labels)
         # summed over ranks before deciding, so that every rank steps or none does

@@ -11,6 +11,10 @@ w <- w - epsilon b. While epsilon is constant the two are the same sequence of w
 the rate is divided by 10 the paper's velocity still carries steps taken at the old rate and
 decays them away, while torch's shrinks them tenfold at once. `optim.name: torch_sgd`
 keeps torch's rule available for comparison.
+
+For large batches (You, Gitman and Ginsburg 2017, "Large Batch Training of Convolutional
+Networks"; Goyal et al. 2017, "Accurate, Large Minibatch SGD"): `LARS`, the layer-wise rate,
+and `scaled_lr`, the rate grown with the batch.
 """
 
 from __future__ import annotations
@@ -63,6 +67,65 @@ class PaperSGD(torch.optim.Optimizer):
             torch._foreach_add_(velocities, grads, alpha=-lr)
             torch._foreach_add_(params, velocities)  # w <- w + v
         return loss
+
+
+class LARS(torch.optim.Optimizer):
+    """You, Gitman and Ginsburg (2017), Algorithm 1, on the paper's update: for each weight
+    tensor w with gradient g, the local rate
+
+        lambda = trust ||w|| / (||g|| + beta ||w||)      (beta: the weight decay)
+        v <- m v + lr lambda (g + beta w)
+        w <- w - v
+
+    Groups marked `"bias": True` (parameter_groups' biases) take neither the trust ratio nor
+    weight decay (v <- m v + lr g), the reference implementations' practice. Where ||w|| or
+    ||g|| is 0 (a tensor at zero, a layer without gradient) lambda is 1."""
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 5e-4, trust: float = 0.001):  # fmt: skip
+        if lr < 0 or momentum < 0 or weight_decay < 0 or trust <= 0:
+            given = f"{lr}, {momentum}, {weight_decay}, {trust}"
+            raise UserError(f"lr, momentum and weight_decay must be 0 or more and trust "
+                             f"positive, got {given}")  # fmt: skip
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust=trust, bias=False))  # fmt: skip
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            decay = 0.0 if group["bias"] else group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                v = state["velocity"]
+                local = 1.0
+                if not group["bias"]:
+                    w_norm, g_norm = float(p.norm()), float(g.norm())
+                    if w_norm > 0 and g_norm > 0:
+                        local = group["trust"] * w_norm / (g_norm + decay * w_norm)
+                # v <- m v + lr local (g + decay w); w <- w - v
+                v.mul_(momentum).add_(g, alpha=lr * local)
+                if decay:
+                    v.add_(p, alpha=lr * local * decay)
+                p.sub_(v)
+        return loss
+
+
+def scaled_lr(optim: OptimConfig) -> float:
+    """The rate of a step: optim.lr, or with optim.lr_scaling linear, optim.lr x
+    batch_size / 128 (Goyal et al. 2017: the paper's 0.01 is the rate of batch 128)."""
+    if optim.lr_scaling == "linear":
+        return optim.lr * optim.batch_size / 128
+    return optim.lr
 
 
 def parameter_groups(
@@ -121,7 +184,7 @@ def parameter_groups(
     others = [p for p in model.parameters() if id(p) not in seen]
     groups = [{"params": weights, "lr_mult": 1.0, "name": "weights"}]
     if biases:
-        group = {"params": biases, "lr_mult": bias_lr_mult, "name": "biases"}
+        group = {"params": biases, "lr_mult": bias_lr_mult, "name": "biases", "bias": True}
         if not bias_weight_decay:
             group["weight_decay"] = 0.0
         groups.append(group)
@@ -133,7 +196,7 @@ def parameter_groups(
             group["weight_decay"] = float(layer_weight_decay[name])
         groups.append(group)
         if own_biases.get(name):
-            bias = {"params": own_biases[name], "name": f"{name}.bias",
+            bias = {"params": own_biases[name], "name": f"{name}.bias", "bias": True,
                     "lr_mult": float(layer_lr_mult[name]) * bias_lr_mult}  # fmt: skip
             if not bias_weight_decay:
                 bias["weight_decay"] = 0.0
@@ -162,12 +225,18 @@ def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimize
     groups = parameter_groups(model, o.bias_lr_mult, o.bias_weight_decay,
                               o.layer_weight_decay, o.layer_lr_mult, o.freeze)  # fmt: skip
     groups = [g for g in groups if g["params"]]  # every layer of a kind may be frozen
+    lr = scaled_lr(o)
     for group in groups:
-        group["lr"] = o.lr * group["lr_mult"]
+        group["lr"] = lr * group["lr_mult"]
+    if o.name == "lars":
+        return LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                    trust=o.trust)  # fmt: skip
+    for group in groups:  # a mark only LARS reads
+        group.pop("bias", None)
     if o.name == "paper":
-        return PaperSGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return PaperSGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     if o.name == "torch_sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {o.name!r}")
 
 

@@ -25,7 +25,7 @@ from alexnet.core.checks import ConfigError
 
 #: Keys a resumed run may change (section.key).
 RESUMABLE = frozenset({
-    "optim.lr", "optim.momentum", "optim.weight_decay", "optim.batch_size",
+    "optim.lr", "optim.momentum", "optim.weight_decay", "optim.batch_size", "optim.accumulate",
     "schedule.factor", "schedule.patience", "schedule.max_drops", "schedule.threshold",
     "schedule.early_stop", "schedule.milestones",
     "run.epochs", "run.budget_minutes", "run.checkpoint_minutes", "run.checkpoint_steps",

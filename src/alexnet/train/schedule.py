@@ -105,6 +105,24 @@ class Constant:
         self.lr = state["lr"]
 
 
+class Warmup:
+    """Goyal et al. (2017)'s gradual warmup: over the first `epochs` epochs the rate rises
+    linearly, each step, from `start` (the rate of batch 128) to `end` (the scaled rate);
+    after them the schedule's rate holds. `rate(epoch, step, steps)`: the rate of step
+    `step` (0-based) of epoch `epoch` (0-based) of `steps` steps, or None past the warmup."""
+
+    def __init__(self, start: float, end: float, epochs: float):
+        self.start, self.end, self.epochs = start, end, epochs
+
+    def rate(self, epoch: int, step: int, steps: int) -> float | None:
+        if self.epochs <= 0 or steps <= 0:
+            return None
+        done = (epoch * steps + step) / (self.epochs * steps)  # the share of warmup done
+        if done >= 1:
+            return None
+        return self.start + (self.end - self.start) * done
+
+
 def make_schedule(schedule: ScheduleConfig, lr: float):
     """The recipe's schedule (its `schedule` section) from the rate `lr` (optim.lr)."""
     s = schedule

@@ -49,9 +49,9 @@ from alexnet.train.data import build_data
 from alexnet.train.distributed import Processes, start_processes
 from alexnet.train.loop import Step, TrainingError, train_one_epoch, validate
 from alexnet.train.network import build_network
-from alexnet.train.optim import make_optimizer, set_lr
+from alexnet.train.optim import make_optimizer, scaled_lr, set_lr
 from alexnet.train.rundir import RunDirectory, git_commit, version_info
-from alexnet.train.schedule import make_schedule
+from alexnet.train.schedule import Warmup, make_schedule
 from alexnet.train.sink import MetricsSink, epoch_metrics
 from alexnet.train.state import Progress, epoch_sums, write_checkpoints
 
@@ -128,6 +128,14 @@ def check_settings(config: TrainConfig, device: torch.device, procs: Processes) 
         raise ConfigError("run.compile does not combine with run.tower_devices")
     if not config.data.store:
         raise ConfigError("data.store is not set: prepare one with `alexnet data prepare`")
+    batch, world, parts = config.optim.batch_size, procs.world, config.optim.accumulate
+    if batch < world:
+        raise ConfigError(f"optim.batch_size {batch} is fewer images a step than the "
+                          f"{world} processes")  # fmt: skip
+    if batch % world == 0 and (batch // world) % parts:
+        raise ConfigError(f"optim.batch_size {batch} over {world} processes is "
+                          f"{batch // world} images each; optim.accumulate {parts} must divide "
+                          "it")  # fmt: skip
 
 
 def open_checkpoint(run_dir: Path, resume: bool, procs: Processes) -> dict | None:
@@ -167,7 +175,10 @@ class Trainer:
         )
         self.preprocessing, note = self._choose_preprocessing(checkpoint)
         self.optimizer = make_optimizer(self.nets.plain, config.optim)
-        self.schedule = make_schedule(config.schedule, config.optim.lr)
+        self.schedule = make_schedule(config.schedule, scaled_lr(config.optim))
+        self.warmup = (Warmup(config.optim.lr, scaled_lr(config.optim),
+                              config.schedule.warmup_epochs)
+                       if config.schedule.warmup_epochs else None)  # fmt: skip
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.run.precision == "fp16")
         self.progress = Progress()
         # the record's provenance (model_record): made on the first save; what a resumed
@@ -183,6 +194,8 @@ class Trainer:
             config.run.precision,
             config.run.channels_last,
             self.train_render,
+            config.optim.accumulate,
+            self.nets.model if procs.world > 1 else None,
         )
         if procs.main:
             _log_to_file(run_dir, resume)
@@ -261,7 +274,10 @@ class Trainer:
         self.schedule.load_state_dict(checkpoint["schedule"])
         changed = self.resumed_changes
         if "optim.lr" in changed:
-            resume_contract.continue_at(self.schedule, self.config.optim.lr, changed["optim.lr"][0])
+            # in the run's scaled rates (optim.lr_scaling), the batch being the one it goes on at
+            scale = scaled_lr(self.config.optim) / self.config.optim.lr
+            resume_contract.continue_at(self.schedule, scaled_lr(self.config.optim),
+                                        changed["optim.lr"][0] * scale)  # fmt: skip
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.progress = Progress.from_dict(checkpoint["progress"])
         ckpt.set_rng_state(checkpoint["rng"])
@@ -373,6 +389,7 @@ class Trainer:
                 lambda: self.stop_requested,
                 self.run_dir / "checkpoints" / "last.pt",
                 self.schedule.lr,
+                self.warmup,
             )
             val = validate(self.nets.plain, data, config, self.procs, self.device, self.val_render)
             self.tick_wall()
