@@ -5,6 +5,7 @@
 #   bash tools/gpu_session.sh checks    # correctness on the GPU, and conv1's ways (~3 min)
 #   bash tools/gpu_session.sh compile   # compiled bf16 training: Triton LRN vs Inductor's (~8 min)
 #   bash tools/gpu_session.sh eager     # the default eager table, all dtypes (~5 min)
+#   bash tools/gpu_session.sh serve     # alexnet serve --device cuda against the CPU (~2 min)
 #
 # The device's image has torch, Triton, numba and the rest of pyproject's dependencies; the
 # package runs from src/ without installing.
@@ -32,8 +33,11 @@ compile)
 eager)
     "${bench[@]}" --output "$OUT/bench-model-gpu.json"
     ;;
+serve)
+    "$python" tools/serve_gpu_check.py --device cuda --output "$OUT/serve-gpu.json"
+    ;;
 *)
-    echo "usage: bash tools/gpu_session.sh checks|compile|eager" >&2
+    echo "usage: bash tools/gpu_session.sh checks|compile|eager|serve" >&2
     exit 2
     ;;
 esac
