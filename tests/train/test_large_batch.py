@@ -211,3 +211,39 @@ def test_accumulating_processes_reduce_their_gradients_once_a_step(tmp_path):
     torch.multiprocessing.spawn(_count_reductions, args=(2, f"file://{tmp_path / 'init'}",
                                 str(out)), nprocs=2)  # fmt: skip
     assert torch.load(out) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_train_as_one_node_and_as_one_process_accumulating(store, tmp_path):
+    """Two torchrun agents over loopback, c10d rendezvous, 2 processes each (4 ranks of 4
+    images), against 1 node of 4 processes and 1 process in 4 micro-batches of 4: the same
+    weights after an epoch, in float64."""
+    sets = [*FP64, "run.epochs=1"]
+    port = _free_port()
+    rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=test"]
+    nodes = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=2",
+             *rendezvous]  # fmt: skip
+    args = ["-m", "alexnet", "train", "--config", str(DEBUG), "--out", str(tmp_path / "nodes"),
+            *(x for s in [f"data.store={store}", *sets] for x in ("--set", s))]  # fmt: skip
+    agents = [subprocess.Popen([*nodes, *args], env=ONE_THREAD, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]  # fmt: skip
+    for agent in agents:
+        output, _ = agent.communicate(timeout=600)
+        assert agent.returncode == 0, output[-3000:]
+    four = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"]
+    _train(four, store, tmp_path / "four", *sets)
+    _train([sys.executable], store, tmp_path / "one", *sets, "optim.accumulate=4")
+    a = weights(tmp_path / "one" / "checkpoints" / "last.pt")
+    for run in ("nodes", "four"):
+        b = weights(tmp_path / run / "checkpoints" / "last.pt")
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=1e-12, atol=1e-12,
+                                       msg=f"{run} {key}")  # fmt: skip
