@@ -15,6 +15,7 @@ RESULT_DOCS = [
     "docs/reproduction.md",
     "docs/serving.md",
     "docs/reliability.md",
+    "docs/scaling.md",
 ]
 NAMING_DOCS = [*RESULT_DOCS, "README.md", "docs/usage.md", "docs/testing.md", "docs/paper.md"]
 # a record: a file under docs/bench or docs/runs (docs/bench-... too, an old place that must
