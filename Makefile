@@ -3,6 +3,7 @@
 #   make summary              the paper's network, layer by layer
 #   make demo                 Fashion-MNIST: prepare, train 5 minutes, evaluate (under 10 min)
 #   make serve                the latest demo run's network at http://127.0.0.1:8000/
+#   make docs                 the documentation site, into site/ (open site/index.html)
 #   make transfer-study       docs/results.md's transfer study on Tiny ImageNet (~30 h of CPU)
 # GPU users: choose the torch build, e.g.
 #   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -13,7 +14,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: test lint chromium summary demo serve transfer-study clean
+.PHONY: test lint chromium summary demo serve docs transfer-study clean
 
 # The demo's time budget for training, in minutes; it also validates and evaluates.
 DEMO_MINUTES ?= 5
@@ -47,6 +48,11 @@ TEST_WORKERS ?= auto --maxprocesses 4
 
 test: lint chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+# The documentation site from docs/ and the docstrings (mkdocs.yml); --strict: a broken link
+# or a page left out of the navigation fails. `make test` builds it too (tests/test_docs.py).
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 summary: $(VENV)/.installed
 	$(BIN)/alexnet summary alexnet2012
@@ -85,4 +91,4 @@ transfer-study: $(VENV)/.installed
 		--out runs/transfer-b --per-class 10,50,450 --seeds 0,1
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache .ruff_cache
