@@ -195,3 +195,24 @@ def test_predict_names_a_file_that_is_not_an_image(run, tmp_path):
     # an error row with the reason, and the exit status says a file failed
     assert result.returncode == 1 and "notes.jpg: error: not an image" in result.stdout
     assert "1 of 1 files gave no prediction" in result.stderr
+
+
+def test_eval_scores_the_images_a_run_held_out_as_its_training_validated_them(store, tmp_path):
+    import json
+
+    from fixtures import cli
+
+    run = tmp_path / "held"
+    train(load_config(DEBUG, [f"data.store={store}", "run.epochs=1", "data.holdout=0.25"]), run)
+    done = cli("eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data",
+               str(store), "--holdout", str(run), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    held = json.loads((run / "holdout.json").read_text())
+    metrics = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result["images"] == len(held["indices"]) == metrics["val_images"] == 40
+    assert result["top1_error"] == pytest.approx(metrics["val_top1_error"], abs=1e-9)
+    assert (run / "eval-holdout-center" / "eval.json").is_file()
+    done = cli("eval", "--checkpoint", str(run), "--data", str(store), "--holdout",
+               str(tmp_path))  # fmt: skip
+    assert done.returncode == 2 and "no readable holdout.json" in done.stderr

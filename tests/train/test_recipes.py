@@ -31,6 +31,7 @@ RECIPE_DATA = {
     "cifar4": (10, 3),
     "debug": (10, 1),
     "fashion-mnist": (10, 1),
+    "finetune-folder": (5, 3),  # a folder of photos: any number of classes, RGB
     "imagenet-8k": (1000, 3),
     "paper": (1000, 3),
     "released": (1000, 3),

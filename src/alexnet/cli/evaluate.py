@@ -68,10 +68,14 @@ def _neighbors(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    split, images = args.split, None
+    if args.holdout:  # the images a run held out of its training split
+        split, images = _held_out(args.holdout)
     evaluate_and_write(
         args.checkpoint,
         args.data,
-        split=args.split,
+        split=split,
+        images=images,
         views=args.views,
         batch_size=args.batch,
         precision=args.precision,
@@ -81,6 +85,17 @@ def _eval(args: argparse.Namespace) -> None:
         out=args.out,
         as_json=args.json,
     )
+
+
+def _held_out(run: str) -> tuple[str, list[int]]:
+    """The split and indices of the images `run` held out (its holdout.json)."""
+    path = Path(run) / "holdout.json"
+    try:
+        saved = json.loads(path.read_text())
+        return saved["split"], [int(i) for i in saved["indices"]]
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{run} has no readable holdout.json ({error}): it held no images "
+                         "out (data.holdout)") from None  # fmt: skip
 
 
 def evaluate_and_write(
@@ -94,7 +109,8 @@ def evaluate_and_write(
         checkpoints, data, split=split, views=views, progress=not as_json, **options
     )
     first = Path(result["checkpoints"][0])
-    out = Path(out) if out else first.parent.parent / f"eval-{split}-{views}"
+    name = split if options.get("images") is None else "holdout"
+    out = Path(out) if out else first.parent.parent / f"eval-{name}-{views}"
     out.mkdir(parents=True, exist_ok=True)
     result["command"] = command_line()
     result["confusion"] = result["confusion"].tolist()
@@ -292,6 +308,8 @@ def add_commands(commands) -> None:
     )
     evaluate.add_argument("--data", required=True, help="a prepared store")
     evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--holdout", metavar="RUN", help="the images the run RUN held out "
+                          "of its training split (data.holdout) instead of a split")  # fmt: skip
     evaluate.add_argument(
         "--views",
         choices=("center", "ten-crop"),

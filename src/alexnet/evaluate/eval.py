@@ -32,8 +32,10 @@ def evaluate_checkpoints(
     workers: int = 1,
     limit: int | None = None,
     progress: bool = True,
+    images: list[int] | None = None,
 ) -> dict:
-    """Top-1/top-5 error of one network or an ensemble (softmax averaged) on a store."""
+    """Top-1/top-5 error of one network or an ensemble (softmax averaged) on a store;
+    `images`: only these indices of the split (a run's held-out images)."""
     from alexnet.core.runtime import (
         InferenceNetwork,
         keep_freed_memory,
@@ -92,6 +94,9 @@ def evaluate_checkpoints(
     chosen = class_map(store.class_ids, list(first.classes.ids))
     dataset.relabel(chosen)
     indices = np.flatnonzero(chosen[dataset.split.labels] >= 0).tolist()
+    if images is not None:
+        wanted = set(images)
+        indices = [i for i in indices if i in wanted]
     indices = indices if limit is None else indices[:limit]
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     loader = make_loader(dataset, batches=batches, num_workers=workers, device=dev)
@@ -108,7 +113,7 @@ def evaluate_checkpoints(
     result.update(
         checkpoints=[c["path"] for c in loaded],
         data=str(data),
-        split=split,
+        split=split if images is None else f"{split} (held out: {len(indices)} images)",
         views=views,
         precision=precision,
         device=str(dev),
