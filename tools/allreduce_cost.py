@@ -4,9 +4,10 @@ gradients are all-reduced by a ring (NCCL's algorithm for large messages), for 8
 
 A ring all-reduce of P values over N ranks sends 2 (N - 1) / N x P values from each rank
 (a reduce-scatter and an all-gather, each (N - 1) / N x P). The parameters are counted from
-the package's network; the convolutional layers' share is shown apart, as Krizhevsky (2014)
-divides the work: data parallelism where the computation is (the convolutions), model
-parallelism where the parameters are (the fully connected layers).
+the package's network; the convolutional layers' share is shown apart, and Krizhevsky
+(2014)'s hybrid scheme is counted too (alexnet.train.hybrid.bytes_per_step: the conv
+gradients all-reduced, the conv5 maps, fc7's partial sums, fc8's input gradient and the
+logits of the whole batch sent instead of fc6-fc8's gradients), at 128 images per GPU.
 
     python tools/allreduce_cost.py --output docs/bench/allreduce-cost.json
 """
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import alexnet  # noqa: E402
+from alexnet.train.hybrid import bytes_per_step  # noqa: E402
 
 RANKS = (8, 64, 512)
 BYTES = {"fp32": 4, "bf16": 2}
@@ -50,6 +52,17 @@ def main() -> None:
                     "seconds": {link: round(sent * 8 / (gbit * 1e9), 4)
                                 for link, gbit in LINKS_GBIT.items()},
                 })  # fmt: skip
+    widths = {"features": 9216, "hidden": 4096, "classes": 1000}
+    for ranks in RANKS:
+        for dtype, size in BYTES.items():
+            sent = bytes_per_step(ranks, 128 * ranks, counts, widths, element=size)
+            rows.append({
+                "ranks": ranks, "gradients": dtype, "parameters": "hybrid, 128 a GPU",
+                "bytes_sent_per_rank": round(sent["hybrid_total"]),
+                "parts": {k: round(v) for k, v in sent["hybrid"].items()},
+                "seconds": {link: round(sent["hybrid_total"] * 8 / (gbit * 1e9), 4)
+                            for link, gbit in LINKS_GBIT.items()},
+            })  # fmt: skip
     result = {
         "command": "python " + " ".join(sys.argv),
         "network": "alexnet2012",

@@ -132,7 +132,7 @@ def create_model(
 ) -> AlexNet:
     """A network by name, with any `AlexNetConfig` field as an option:
 
-        model = create_model("alexnet2012", num_classes=10, lrn=False, pool_size=2)
+    model = create_model("alexnet2012", num_classes=10, lrn=False, pool_size=2)
     """
     _check(name, options)
     variant = VARIANTS[name]

@@ -59,13 +59,18 @@ class PaperSGD(torch.optim.Optimizer):
                 if "velocity" not in state:
                     state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 velocities.append(state["velocity"])
-            grads = [p.grad for p in params]
-            # v <- momentum v - decay lr w - lr g, in three passes over each tensor
-            torch._foreach_mul_(velocities, momentum)
-            if decay:
-                torch._foreach_add_(velocities, params, alpha=-decay * lr)
-            torch._foreach_add_(velocities, grads, alpha=-lr)
-            torch._foreach_add_(params, velocities)  # w <- w + v
+            # foreach ops take one kind of tensor at a time: plain tensors, and DTensors (the
+            # fully connected layers' slices under hybrid parallelism, alexnet.train.hybrid)
+            for kind in dict.fromkeys(type(p) for p in params):
+                chosen = [i for i, p in enumerate(params) if type(p) is kind]
+                ws, vs = [params[i] for i in chosen], [velocities[i] for i in chosen]
+                gs = [params[i].grad for i in chosen]
+                # v <- momentum v - decay lr w - lr g, in three passes over each tensor
+                torch._foreach_mul_(vs, momentum)
+                if decay:
+                    torch._foreach_add_(vs, ws, alpha=-decay * lr)
+                torch._foreach_add_(vs, gs, alpha=-lr)
+                torch._foreach_add_(ws, vs)  # w <- w + v
         return loss
 
 

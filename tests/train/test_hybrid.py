@@ -1,0 +1,118 @@
+"""Krizhevsky's hybrid parallelism (alexnet.train.hybrid): the convolutional layers data
+parallel, fc6-fc8 split over the ranks with DTensor; a few steps of the paper's update on 2
+and 4 gloo processes end where one process training on the whole batch does (float64);
+what a step sends, hybrid against data parallelism; networks it cannot split are refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alexnet.core.errors import UserError
+from alexnet.models.registry import create_model
+from alexnet.train.hybrid import bytes_per_step, parallelize
+
+OPTIONS = {"widths": [8, 16, 16, 16, 16], "fc_width": 32, "dropout": 0.0, "init": "kaiming"}
+CLASSES, BATCH, STEPS = 12, 16, 3
+
+
+def _network():
+    torch.manual_seed(0)
+    return create_model("alexnet2012", num_classes=CLASSES, in_chans=1, **OPTIONS).double()
+
+
+def _batches():
+    generator = torch.Generator().manual_seed(1)
+
+    def batch():
+        images = torch.randn(BATCH, 1, 224, 224, generator=generator, dtype=torch.float64)
+        return images, torch.randint(0, CLASSES, (BATCH,), generator=generator)
+
+    return [batch() for _ in range(STEPS)]
+
+
+def _one_process() -> dict:
+    import torch.nn.functional as F
+
+    from alexnet.train.optim import PaperSGD
+
+    model = _network().train()
+    optimizer = PaperSGD(model.parameters(), lr=0.01)
+    for images, labels in _batches():
+        optimizer.zero_grad()
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _hybrid(rank: int, world: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor
+
+    from alexnet.train.hybrid import loss_and_mistakes, reduce_conv_gradients
+    from alexnet.train.optim import PaperSGD
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        model = parallelize(_network().train(), init_device_mesh("cpu", (world,)))
+        optimizer = PaperSGD(model.parameters(), lr=0.01)
+        local = BATCH // world
+        for images, labels in _batches():
+            optimizer.zero_grad()
+            mine = slice(rank * local, (rank + 1) * local)
+            loss, _ = loss_and_mistakes(model(images[mine]), labels[mine])
+            loss.backward()
+            reduce_conv_gradients(model)
+            optimizer.step()
+        state = {k: v.full_tensor() if isinstance(v, DTensor) else v
+                 for k, v in model.state_dict().items()}  # fmt: skip
+        if rank == 0:
+            torch.save({k: v.detach().clone() for k, v in state.items()}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_hybrid_steps_equal_one_process_on_the_whole_batch_in_float64(world, tmp_path):
+    out = tmp_path / "state.pt"
+    torch.multiprocessing.spawn(_hybrid, args=(world, f"file://{tmp_path / 'init'}", str(out)),
+                                nprocs=world)  # fmt: skip
+    theirs, ours = torch.load(out), _one_process()
+    assert theirs.keys() == ours.keys()
+    start = _network().state_dict()
+    for key in ours:
+        assert not torch.equal(ours[key], start[key]), key  # every layer learned
+        torch.testing.assert_close(theirs[key], ours[key], rtol=1e-12, atol=1e-14, msg=key)
+
+
+def test_networks_without_splittable_fc_layers_are_refused():
+    from torch.distributed.device_mesh import DeviceMesh
+
+    class FakeMesh:
+        def size(self):
+            return 4
+
+    with pytest.raises(UserError, match="has no fully connected fc6, fc7, fc8"):
+        parallelize(torch.nn.Sequential(torch.nn.Linear(3, 3)), FakeMesh())
+    with pytest.raises(UserError, match="fc8's 10 units do not split among 4 processes"):
+        parallelize(create_model("alexnet2012", num_classes=10, in_chans=1, **OPTIONS),
+                    FakeMesh())  # fmt: skip
+    assert DeviceMesh  # the real mesh is what the runs above use
+
+
+def test_a_hybrid_step_sends_a_fraction_of_data_parallelisms_bytes():
+    """The paper's network at a global batch of 128 x N: the fully connected layers'
+    gradients (96% of the parameters) stay home; their activations travel instead."""
+    model = create_model("alexnet2012")
+    named = list(model.named_parameters())
+    params = {"conv": sum(p.numel() for n, p in named if n.startswith("conv")),
+              "fc": sum(p.numel() for n, p in named if n.startswith("fc"))}  # fmt: skip
+    widths = {"features": 9216, "hidden": 4096, "classes": 1000}
+    for ranks in (2, 4, 8):
+        sent = bytes_per_step(ranks, 128 * ranks, params, widths)
+        # by hand: data parallelism all-reduces 60,965,224 fp32 values, 2 (N - 1) / N of them
+        assert sent["data_parallel_total"] == pytest.approx(2 * (ranks - 1) / ranks
+                                                            * 60_965_224 * 4)  # fmt: skip
+        assert sent["hybrid_total"] < sent["data_parallel_total"]
