@@ -14,6 +14,7 @@ RESULT_DOCS = [
     "docs/benchmarks.md",
     "docs/reproduction.md",
     "docs/serving.md",
+    "docs/serving-load.md",
     "docs/reliability.md",
     "docs/scaling.md",
 ]
