@@ -45,6 +45,12 @@ def _one_process() -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _bytes_written() -> int:
+    """What this process has written so far, sockets included (Linux's /proc/self/io)."""
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("wchar"))
+
+
 def _hybrid(rank: int, world: int, init: str, out: str) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
@@ -56,20 +62,32 @@ def _hybrid(rank: int, world: int, init: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
+        everything = torch.zeros(
+            sum(p.numel() for p in _network().parameters()), dtype=torch.float64
+        )
+        dist.barrier()
+        start = _bytes_written()
+        dist.all_reduce(everything)  # what data parallelism sends: every gradient
+        data_parallel = _bytes_written() - start
         model = parallelize(_network().train(), init_device_mesh("cpu", (world,)))
         optimizer = PaperSGD(model.parameters(), lr=0.01)
         local = BATCH // world
         for images, labels in _batches():
             optimizer.zero_grad()
             mine = slice(rank * local, (rank + 1) * local)
+            dist.barrier()
+            start = _bytes_written()
             loss, _ = loss_and_mistakes(model(images[mine]), labels[mine])
             loss.backward()
             reduce_conv_gradients(model)
+            hybrid = _bytes_written() - start  # the last step's: the first sets things up
             optimizer.step()
         state = {k: v.full_tensor() if isinstance(v, DTensor) else v
                  for k, v in model.state_dict().items()}  # fmt: skip
         if rank == 0:
-            torch.save({k: v.detach().clone() for k, v in state.items()}, out)
+            state = {k: v.detach().clone() for k, v in state.items()}
+            torch.save({"state": state, "sent": {"hybrid": hybrid,
+                        "data_parallel": data_parallel}}, out)  # fmt: skip
     finally:
         dist.destroy_process_group()
 
@@ -79,12 +97,25 @@ def test_hybrid_steps_equal_one_process_on_the_whole_batch_in_float64(world, tmp
     out = tmp_path / "state.pt"
     torch.multiprocessing.spawn(_hybrid, args=(world, f"file://{tmp_path / 'init'}", str(out)),
                                 nprocs=world)  # fmt: skip
-    theirs, ours = torch.load(out), _one_process()
+    saved, ours = torch.load(out), _one_process()
+    theirs = saved["state"]
     assert theirs.keys() == ours.keys()
     start = _network().state_dict()
     for key in ours:
         assert not torch.equal(ours[key], start[key]), key  # every layer learned
         torch.testing.assert_close(theirs[key], ours[key], rtol=1e-12, atol=1e-14, msg=key)
+    # the bytes a rank sent in a step, counted on the wire, against bytes_per_step's count
+    # (gloo's messages carry a few percent of headers)
+    model = _network()
+    named = list(model.named_parameters())
+    params = {"conv": sum(p.numel() for n, p in named if n.startswith("conv")),
+              "fc": sum(p.numel() for n, p in named if n.startswith("fc"))}  # fmt: skip
+    widths = {"features": 16 * 36, "hidden": 32, "classes": CLASSES}
+    counted = bytes_per_step(world, BATCH, params, widths, element=8, gloo=True)
+    sent = saved["sent"]
+    assert counted["data_parallel_total"] <= sent["data_parallel"] <= 1.05 * counted[
+        "data_parallel_total"]  # fmt: skip
+    assert counted["hybrid_total"] <= sent["hybrid"] <= 1.08 * counted["hybrid_total"]
 
 
 def test_networks_without_splittable_fc_layers_are_refused():

@@ -93,12 +93,14 @@ def loss_and_mistakes(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
 
 
 def bytes_per_step(ranks: int, batch: int, parameters: dict[str, int], widths: dict[str, int],
-                   element: int = 4) -> dict[str, float]:  # fmt: skip
+                   element: int = 4, gloo: bool = False) -> dict[str, float]:  # fmt: skip
     """What each rank sends per training step, by ring collectives, hybrid against data
     parallelism. `batch`: the global batch; `parameters`: {"conv": ..., "fc": ...};
     `widths`: fc6's inputs ("features"), fc7's inputs and outputs ("hidden"), fc8's
     outputs ("classes"). A ring all-gather or reduce-scatter of M values in all sends
-    (N - 1) / N x M from each rank, an all-reduce twice that."""
+    (N - 1) / N x M from each rank, an all-reduce twice that. `gloo`: the conv5 maps'
+    gradient is reduced by an all-reduce there, as measured (gloo has no reduce-scatter
+    for DTensor to use); NCCL reduce-scatters it."""
     n = ranks
     share = (n - 1) / n
     features = batch * widths["features"]  # the gathered conv5 maps
@@ -106,7 +108,7 @@ def bytes_per_step(ranks: int, batch: int, parameters: dict[str, int], widths: d
     logits = batch * widths["classes"]
     hybrid = {
         "conv gradients (all-reduce)": 2 * share * parameters["conv"],
-        "conv5 maps (all-gather; backward reduce-scatter)": 2 * share * features,
+        "conv5 maps (all-gather; backward reduce-scatter)": (3 if gloo else 2) * share * features,
         "fc7 partial sums (all-reduce)": 2 * share * hidden,
         "fc8's input gradient (all-reduce, backward)": 2 * share * hidden,
         "logits (all-gather)": share * logits,
