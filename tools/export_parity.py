@@ -1,4 +1,4 @@
-"""The ONNX parity table of docs/usage.md and docs/benchmarks.md: each network with seeded
+"""The ONNX parity table of docs/export.md and docs/benchmarks.md: each network with seeded
 He-initialized weights (logits of order 1) exported by `alexnet export --format onnx`, then
 onnx.checker's full check and ONNX Runtime's logits against the package's at batch 1 and 8,
 and the top-5 classes of 64 inputs.

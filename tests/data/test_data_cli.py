@@ -79,10 +79,10 @@ def test_view_benchmark_reports_rates(tmp_path):
     assert "random crop + flip + PCA lighting" in text and np.isfinite(rate["median"])
 
 
-def test_the_usage_docs_data_example_runs(tmp_path, monkeypatch):
+def test_the_data_pages_example_runs(tmp_path, monkeypatch):
     from pathlib import Path
 
-    readme = (ROOT / "docs" / "usage.md").read_text()
+    readme = (ROOT / "docs" / "data.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     example = next(b for b in blocks if "StoreDataset" in b)
     monkeypatch.chdir(tmp_path)
