@@ -18,9 +18,20 @@ RESULT_DOCS = [
     "docs/reliability.md",
     "docs/scaling.md",
 ]
-NAMING_DOCS = [*RESULT_DOCS, "README.md", "docs/usage.md", "docs/testing.md", "docs/paper.md",
-               "docs/python.md", "docs/data.md", "docs/training.md", "docs/transfer.md",
-               "docs/export.md", "docs/figures.md", "docs/finetune.md"]
+NAMING_DOCS = [
+    *RESULT_DOCS,
+    "README.md",
+    "docs/usage.md",
+    "docs/testing.md",
+    "docs/paper.md",
+    "docs/python.md",
+    "docs/data.md",
+    "docs/training.md",
+    "docs/transfer.md",
+    "docs/export.md",
+    "docs/figures.md",
+    "docs/finetune.md",
+]
 # a record: a file under docs/bench or docs/runs (docs/bench-... too, an old place that must
 # not be named any more, since nothing is there; a relative link from docs/ leaves out
 # "docs/"), possibly with {a,b} alternatives or a * pattern; or, for a count rather than a
