@@ -3,11 +3,10 @@
 # on Fashion-MNIST at 32x32, 10 epochs, 5,000 training images held out to validate (the test
 # images looked at once, at the end, --test): global batch 128 against 2,048 (16
 # micro-batches of 128) with (a) the linear scaling rule, (b) + 2 epochs of warmup, (c) LARS
-# + warmup, its rate at batch 2,048 chosen on the held-out images (seed 0) among 0.25, 1, 4
-# and 16
-# (a sixteenth of each at batch 128, scaled linearly; the warmup rises from there). Two
-# seeds.
-# About 40 minutes of a 2-core CPU; each run resumes if stopped (--auto-resume).
+# + warmup, its rate at batch 2,048 chosen on the held-out images of seed 0 among 0.25, 1, 4
+# and 16 (a sixteenth of each at batch 128, scaled linearly; the warmup rises from there); a
+# rate that diverges is out. Two seeds. About 45 minutes of a 2-core CPU; each run resumes if
+# stopped (--auto-resume). Then: python tools/large_batch_summary.py RUNS --out docs/runs/large-batch
 #
 #   bash tools/large_batch_study.sh [RUNS]     # runs in RUNS (default runs/large-batch)
 set -euo pipefail
