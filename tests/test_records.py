@@ -13,6 +13,8 @@ RESULT_DOCS = [
     "docs/results.md",
     "docs/benchmarks.md",
     "docs/reproduction.md",
+    "docs/reproduction-lrn.md",
+    "docs/reproduction-more.md",
     "docs/serving.md",
     "docs/serving-load.md",
     "docs/reliability.md",
