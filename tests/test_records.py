@@ -12,6 +12,10 @@ from fixtures import ROOT
 RESULT_DOCS = [
     "docs/results.md",
     "docs/benchmarks.md",
+    "docs/benchmarks-model.md",
+    "docs/benchmarks-model-more.md",
+    "docs/benchmarks-runtimes.md",
+    "docs/benchmarks-gpu.md",
     "docs/reproduction.md",
     "docs/reproduction-lrn.md",
     "docs/reproduction-more.md",
