@@ -11,6 +11,10 @@ from fixtures import ROOT
 
 RESULT_DOCS = [
     "docs/results.md",
+    "docs/results-fashion-mnist.md",
+    "docs/results-transfer.md",
+    "docs/results-large-batch.md",
+    "docs/results-figures.md",
     "docs/benchmarks.md",
     "docs/benchmarks-model.md",
     "docs/benchmarks-model-more.md",

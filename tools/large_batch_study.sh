@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The large-batch study of docs/results.md: the four-layer CIFAR net (configs/cifar4.yaml)
+# The large-batch study of docs/results-large-batch.md: the four-layer CIFAR net (configs/cifar4.yaml)
 # on Fashion-MNIST at 32x32, 10 epochs, 5,000 training images held out to validate (the test
 # images looked at once, at the end, --test): global batch 128 against 2,048 (16
 # micro-batches of 128) with (a) the linear scaling rule, (b) + 2 epochs of warmup, (c) LARS

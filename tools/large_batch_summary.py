@@ -1,7 +1,7 @@
 """The large-batch study's record, table and plot (tools/large_batch_study.sh's runs): copies
 each run's recipe, metrics and test evaluation into docs/runs/large-batch/RUN/, writes
 docs/runs/large-batch/summary.json and the plot of held-out error by epoch, and prints the
-table of docs/results.md.
+table of docs/results-large-batch.md.
 
     python tools/large_batch_summary.py runs/large-batch --out docs/runs/large-batch
 """

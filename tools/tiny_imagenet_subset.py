@@ -4,7 +4,7 @@ PER_CLASS training images of each (in name order) and all their validation image
     python tools/tiny_imagenet_subset.py ../shared/data/tiny-imagenet-200.zip data/tiny-sub.zip
 
 Made for the device tool, which carries at most 64 MiB: the defaults give 23,000 training
-and 5,000 validation images in 59.5 MB (docs/results.md, the H100 run for Figure 3).
+and 5,000 validation images in 59.5 MB (docs/results-figures.md, the H100 run for Figure 3).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Copy a transfer study's finished records into the docs, where results.md cites them:
+# Copy a transfer study's finished records into the docs, where results-transfer.md cites them:
 #   tools/transfer_records.sh [runs/transfer-b [docs/runs/transfer-b]]
 # transfer.json/.md/.png; each probe cell's probe.json; each trained cell whose ten-crop test
 # is written: its config, metrics.jsonl, train.log, version.json and both tests' eval.json
