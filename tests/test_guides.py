@@ -1,7 +1,8 @@
 """Every command in the guides runs: the shell blocks marked `<!-- runnable -->` in docs/
 run, in order, page by page, in a folder prepared as each page assumes (a few photos in
-photos/CLASS/, torchvision's weights file, here made-up weights of its shape), bounded so
-that the suite stays short: `alexnet train` runs one epoch of batch 8."""
+photos/CLASS/001.jpg..., torchvision's weights file, here made-up weights of its shape, the
+repository's configs/ and examples/), bounded so that the suite stays short: `alexnet train`
+runs one epoch of batch 8."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def sandbox(folder: Path) -> None:
     for c, name in enumerate(["cat", "dog", "fox"]):
         (folder / "photos" / name).mkdir(parents=True)
         for i in range(8):
-            photo(10 * c + i, (320, 240)).save(folder / "photos" / name / f"{i:03d}.jpg")
+            photo(10 * c + i, (320, 240)).save(folder / "photos" / name / f"{i + 1:03d}.jpg")
     (folder / "configs").symlink_to(ROOT / "configs")
+    (folder / "examples").symlink_to(ROOT / "examples")
 
 
 def test_the_guides_mark_their_commands():
@@ -46,6 +48,7 @@ def test_the_guides_mark_their_commands():
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
 def test_every_runnable_command_of_a_guide_runs(page, tmp_path):
     sandbox(tmp_path)
+    # `python` is this interpreter (its folder first on PATH), as in an activated venv
     env = {**os.environ, "ALEXNET_PROGRESS": "0",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
     for line in runnable(page):
