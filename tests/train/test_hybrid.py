@@ -88,6 +88,7 @@ def _hybrid(rank: int, world: int, init: str, out: str) -> None:
             state = {k: v.detach().clone() for k, v in state.items()}
             torch.save({"state": state, "sent": {"hybrid": hybrid,
                         "data_parallel": data_parallel}}, out)  # fmt: skip
+        dist.barrier()  # every rank done before any tears gloo down
     finally:
         dist.destroy_process_group()
 

@@ -188,10 +188,13 @@ def _count_reductions(rank: int, world: int, init: str, out: str) -> None:
         ddp = torch.nn.parallel.DistributedDataParallel(net)
         calls = []
 
-        def hook(state, bucket):  # DDP's default reduction, counted
-            calls.append(bucket.index())
-            reduced = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
-            return reduced.then(lambda f: f.value()[0] / world)
+        def hook(state, bucket):  # DDP's default reduction, counted; synchronous, so that
+            calls.append(bucket.index())  # no gloo work thread outlives the step
+            buffer = bucket.buffer()
+            dist.all_reduce(buffer)
+            done = torch.futures.Future()
+            done.set_result(buffer.div_(world))
+            return done
 
         ddp.register_comm_hook(None, hook)
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -201,6 +204,7 @@ def _count_reductions(rank: int, world: int, init: str, out: str) -> None:
         step.forward_backward(torch.randn(8, 3, 2, 2), torch.randint(0, 3, (8,)))
         if rank == 0:
             torch.save(len(calls), out)
+        dist.barrier()  # both done before either tears gloo down
     finally:
         dist.destroy_process_group()
 
