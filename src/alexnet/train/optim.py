@@ -31,6 +31,21 @@ from alexnet.train.config import OPTIMIZERS, OptimConfig
 LEARNED_LAYERS = (nn.Conv2d, nn.Linear, LocallyConnected2d)
 
 
+def _evaluate(closure):
+    """The loss of an optimizer's closure (with gradients on), or None without one."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+def _velocity(state: dict, p: torch.Tensor) -> torch.Tensor:
+    """A parameter's velocity in its optimizer state, zeros at first."""
+    if "velocity" not in state:
+        state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return state["velocity"]
+
+
 class PaperSGD(torch.optim.Optimizer):
     """Momentum SGD with the paper's update: the velocity holds the learning rate."""
 
@@ -44,21 +59,13 @@ class PaperSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            velocities = []
-            for p in params:
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                velocities.append(state["velocity"])
+            velocities = [_velocity(self.state[p], p) for p in params]
             # foreach ops take one kind of tensor at a time: plain tensors, and DTensors (the
             # fully connected layers' slices under hybrid parallelism, alexnet.train.hybrid)
             for kind in dict.fromkeys(type(p) for p in params):
@@ -97,21 +104,14 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
             decay = 0.0 if group["bias"] else group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                v = state["velocity"]
+                g, v = p.grad, _velocity(self.state[p], p)
                 local = 1.0
                 if not group["bias"]:
                     w_norm, g_norm = float(p.norm()), float(g.norm())
