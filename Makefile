@@ -4,6 +4,7 @@
 #   make demo                 Fashion-MNIST: prepare, train 5 minutes, evaluate (under 10 min)
 #   make serve                the latest demo run's network at http://127.0.0.1:8000/
 #   make docs                 the documentation site, into site/ (open site/index.html)
+#   make report-docs          the docs' tables and figures written again from their records
 #   make transfer-study       docs/results.md's transfer study on Tiny ImageNet (~30 h of CPU)
 # GPU users: choose the torch build, e.g.
 #   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -14,7 +15,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: test lint chromium summary demo serve docs transfer-study clean
+.PHONY: test lint chromium summary demo serve docs report-docs transfer-study clean
 
 # The demo's time budget for training, in minutes; it also validates and evaluates.
 DEMO_MINUTES ?= 5
@@ -53,6 +54,12 @@ test: lint chromium
 # or a page left out of the navigation fails. `make test` builds it too (tests/test_docs.py).
 docs: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# Every table between generator markers in README.md and the results, benchmarks and
+# reproduction pages, and every figure they show, from the records under docs/runs and
+# docs/bench (`make test` checks that the committed pages agree with them).
+report-docs: $(VENV)/.installed
+	$(BIN)/alexnet report-docs --figures
 
 summary: $(VENV)/.installed
 	$(BIN)/alexnet summary alexnet2012

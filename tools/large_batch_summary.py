@@ -15,12 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-SETTINGS = {  # name prefix -> what it is
-    "b128": "batch 128, the recipe's rate (0.001)",
-    "b2048-linear": "batch 2,048, linear scaling (0.016)",
-    "b2048-warmup": "batch 2,048, linear scaling + 2 epochs of warmup",
-    "b2048-lars": "batch 2,048, LARS + 2 epochs of warmup",
-}
+from alexnet.records.figures import LARGE_BATCH_SETTINGS as SETTINGS
+from alexnet.records.figures import large_batch, large_batch_shown
 
 
 def setting_of(run: str) -> str:
@@ -58,12 +54,8 @@ def main() -> None:
         })  # fmt: skip
     summary = {"command": "python " + " ".join(sys.argv), "runs": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    # LARS's rates not chosen on the held-out images stay out of the plot and the table
-    chosen_rates = {r["run"].split("-")[2] for r in rows
-                    if r["setting"] == "b2048-lars" and r["run"].endswith("-s1")}  # fmt: skip
-    shown = [r for r in rows if r["setting"] != "b2048-lars"
-             or r["run"].split("-")[2] in chosen_rates]  # fmt: skip
-    plot(shown, out / "held-out.png")
+    shown = large_batch_shown(rows)
+    large_batch(out / "summary.json", out / "held-out.png")
     print(
         "| setting | runs (seed: test top-1 error) | mean test top-1 error | best held-out error |"
     )
@@ -77,31 +69,6 @@ def main() -> None:
         mean = statistics.mean(r["test_top1_error"] for r in chosen)
         best = statistics.mean(r["best_held_out_top1_error"] for r in chosen)
         print(f"| {label} | {cells} | {100 * mean:.2f}% | {100 * best:.2f}% |")
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"b128": "#4c72b0", "b2048-linear": "#c44e52", "b2048-warmup": "#dd8452",
-              "b2048-lars": "#55a868"}  # fmt: skip
-    fig, axis = plt.subplots(figsize=(7, 4), layout="constrained")
-    seen = set()
-    for row in rows:
-        setting = row["setting"]
-        label = SETTINGS[setting] if setting not in seen else None
-        seen.add(setting)
-        errors = [100 * e for e in row["held_out_top1_error"]]
-        axis.plot(range(1, len(errors) + 1), errors, color=colors[setting], label=label,
-                  alpha=0.85, linestyle="-" if row["run"].endswith("s0") else "--")  # fmt: skip
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("held-out top-1 error, %")
-    axis.set_title("Fashion-MNIST 32x32, the four-layer net: batch 128 against 2,048", fontsize=9)
-    axis.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

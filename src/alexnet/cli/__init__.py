@@ -16,7 +16,7 @@ import argparse
 import sys
 import traceback
 
-from alexnet.cli import bench, data, evaluate, export, models, serve, studies, train
+from alexnet.cli import bench, data, evaluate, export, models, records, serve, studies, train
 from alexnet.core.errors import UserError
 
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_commands(commands)
     serve.add_commands(commands)
     studies.add_commands(commands)
+    records.add_commands(commands)
     return parser
 
 
