@@ -1,0 +1,134 @@
+"""Numbers that stay in the docs' prose, outside the generated tables, checked against the
+records they come from: each check computes the number from its record (independently of
+the tables' code) and finds it, formatted as the page writes it, on its page."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from fixtures import ROOT
+
+
+def record(path: str):
+    text = (ROOT / path).read_text()
+    if path.endswith(".jsonl"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+def bench(path: str, model: str, mode: str, dtype: str) -> dict:
+    return next(r for r in record(path)["results"]
+                if (r["model"], r["mode"], r["dtype"]) == (model, mode, dtype))  # fmt: skip
+
+
+def fm_holdout_missed() -> str:
+    top1 = record("docs/runs/fashion-mnist-holdout/test-val-ten-crop/eval.json")["top1_error"]
+    return f"missed by {100 * (0.93 - (1 - top1)):.2f} points"
+
+
+def fm_standard_error() -> str:
+    return f"is {100 * math.sqrt(0.93 * 0.07 / 10_000):.2f} points"
+
+
+def demo_steps() -> str:
+    last = record("docs/runs/demo/metrics.jsonl")[-1]
+    return (f"after {last['step']} steps of 128 images ({128 * last['step']:,} images, about half "
+            f"an\nepoch, {last['images_per_s']:.0f} images/s in bf16)")  # fmt: skip
+
+
+def tiny_budget() -> str:
+    lines = record("docs/runs/tiny-imagenet-60min/metrics.jsonl")
+    best = min(lines, key=lambda m: m["val_top1_error"])
+    top1, top5 = best["val_top1_error"], best["val_top5_error"]
+    return (f"**{100 * (1 - top1):.1f}% top-1 accuracy ({100 * top1:.1f}% error), "
+            f"{100 * (1 - top5):.1f}% top-5**")  # fmt: skip
+
+
+def large_batch_gap() -> str:
+    runs = {
+        r["run"]: r["test_top1_error"] for r in record("docs/runs/large-batch/summary.json")["runs"]
+    }
+    big = statistics.fmean([runs["b2048-linear-s0"], runs["b2048-linear-s1"]])
+    small = statistics.fmean([runs["b128-s0"], runs["b128-s1"]])
+    return f"({100 * big:.1f}% against {100 * small:.1f}%, two seeds each)"
+
+
+def lars_rates() -> str:
+    best = {r["run"]: r["best_held_out_top1_error"]
+            for r in record("docs/runs/large-batch/summary.json")["runs"]}  # fmt: skip
+    rates = {rate: 100 * best[f"b2048-lars-lr{rate}-s0"] for rate in ("0.25", "1", "4")}
+    return " ".join(f"{rate}: {error:.1f}%," for rate, error in rates.items()).rstrip(",")
+
+
+def share_of_limit() -> str:
+    train = [bench("docs/bench/bench-model.json", "alexnet2012", "train", d)["fraction_of_limit"]
+             for d in ("fp32", "bf16")]  # fmt: skip
+    return f"Training uses {100 * train[0]:.0f}% (fp32) and {100 * train[1]:.0f}% (bf16)"
+
+
+def slow_host() -> str:
+    slow = record("docs/bench/bench-model-cpu-slow-host.json")
+    fast = record("docs/bench/bench-model.json")
+    run = bench("docs/bench/bench-model-cpu-slow-host.json", "alexnet2012", "train", "bf16")
+    slow_limit = slow["matmul_flops_per_s"]["bf16"]["median"] / 1e9
+    fast_limit = fast["matmul_flops_per_s"]["bf16"]["median"] / 1e9
+    return (f"ran at {slow_limit:.0f} GFLOP/s against {fast_limit:.0f} on the host above, and "
+            f"bf16 training at {run['images_per_s']['median']:.0f} images/s, still "
+            f"{100 * run['fraction_of_limit']:.0f}% of that host's limit")  # fmt: skip
+
+
+def compiled_h100() -> str:
+    ours = bench("docs/bench/bench-model-h100-compile.json", "alexnet2012", "train", "bf16")
+    owt = bench("docs/bench/bench-model-h100-compile.json", "alexnet_owt", "train", "bf16")
+    rate = ours["images_per_s"]["median"]
+    return (
+        f"{rate:,.0f} images/s ({rate / owt['images_per_s']['median']:.2f}x a compiled reference)"
+    )
+
+
+def overload_span() -> str:
+    phases = [p for path in ("docs/bench/bench-serve-8.json", "docs/bench/bench-serve-16.json")
+              for p in record(path)["overload"]["phases"]]  # fmt: skip
+
+    def span(name):
+        values = [p["vs_capacity"] for p in phases if p["phase"].startswith(name)]
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    return f"{span('open loop 3x')} at 3x,\n{span('open loop 10x')} at 10x, {span('retry storm')}"
+
+
+def refusal_cost() -> str:
+    ms = [record(p)["overload"]["refusal"]["server_cpu_ms_per_refusal"]
+          for p in ("docs/bench/bench-serve-8.json", "docs/bench/bench-serve-16.json")]  # fmt: skip
+    return f"costs {ms[0]} ms of the server's CPU ({ms[1]} ms in the second run"
+
+
+def transfer_claims() -> str:
+    rows = {(r["method"], r["per_class"], r["study"]): r["top1_error"]["mean"]
+            for r in record("docs/runs/transfer-compare/compare.json")["rows"]}  # fmt: skip
+    scratch, fc8 = rows[("scratch", 450, None)], rows[("fc8", 450, "second")]
+    return (f"from scratch ({100 * scratch:.2f}%, one seed) beats A's frozen features by "
+            f"{100 * (fc8 - scratch):.0f} points (fc8: {100 * fc8:.2f}%)")  # fmt: skip
+
+
+CHECKS = {
+    "docs/results-fashion-mnist.md": [fm_holdout_missed, fm_standard_error],
+    "docs/results.md": [demo_steps, tiny_budget],
+    "docs/results-large-batch.md": [large_batch_gap, lars_rates],
+    "docs/benchmarks.md": [share_of_limit, slow_host, compiled_h100],
+    "docs/serving-load.md": [overload_span, refusal_cost],
+    "docs/results-transfer.md": [transfer_claims],
+}
+
+
+@pytest.mark.parametrize("page, check", [(p, c) for p, cs in CHECKS.items() for c in cs],
+                         ids=lambda x: getattr(x, "__name__", x))  # fmt: skip
+def test_a_number_in_the_prose_is_what_its_record_gives(page, check):
+    expected = check()
+    text = (ROOT / page).read_text()
+    flat = " ".join(text.split())
+    assert " ".join(expected.split()) in flat, f"{page}: expected {expected!r}"
