@@ -130,9 +130,12 @@ def list_models() -> list[str]:
 def create_model(
     name: str = DEFAULT_MODEL, num_classes: int = 1000, in_chans: int = 3, **options
 ) -> AlexNet:
-    """A network by name, with any `AlexNetConfig` field as an option:
+    """A network by name, with any `AlexNetConfig` field as an option.
 
-    model = create_model("alexnet2012", num_classes=10, lrn=False, pool_size=2)
+    Example:
+        ```python
+        model = create_model("alexnet2012", num_classes=10, lrn=False, pool_size=2)
+        ```
     """
     _check(name, options)
     variant = VARIANTS[name]
