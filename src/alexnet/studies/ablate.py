@@ -101,6 +101,14 @@ STUDIES: dict[str, Study] = {
         "two towers lower top-1 error by 1.7 and top-5 by 1.2 against the one-GPU net",
         {"two towers": _paper, "one tower, half the kernels in conv1-4": _one_tower},
     ),
+    "torchvision": Study(
+        "not a claim of the paper: its network against torchvision's alexnet (64 kernels in "
+        "conv1, 192 in conv2, no LRN, one tower), the same recipe and data",
+        {
+            "alexnet2012 (the paper's)": _paper,
+            "alexnet_owt (torchvision's)": _model(name="alexnet_owt"),
+        },
+    ),
     "depth": Study(
         "removing any middle convolutional layer costs about 2 points of top-1",
         {
