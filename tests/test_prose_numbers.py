@@ -115,12 +115,38 @@ def transfer_claims() -> str:
             f"{100 * (fc8 - scratch):.0f} points (fc8: {100 * fc8:.2f}%)")  # fmt: skip
 
 
+def first_pretraining_hours() -> str:
+    last = record("docs/runs/tiny-a-first/metrics.jsonl")[-1]
+    return f"The {last['epoch']} epochs took {last['elapsed_s'] / 3600:.1f} hours of training steps"
+
+
+def malformed_answered() -> str:
+    return f"The {record('docs/bench/serve-malformed.json')['statuses']['200']} answered are"
+
+
+def serve_memory() -> str:
+    memory = record("docs/bench/bench-serve-8.json")["load"]["memory"]
+    return f"Memory: {memory['before']['rss_mib']:.0f} MiB resident after the warm-up"
+
+
+def serve_peak_memory() -> str:
+    memory = record("docs/bench/bench-serve-8.json")["load"]["memory"]
+    return f"{memory['after']['peak_rss_mib']:,.0f} MiB at the peak"
+
+
 CHECKS = {
     "docs/results-fashion-mnist.md": [fm_holdout_missed, fm_standard_error],
     "docs/results.md": [demo_steps, tiny_budget],
     "docs/results-large-batch.md": [large_batch_gap, lars_rates],
     "docs/benchmarks.md": [share_of_limit, slow_host, compiled_h100],
-    "docs/serving-load.md": [overload_span, refusal_cost],
+    "docs/serving-load.md": [
+        overload_span,
+        refusal_cost,
+        malformed_answered,
+        serve_memory,
+        serve_peak_memory,
+    ],
+    "docs/runs/tiny-a-first/README.md": [first_pretraining_hours],
     "docs/results-transfer.md": [transfer_claims],
 }
 

@@ -91,7 +91,7 @@ def test_an_epoch_cut_by_the_budget_is_labelled_with_the_share_it_ran():
     assert tables.epoch_label({"epoch": 2, "complete": True}) == "2"
 
 
-DURATIONS = [(41, "41 s"), (341.4, "5 min 41 s"), (12_480, "3 h 28 min"), (3_600, "1 h 00 min")]
+DURATIONS = [(41, "41 s"), (341.4, "5 min 41 s"), (12_454.4, "3 h 28 min"), (3_600, "1 h 00 min")]
 
 
 @pytest.mark.parametrize("seconds, text", DURATIONS)

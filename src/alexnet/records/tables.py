@@ -158,11 +158,10 @@ def bench_model(record: str, models: Sequence[str] | None = None) -> str:
 
 def minutes(seconds: float) -> str:
     """A duration as "3 h 28 min", "5 min 41 s" or "41 s"."""
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h:
+    if round(seconds) >= 3600:  # to the nearest minute
+        h, m = divmod(round(seconds / 60), 60)
         return f"{h} h {m:02d} min"
+    m, s = divmod(round(seconds), 60)
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
