@@ -148,3 +148,67 @@ def test_a_hybrid_step_sends_a_fraction_of_data_parallelisms_bytes():
         assert sent["data_parallel_total"] == pytest.approx(2 * (ranks - 1) / ranks
                                                             * 60_965_224 * 4)  # fmt: skip
         assert sent["hybrid_total"] < sent["data_parallel_total"]
+
+
+FP64_RUN = ["model.dropout=0.0", "run.precision=fp64", "optim.batch_size=16"]
+
+
+def _alexnet_train(launcher: list[str], store, out, *sets, resume: bool = False):
+    import os
+    import subprocess
+    import sys
+
+    from fixtures import DEBUG, ROOT
+
+    args = ["--resume", str(out)] if resume else ["--config", str(DEBUG), "--out", str(out)]
+    for s in ([] if resume else [f"data.store={store}"]) + list(sets):
+        args += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALEXNET_PROGRESS": "0"}
+    done = subprocess.run([*launcher, "-m", "alexnet", "train", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, executable=sys.executable)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_alexnet_train_in_hybrid_parallel_equals_one_process_and_resumes(store, tmp_path):
+    """`run.parallel: hybrid` under torchrun (2 processes): after an epoch, and after a
+    second one resumed from its checkpoint, the weights, velocities and validation errors of
+    one process training on the whole batch (float64); the checkpoint holds the network
+    whole, as one process's does."""
+    import json
+    import sys
+
+    from alexnet.models import checkpoint as ckpt
+
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    first = _alexnet_train(two, store, tmp_path / "hybrid", *FP64_RUN, "run.epochs=1",
+                           "run.parallel=hybrid")  # fmt: skip
+    again = _alexnet_train(two, store, tmp_path / "hybrid", "run.epochs=2", resume=True)
+    for done in (first, again):
+        assert "fc6-fc8 split over them" in done.stderr, done.stderr[-2000:]
+    _alexnet_train([sys.executable], store, tmp_path / "one", *FP64_RUN, "run.epochs=2")
+    a = ckpt.load(tmp_path / "one" / "checkpoints" / "last.pt")
+    b = ckpt.load(tmp_path / "hybrid" / "checkpoints" / "last.pt")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert b["state_dict"][key].shape == value.shape, key  # whole, not a slice
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-11, atol=1e-13, msg=key)
+    for key, state in a["optimizer"]["state"].items():
+        torch.testing.assert_close(b["optimizer"]["state"][key]["velocity"], state["velocity"],
+                                   rtol=1e-10, atol=1e-13)  # fmt: skip
+    lines = [[json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+             for run in ("one", "hybrid")]  # fmt: skip
+    assert [m["epoch"] for m in lines[1]] == [1, 2]
+    for ours, theirs in zip(*lines, strict=True):
+        assert ours["val_top1_error"] == theirs["val_top1_error"]
+        assert abs(ours["train_loss"] - theirs["train_loss"]) < 1e-9
+
+
+def test_hybrid_in_one_process_and_an_unknown_parallel_mode_are_refused_in_one_line(store):
+    from fixtures import DEBUG, cli
+
+    for value, words in (("hybrid", "launch with torchrun"), ("pipeline", "ddp or hybrid")):
+        done = cli("train", "--config", DEBUG, "--set", f"data.store={store}", "--set",
+                   f"run.parallel={value}")  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert words in done.stderr and "Traceback" not in done.stderr

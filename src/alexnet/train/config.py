@@ -150,6 +150,10 @@ class RunConfig:
     log_every_steps: int = 50  # a progress line in the log (the bar updates every step)
     # the paper's model parallelism: tower A and tower B on these two devices
     tower_devices: list[str] | None = None
+    # several processes (torchrun): ddp (every layer data parallel, DistributedDataParallel)
+    # | hybrid (Krizhevsky 2014: conv1-conv5 data parallel, fc6-fc8 split over the ranks;
+    # alexnet.train.hybrid)
+    parallel: str = "ddp"
     # start from these weights (a checkpoint, run directory or exported .safetensors of the
     # same network), layer by layer; model.reinit lists the layers that do not take them
     init_from: str | None = None
@@ -321,6 +325,8 @@ def _check_choices(config: TrainConfig) -> None:
         raise ConfigError(f"data.classes must be 2 or more, got {config.data.classes}")
     if config.data.workers < 0:
         raise ConfigError(f"data.workers must be 0 or more, got {config.data.workers}")
+    if config.run.parallel not in ("ddp", "hybrid"):
+        raise ConfigError(f"run.parallel is ddp or hybrid, got {config.run.parallel!r}")
     devices = config.run.tower_devices
     if devices is not None and len(devices) != 2:
         raise ConfigError(f"run.tower_devices names two devices, one per tower; got {devices}")

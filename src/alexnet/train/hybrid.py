@@ -120,3 +120,58 @@ def bytes_per_step(ranks: int, batch: int, parameters: dict[str, int], widths: d
         "hybrid_total": sum(total.values()),
         "data_parallel_total": 2 * share * (parameters["conv"] + parameters["fc"]) * element,
     }
+
+
+def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The network's weights whole, as one process holds them: each split layer's slices
+    gathered (every rank must call it: the gathering is a collective)."""
+    from torch.distributed.tensor import DTensor
+
+    return {k: v.full_tensor() if isinstance(v, DTensor) else v
+            for k, v in model.state_dict().items()}  # fmt: skip
+
+
+def load_full_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Whole weights (a checkpoint's) into the split network: each rank keeps its slices."""
+    from torch.distributed.tensor import DTensor
+
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            if isinstance(value, DTensor):
+                value.to_local().copy_(shard_like(state[key], value).to_local())
+            else:
+                value.copy_(state[key])
+
+
+def shard_like(whole: torch.Tensor, like):
+    """`whole` split as the DTensor `like` is (its mesh and placements)."""
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(whole.to(like.device, like.dtype), like.device_mesh, like.placements)
+
+
+def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state_dict with every split tensor (a velocity) gathered whole, so
+    that a checkpoint holds what one process's optimizer would."""
+    from torch.distributed.tensor import DTensor
+
+    state = optimizer.state_dict()
+    for values in state["state"].values():
+        for name, value in values.items():
+            if isinstance(value, DTensor):
+                values[name] = value.full_tensor()
+    return state
+
+
+def shard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """After load_state_dict of whole tensors: each split parameter's state split as it is."""
+    from torch.distributed.tensor import DTensor
+
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not isinstance(p, DTensor):
+                continue
+            for name, value in optimizer.state.get(p, {}).items():
+                whole = isinstance(value, torch.Tensor) and not isinstance(value, DTensor)
+                if whole and value.shape == p.shape:
+                    optimizer.state[p][name] = shard_like(value, p)

@@ -26,6 +26,7 @@ from alexnet.data.loader import epoch_batches, make_loader
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
 from alexnet.train.data import RunData
 from alexnet.train.distributed import Processes, all_sum
+from alexnet.train.hybrid import loss_and_mistakes, reduce_conv_gradients
 from alexnet.train.optim import set_lr
 from alexnet.train.sink import MetricsSink
 from alexnet.train.state import EPOCH_PARTS, Progress
@@ -55,6 +56,9 @@ class Step:
     render: Callable | None  # the device renderer of data.render=device batches
     accumulate: int = 1  # micro-batches a step (optim.accumulate)
     synced: nn.Module | None = None  # the DistributedDataParallel network, when there is one
+    # run.parallel: hybrid: every rank's logits come back (fc8 gathers them), the loss is the
+    # whole batch's, and the convolutional layers' gradients are summed after the last part
+    hybrid: bool = False
 
     def forward_backward(self, images, labels) -> tuple[float, int]:
         """The loss and gradients of one batch; returns (mean loss, top-1 mistakes).
@@ -78,10 +82,16 @@ class Step:
             with self.synced.no_sync() if quiet else contextlib.nullcontext():
                 with autocast(device, self.precision):
                     logits = self.model(x)
-                    loss = F.cross_entropy(widened(logits), y)
+                    if self.hybrid:
+                        loss, mistakes = loss_and_mistakes(widened(logits), y)
+                    else:
+                        loss = F.cross_entropy(widened(logits), y)
+                        mistakes = int((logits.argmax(dim=1) != y).sum())
                 self.scaler.scale(loss / len(parts) if len(parts) > 1 else loss).backward()
             total += float(loss.detach()) / len(parts)
-            wrong += int((logits.argmax(dim=1) != y).sum())
+            wrong += mistakes
+        if self.hybrid:
+            reduce_conv_gradients(self.model)
         return total, wrong
 
     def update(self) -> None:

@@ -37,6 +37,10 @@ class Nets:
     frozen: list[str]
     init: dict | None  # what run.init_from did: the source, its sha256, the layers copied
     source: ModelRecord | None  # the source's record (its preprocessing, for one)
+    # run.parallel: hybrid: fc6-fc8 split over the ranks (DTensor); `replica` the whole
+    # network each rank validates with, its weights gathered before each validation
+    hybrid: bool = False
+    replica: nn.Module | None = None
 
     @property
     def started_from(self) -> Source | None:
@@ -45,16 +49,48 @@ class Nets:
         return Source(self.init["source"], self.init["sha256"], self.init["network"])
 
     def weights(self) -> dict:
-        """The network's weights in AlexNet's layout, however it is split over devices."""
+        """The network's weights in AlexNet's layout, however it is split over devices
+        (with hybrid parallelism every rank must ask: the slices are gathered)."""
+        if self.hybrid:
+            from alexnet.train.hybrid import full_state
+
+            return full_state(self.plain)
         if hasattr(self.plain, "grouped_state_dict"):
             return self.plain.grouped_state_dict()
         return self.plain.state_dict()
 
     def load_weights(self, state: dict) -> None:
-        if hasattr(self.plain, "load_grouped_state_dict"):
+        if self.hybrid:
+            from alexnet.train.hybrid import load_full_state
+
+            load_full_state(self.plain, state)
+        elif hasattr(self.plain, "load_grouped_state_dict"):
             self.plain.load_grouped_state_dict(state)
         else:
             self.plain.load_state_dict(state)
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict:
+        """What a checkpoint keeps of the optimizer: as one process's would be."""
+        if self.hybrid:
+            from alexnet.train.hybrid import full_optimizer_state
+
+            return full_optimizer_state(optimizer)
+        return optimizer.state_dict()
+
+    def shard_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.hybrid:
+            from alexnet.train.hybrid import shard_optimizer_state
+
+            shard_optimizer_state(optimizer)
+
+    def for_validation(self) -> nn.Module:
+        """The network validation runs: itself, or with hybrid parallelism a whole copy of
+        it on each rank (every rank must ask), so that each validates its own images as
+        under data parallelism."""
+        if not self.hybrid:
+            return self.plain
+        self.replica.load_state_dict(self.weights())
+        return self.replica
 
 
 def build_network(
@@ -107,11 +143,22 @@ def build_network(
 
         model = TowerParallel(model, run.tower_devices)
     plain = wrapped = model
-    if procs.world > 1:
+    hybrid = procs.world > 1 and run.parallel == "hybrid"
+    replica = None
+    if hybrid:
+        import copy
+
+        from torch.distributed.device_mesh import init_device_mesh
+
+        from alexnet.train.hybrid import parallelize
+
+        replica = copy.deepcopy(model)  # before the split: a whole network to validate with
+        plain = wrapped = parallelize(model, init_device_mesh(device.type, (procs.world,)))
+    elif procs.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     # The training step runs the compiled network; validation and the saved state use the
     # network itself (compiling keeps its parameters, under other names).
     step_model = torch.compile(wrapped) if run.compile else wrapped
-    return Nets(plain, wrapped, step_model, network, frozen, init, source)
+    return Nets(plain, wrapped, step_model, network, frozen, init, source, hybrid, replica)

@@ -126,6 +126,12 @@ def check_settings(config: TrainConfig, device: torch.device, procs: Processes) 
         )
     if run.compile and run.tower_devices:
         raise ConfigError("run.compile does not combine with run.tower_devices")
+    if run.parallel == "hybrid" and procs.world == 1:
+        raise ConfigError("run.parallel: hybrid splits fc6-fc8 over several processes; "
+                          "launch with torchrun --nproc-per-node=2 or more")  # fmt: skip
+    if run.parallel == "hybrid" and (run.compile or run.tower_devices):
+        raise ConfigError("run.parallel: hybrid does not combine with run.compile or "
+                          "run.tower_devices")  # fmt: skip
     if not config.data.store:
         raise ConfigError("data.store is not set: prepare one with `alexnet data prepare`")
     batch, world, parts = config.optim.batch_size, procs.world, config.optim.accumulate
@@ -195,7 +201,8 @@ class Trainer:
             config.run.channels_last,
             self.train_render,
             config.optim.accumulate,
-            self.nets.model if procs.world > 1 else None,
+            self.nets.model if procs.world > 1 and not self.nets.hybrid else None,
+            self.nets.hybrid,
         )
         if procs.main:
             _log_to_file(run_dir, resume)
@@ -269,6 +276,7 @@ class Trainer:
         # brings back the old ones with the velocities
         constants = [(g["momentum"], g["weight_decay"]) for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.nets.shard_optimizer_state(self.optimizer)
         for group, (momentum, decay) in zip(self.optimizer.param_groups, constants, strict=True):
             group["momentum"], group["weight_decay"] = momentum, decay
         self.schedule.load_state_dict(checkpoint["schedule"])
@@ -301,7 +309,7 @@ class Trainer:
     def state(self) -> dict:
         return {
             "state_dict": self.nets.weights(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.nets.optimizer_state(self.optimizer),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "progress": self.progress.to_dict(),
@@ -341,7 +349,11 @@ class Trainer:
 
     def save(self, best: bool = False) -> None:
         self.tick_wall()
-        if self.procs.main:
+        if self.nets.hybrid:  # every rank sends its slices; the main one writes them whole
+            state = self.state()
+            if self.procs.main:
+                write_checkpoints(self.run_dir / "checkpoints", lambda: state, best)
+        elif self.procs.main:
             write_checkpoints(self.run_dir / "checkpoints", self.state, best)
 
     # -- the run --------------------------------------------------------------------------
@@ -391,7 +403,8 @@ class Trainer:
                 self.schedule.lr,
                 self.warmup,
             )
-            val = validate(self.nets.plain, data, config, self.procs, self.device, self.val_render)
+            val = validate(self.nets.for_validation(), data, config, self.procs, self.device,
+                           self.val_render)  # fmt: skip
             self.tick_wall()
             metrics = epoch_metrics(
                 p,
@@ -446,6 +459,9 @@ class Trainer:
             config.run.precision,
             self.run_dir,
         )
+        if self.nets.hybrid:
+            log.info("hybrid parallelism: conv1-conv5 data parallel over %d processes, "
+                     "fc6-fc8 split over them (run.parallel)", self.procs.world)  # fmt: skip
         if data.held_out is None:
             log.info(
                 "validating on the %s split, which also picks best.pt and drives the "
