@@ -134,9 +134,27 @@ def serve_peak_memory() -> str:
     return f"{memory['after']['peak_rss_mib']:,.0f} MiB at the peak"
 
 
+def tiny_eigenvalues() -> str:
+    values = record("docs/bench/tiny-imagenet-store.json")["eigenvalues"]
+    return f"eigenvalues (0-255 scale): {values[0]:,.0f}, {values[1]:,.0f} and {values[2]:,.0f}"
+
+
+def tiny_lighting_shifts() -> str:
+    shift = record("docs/bench/tiny-imagenet-store.json")["lighting_shift_std"]
+    return (f"is {shift['released']:.1f} levels for `released`, {shift['literal']:.1f} for "
+            f"`literal` and {shift['fbresnet']:.1f} for `fbresnet`")  # fmt: skip
+
+
+def paper_init_at_chance() -> str:
+    error = record("docs/runs/init-paper-none/metrics.jsonl")[-1]["val_top1_error"]
+    assert error >= 0.89, error  # ten classes: chance is 90% top-1 error
+    return "The paper's start leaves the network at chance"
+
+
 CHECKS = {
     "docs/results-fashion-mnist.md": [fm_holdout_missed, fm_standard_error],
-    "docs/results.md": [demo_steps, tiny_budget],
+    "docs/results.md": [demo_steps, tiny_budget, paper_init_at_chance],
+    "docs/data.md": [tiny_eigenvalues, tiny_lighting_shifts],
     "docs/results-large-batch.md": [large_batch_gap, lars_rates],
     "docs/benchmarks.md": [share_of_limit, slow_host, compiled_h100],
     "docs/serving-load.md": [
