@@ -368,22 +368,6 @@ def bench_train(rows: Sequence[tuple[str, str]]) -> str:
     ])  # fmt: skip
 
 
-def bench_summary(record: str, digits: int = 1, model: str = "alexnet2012") -> str:
-    """The network's training and inference images/s in fp32 and bf16 from one `alexnet
-    bench model` record, each with its ratio to alexnet_owt's in the same run."""
-    result = load(record)
-    rows = []
-    for mode, name in (("train", "training"), ("infer", "inference")):
-        row = [name]
-        for dtype in ("fp32", "bf16"):
-            ours = _median(result, model, mode, dtype)
-            owt = _median(result, "alexnet_owt", mode, dtype)
-            row.append("-" if ours is None else f"{ours:,.{digits}f}"
-                       + ("" if owt is None else f" ({ours / owt:.2f}x alexnet_owt)"))  # fmt: skip
-        rows.append(row)
-    return markdown([f"{model}, images/s", "fp32", "bf16"], rows, [False, True, True])
-
-
 def bench_data(record: str) -> str:
     """`alexnet bench data`: the views and decoding on one core (median, min, max over
     repeats) and the whole `prepare` command."""
