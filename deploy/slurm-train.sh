@@ -18,6 +18,9 @@ set -euo pipefail
 STORE=${STORE:-/shared/data/imagenet}
 RUN=${RUN:-/shared/runs/paper}
 head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# A node lost and requeued rejoins only if the workers' store is not the rendezvous's: with
+# it shared, the next round waits on keys of workers that are gone (tests/faults/test_node_kill.py)
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
 
 srun torchrun \
     --nnodes="$SLURM_NNODES" --nproc-per-node="${GPUS_PER_NODE:-8}" \

@@ -20,6 +20,7 @@ def test_the_slurm_script_is_valid_bash_and_meets_at_a_c10d_rendezvous():
     assert "#SBATCH --nodes=" in text and "#SBATCH --requeue" in text
     assert "--rdzv-backend=c10d" in text and "srun torchrun" in text
     assert "-m alexnet train" in text and "--auto-resume" in text
+    assert "export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in text  # a lost node rejoins
 
 
 def test_the_pytorchjob_runs_the_same_command_on_master_and_workers():
@@ -32,5 +33,7 @@ def test_the_pytorchjob_runs_the_same_command_on_master_and_workers():
     assert command[0] == "torchrun" and command[command.index("-m") + 1 : command.index("-m")
                                                 + 3] == ["alexnet", "train"]  # fmt: skip
     assert "--auto-resume" in command
+    env = specs["Master"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"} in env
     mounts = specs["Master"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert any(m["mountPath"] == "/shared" for m in mounts)
