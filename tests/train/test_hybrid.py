@@ -212,3 +212,20 @@ def test_hybrid_in_one_process_and_an_unknown_parallel_mode_are_refused_in_one_l
                    f"run.parallel={value}")  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_lars_in_hybrid_parallel_takes_each_split_layers_whole_norm(store, tmp_path):
+    """LARS's trust ratio needs ||w|| and ||g|| of the whole tensor; a rank's slice of fc6
+    has only its part. An epoch of LARS on 2 hybrid processes equals one process (float64)."""
+    import sys
+
+    from alexnet.models import checkpoint as ckpt
+
+    sets = [*FP64_RUN, "run.epochs=1", "optim.name=lars"]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    _alexnet_train(two, store, tmp_path / "hybrid", *sets, "run.parallel=hybrid")
+    _alexnet_train([sys.executable], store, tmp_path / "one", *sets)
+    a = ckpt.load(tmp_path / "one" / "checkpoints" / "last.pt")["state_dict"]
+    b = ckpt.load(tmp_path / "hybrid" / "checkpoints" / "last.pt")["state_dict"]
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=1e-11, atol=1e-13, msg=key)

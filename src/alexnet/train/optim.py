@@ -114,7 +114,7 @@ class LARS(torch.optim.Optimizer):
                 g, v = p.grad, _velocity(self.state[p], p)
                 local = 1.0
                 if not group["bias"]:
-                    w_norm, g_norm = float(p.norm()), float(g.norm())
+                    w_norm, g_norm = _norm(p), _norm(g)
                     if w_norm > 0 and g_norm > 0:
                         local = group["trust"] * w_norm / (g_norm + decay * w_norm)
                 # v <- m v + lr local (g + decay w); w <- w - v
@@ -123,6 +123,15 @@ class LARS(torch.optim.Optimizer):
                     v.add_(p, alpha=lr * local * decay)
                 p.sub_(v)
         return loss
+
+
+def _norm(tensor: torch.Tensor) -> float:
+    """The whole tensor's L2 norm, also for a slice of one split over processes (a DTensor,
+    run.parallel: hybrid), whose own norm is only its part of the whole."""
+    norm = tensor.norm()
+    if hasattr(norm, "full_tensor"):  # DTensor: the parts reduced across the ranks
+        norm = norm.full_tensor()
+    return float(norm)
 
 
 def scaled_lr(optim: OptimConfig) -> float:
