@@ -15,6 +15,7 @@ RESULT_DOCS = [
     "docs/results-transfer.md",
     "docs/results-large-batch.md",
     "docs/results-figures.md",
+    "docs/results-torchvision.md",
     "docs/benchmarks.md",
     "docs/benchmarks-model.md",
     "docs/benchmarks-model-more.md",

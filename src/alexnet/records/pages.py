@@ -18,6 +18,7 @@ PAGES = (
     "docs/results-transfer.md",
     "docs/results-large-batch.md",
     "docs/results-figures.md",
+    "docs/results-torchvision.md",
     "docs/benchmarks.md",
     "docs/benchmarks-model.md",
     "docs/benchmarks-model-more.md",
@@ -95,7 +96,8 @@ def figures() -> list[Figure]:
     studies = ["ablate-relu-tanh", "ablate-lrn", "ablate-lrn-cifar4",
                "ablate-lrn-cifar-local", "ablate-lrn-lr0.003", "ablate-pooling",
                "ablate-pooling-cifar4", "ablate-towers", "ablate-dropout",
-               "ablate-pca-lighting", "ablate-depth"]  # fmt: skip
+               "ablate-pca-lighting", "ablate-depth", "ablate-torchvision",
+               "ablate-torchvision-lr0.003"]  # fmt: skip
     found = [Figure(f"docs/runs/{s}/ablate.png", f"docs/runs/{s}/ablate.json", draw.ablation)
              for s in studies]  # fmt: skip
     grids = ("transfer-b-first", "transfer-b", "transfer-b3")
