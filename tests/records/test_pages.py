@@ -67,3 +67,9 @@ def test_every_figure_redrawn_from_its_record_matches_the_committed_one(tmp_path
         # the same plot: a font's hinting may move a few pixels, a number moves many
         differing = np.any(new != old, axis=-1).mean()
         assert differing < 0.002, (committed, differing)
+
+
+def test_outside_the_project_the_command_says_so_in_one_line(tmp_path):
+    done = cli("report-docs", "--check", "--root", str(tmp_path))
+    assert done.returncode == 2
+    assert "is not the project's root" in done.stderr and "Traceback" not in done.stderr
