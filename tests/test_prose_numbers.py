@@ -220,11 +220,28 @@ def towers_verdict() -> list[str]:
             f"(training error {train:.1f} points higher)"]  # fmt: skip
 
 
+def h100_steps() -> list[str]:
+    cells = [("train", "fp32"), ("train", "bf16"), ("infer", "fp32"), ("infer", "bf16")]
+
+    def rates(path):
+        return [bench(f"docs/bench/{path}", "alexnet2012", *c)["images_per_s"]["median"]
+                for c in cells]  # fmt: skip
+
+    before, triton = rates("bench-model-h100-before.json"), rates("bench-model-h100-grouped.json")
+    both = rates("bench-model-h100.json")
+    bought = [t / b for t, b in zip(triton, before, strict=True)]
+    split = [100 * (x / t - 1) for x, t in zip(both, triton, strict=True)]
+    low, high = min(split), max(split)
+    return [f"The Triton LRN bought {min(bought):.1f}-{max(bought):.1f}x; splitting the towers "
+            f"bought {low:.1f}-{high:.0f}% on top ({split[1]:.0f}% in bf16"]  # fmt: skip
+
+
 CHECKS = {
     "docs/results-fashion-mnist.md": [fm_holdout_missed, fm_standard_error],
     "docs/results.md": [demo_steps, tiny_budget, paper_init_at_chance],
     "docs/data.md": [tiny_eigenvalues, tiny_lighting_shifts],
     "docs/reproduction-more.md": [towers_verdict],
+    "docs/benchmarks-gpu.md": [h100_steps],
     "docs/results-torchvision.md": [torchvision_gap],
     "docs/results-large-batch.md": [large_batch_gap, lars_rates, large_batch_rules],
     "docs/benchmarks.md": [share_of_limit, slow_host, compiled_h100],
