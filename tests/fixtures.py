@@ -297,3 +297,14 @@ def make_store(path, count=24, side=256, channels=3, seed=0):
     )
     prepare_listing(listing, Settings("test", None, None), path, progress=NoProgress)
     return Store(path), images
+
+
+def step_of(run: Path) -> int:
+    """The global step of a run's last checkpoint; -1 while there is none (or it is being
+    written)."""
+    from alexnet.models import checkpoint as ckpt
+
+    try:
+        return ckpt.load(run / "checkpoints" / "last.pt")["progress"]["global_step"]
+    except (ValueError, OSError, KeyError):
+        return -1

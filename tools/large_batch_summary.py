@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 from pathlib import Path
 
+from alexnet.records import tables
 from alexnet.records.figures import LARGE_BATCH_SETTINGS as SETTINGS
 from alexnet.records.figures import large_batch, large_batch_shown
 
@@ -56,19 +56,13 @@ def main() -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shown = large_batch_shown(rows)
     large_batch(out / "summary.json", out / "held-out.png")
-    print(
-        "| setting | runs (seed: test top-1 error) | mean test top-1 error | best held-out error |"
-    )
-    print("|---|---|---|---|")
-    for setting, label in SETTINGS.items():
-        chosen = [r for r in shown if r["setting"] == setting and r["test_top1_error"] is not None]
-        if not chosen:
-            continue
-        cells = ", ".join(f"{r['run'].rsplit('-', 1)[1]}: {100 * r['test_top1_error']:.2f}%"
-                          for r in chosen)  # fmt: skip
-        mean = statistics.mean(r["test_top1_error"] for r in chosen)
-        best = statistics.mean(r["best_held_out_top1_error"] for r in chosen)
-        print(f"| {label} | {cells} | {100 * mean:.2f}% | {100 * best:.2f}% |")
+    tables.ROOT = Path(".")
+    print(tables.large_batch(out / "summary.json", [
+        (label, [r["run"] for r in shown if r["setting"] == setting
+                 and r["test_top1_error"] is not None])
+        for setting, label in SETTINGS.items()
+        if any(r["setting"] == setting and r["test_top1_error"] is not None for r in shown)
+    ]))  # fmt: skip
 
 
 if __name__ == "__main__":

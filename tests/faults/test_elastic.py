@@ -18,7 +18,7 @@ import torch
 
 from alexnet.models import checkpoint as ckpt
 
-from fixtures import DEBUG, ROOT
+from fixtures import DEBUG, ROOT, step_of
 
 
 def ranks(tag: str) -> dict[int, int]:
@@ -38,13 +38,6 @@ def ranks(tag: str) -> dict[int, int]:
         if env.get("ALEXNET_TEST_TAG") == tag and "RANK" in env:
             found[int(env["RANK"])] = int(proc.name)
     return found
-
-
-def step_of(run: Path) -> int:
-    try:
-        return ckpt.load(run / "checkpoints" / "last.pt")["progress"]["global_step"]
-    except (ValueError, OSError, KeyError):
-        return -1
 
 
 def torchrun(run: Path, store: Path, tag: str, restarts: int) -> subprocess.Popen:

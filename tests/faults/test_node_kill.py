@@ -21,7 +21,7 @@ import torch
 
 from alexnet.models import checkpoint as ckpt
 
-from fixtures import DEBUG, ROOT
+from fixtures import DEBUG, ROOT, step_of
 
 # TORCH_DISABLE_SHARE_RDZV_TCP_STORE: the workers' store apart from the rendezvous's, so
 # that a new round does not read the keys of workers that are gone
@@ -70,13 +70,6 @@ def kill_machine(tag: str) -> list[int]:
             except ProcessLookupError:
                 pass
     return killed
-
-
-def step_of(run: Path) -> int:
-    try:
-        return ckpt.load(run / "checkpoints" / "last.pt")["progress"]["global_step"]
-    except (ValueError, OSError, KeyError):
-        return -1
 
 
 def test_a_machine_killed_and_restarted_rejoins_and_the_job_ends_as_one_never_killed(

@@ -356,14 +356,18 @@ def large_batch(record: str, rows: Sequence[tuple[str, Sequence[str]]]) -> str:
     ])  # fmt: skip
 
 
-def bench_train(rows: Sequence[tuple[str, str]]) -> str:
+def bench_train(rows: Sequence[tuple[str, str]], titles: Sequence[str] = ("setting",
+                "loader workers", "from the store, images/s", "synthetic, images/s"),
+                rate: str = "{:.1f}") -> str:  # fmt: skip
     """`alexnet bench train` records (label, path): the training step's images/s fed from
-    the store and from one batch held in memory (medians over rounds), and their ratio."""
+    the store and from one batch held in memory (medians over rounds), and their ratio;
+    `titles` names the first four columns, `rate` formats the rates."""
     found = [(label, load(record)) for label, record in rows]
+    label, workers, real, synthetic = titles
     return table(found, [
-        ("setting", lambda r: r[0], "{}"), ("loader workers", lambda r: r[1]["workers"], "{}"),
-        ("from the store, images/s", lambda r: r[1]["real_median"], "{:.1f}"),
-        ("synthetic, images/s", lambda r: r[1]["synthetic_median"], "{:.1f}"),
+        (label, lambda r: r[0], "{}"), (workers, lambda r: r[1]["workers"], "{}"),
+        (real, lambda r: r[1]["real_median"], rate),
+        (synthetic, lambda r: r[1]["synthetic_median"], rate),
         ("ratio", lambda r: r[1]["ratio"], "{:.3f}"),
     ])  # fmt: skip
 
@@ -458,13 +462,8 @@ def epoch_times(rows: Sequence[tuple[str, str]]) -> str:
 def render(rows: Sequence[tuple[str, str]]) -> str:
     """`alexnet bench train` records (label, path) of one recipe on a GPU machine: where the
     views are rendered, loader workers, images/s from the store and synthetic, ratio."""
-    found = [(label, load(record)) for label, record in rows]
-    return table(found, [
-        ("`data.render`", lambda r: r[0], "{}"), ("workers", lambda r: r[1]["workers"], "{}"),
-        ("from the store, images/s", lambda r: r[1]["real_median"], "{:,.0f}"),
-        ("synthetic", lambda r: r[1]["synthetic_median"], "{:,.0f}"),
-        ("ratio", lambda r: r[1]["ratio"], "{:.3f}"),
-    ])  # fmt: skip
+    titles = ("`data.render`", "workers", "from the store, images/s", "synthetic")
+    return bench_train(rows, titles, rate="{:,.0f}")
 
 
 def color_specificity(record: str) -> str:
