@@ -101,6 +101,31 @@ def overload_span() -> str:
     return f"{span('open loop 3x')} at 3x,\n{span('open loop 10x')} at 10x, {span('retry storm')}"
 
 
+def overload_p99_span() -> str:
+    ratios = [p["admitted_p99_vs_unloaded"]
+              for path in ("docs/bench/bench-serve-8.json", "docs/bench/bench-serve-16.json")
+              for p in record(path)["overload"]["phases"]]  # fmt: skip
+    return f"p99 is\n{min(ratios):.2f}-{max(ratios):.2f}x the unloaded one"
+
+
+def overload_view_times() -> str:
+    """A view's forward pass at 8 clients: the closed-loop rounds' median, then each phase."""
+    serve = record("docs/bench/bench-serve-8.json")
+    rounds = sorted(r["batches"]["forward_ms"] / r["batches"]["views_per_batch"]
+                    for r in serve["load"]["rounds"])  # fmt: skip
+    each = [p["batches"]["forward_ms"] / p["batches"]["views_per_batch"]
+            for p in serve["overload"]["phases"]]  # fmt: skip
+    paths = ("docs/bench/bench-serve-8.json", "docs/bench/bench-serve-16.json")
+    offered = max(p["offered_vs_capacity"] * record(path)["overload"]["capacity_per_s"]
+                  for path in paths for p in record(path)["overload"]["phases"]
+                  if p["offered_vs_capacity"])  # fmt: skip
+    return [
+        f"refusing up to {offered:,.0f} requests a second",
+        f"a view in {rounds[len(rounds) // 2]:.1f} ms under the closed-loop load at 8 clients, "
+        f"and in {each[0]:.1f} ms at 3x, {each[1]:.1f} ms at 10x and {each[2]:.1f} ms in the storm",
+    ]
+
+
 def refusal_cost() -> str:
     ms = [record(p)["overload"]["refusal"]["server_cpu_ms_per_refusal"]
           for p in ("docs/bench/bench-serve-8.json", "docs/bench/bench-serve-16.json")]  # fmt: skip
@@ -247,6 +272,8 @@ CHECKS = {
     "docs/benchmarks.md": [share_of_limit, slow_host, compiled_h100],
     "docs/serving-load.md": [
         overload_span,
+        overload_p99_span,
+        overload_view_times,
         refusal_cost,
         malformed_answered,
         serve_memory,

@@ -275,3 +275,26 @@ def test_full_server_refuses_at_once_and_slow_requests_time_out(tight, photos):
     body = answer.partition(b"\r\n\r\n")[2]
     assert b"no answer within 2 s" in body
     assert predict(tight.port, photos[0].read_bytes())[0] == 200  # the slot is free again
+
+
+def test_a_busy_server_keeps_the_connection_of_a_request_it_refuses(tight, photos):
+    """A small body is read before the 503, so the client sends again on the same
+    connection (a retry storm does not cost a new connection per refusal)."""
+    import http.client
+
+    stalled = _stalled_upload(tight.port)
+    client = http.client.HTTPConnection("127.0.0.1", tight.port, timeout=30)
+    try:
+        time.sleep(0.5)  # it is inside, waiting for its body
+        sockets = []
+        for _ in range(2):
+            client.request("POST", "/v1/predict", body=photos[0].read_bytes(),
+                           headers={"Content-Type": "image/png"})  # fmt: skip
+            answer = client.getresponse()
+            assert answer.status == 503 and "busy" in json.loads(answer.read())["error"]
+            assert answer.getheader("connection") != "close"
+            sockets.append(client.sock)
+        assert sockets[0] is not None and sockets[0] is sockets[1]  # not opened again
+    finally:
+        client.close()
+        stalled.close()

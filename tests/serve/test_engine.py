@@ -187,3 +187,45 @@ def test_devices_the_server_cannot_use_are_refused_in_one_line(served):
             Engine(str(served), device="cuda")
     with pytest.raises(ValueError, match="cpu or cuda"):
         Engine(str(served), device="meta")
+
+
+def test_the_batch_computing_is_counted_while_its_forward_pass_runs():
+    seen = []
+
+    class Watching(Recording):
+        def logits(self, batches):
+            seen.append(batcher.computing)
+            return super().logits(batches)
+
+    batcher = Batcher(Watching(), max_batch=3)
+    asyncio.run(_submit_together(batcher, [1] * 5))
+    assert seen == [3, 2] and batcher.computing == 0
+
+
+@pytest.mark.parametrize(("inside", "computing", "status"), [(3, 3, 200), (3, 2, 200),
+                                                             (3, 1, 503), (2, 0, 503)])  # fmt: skip
+def test_the_queue_holds_the_requests_waiting_not_the_batch_computing(inside, computing, status):
+    """--max-queue 2: a server with `inside` requests, `computing` of them in the forward
+    pass, lets the next one in while fewer than 2 wait."""
+    from alexnet.serve.admission import Admission
+    from alexnet.serve.app import Limits
+    from alexnet.serve.metrics import Metrics
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    door = Admission(app, Limits(max_queue=2), Metrics(), {"inside": inside},
+                     computing=lambda: computing)  # fmt: skip
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/predict",
+             "headers": [(b"content-type", b"image/png")]}  # fmt: skip
+    asyncio.run(door(scope, receive, send))
+    assert sent[0]["status"] == status

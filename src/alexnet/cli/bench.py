@@ -342,8 +342,9 @@ def add_commands(commands) -> None:
     bench_serve.add_argument("--overload-clients", type=int, default=64,
                              help="the retry storm's clients")  # fmt: skip
     bench_serve.add_argument("--overload-queue", type=int,
-                             help="requests the overloaded server lets in; default: 2 x "
-                             "--clients (a batch computing, the next one forming)")  # fmt: skip
+                             help="requests the overloaded server lets wait (its --max-queue); "
+                             "default: --clients (the next batch forms while one "
+                             "computes)")  # fmt: skip
     bench_serve.add_argument("--overload-requests", type=int, default=20000)
     bench_serve.add_argument("--overload-seconds", type=float, default=20, help="per phase")
     bench_serve.add_argument("--multiples", type=float, nargs="+", default=[3.0, 10.0],

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 from alexnet.cli.common import RUNTIME_CHOICES
 from alexnet.core.errors import UserError
+
+# How long a thread holds the GIL before another that waits for it takes it (Python's
+# default: 5 ms).
+GIL_SWITCH_SECONDS = 0.0005
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -44,6 +49,10 @@ def _serve(args: argparse.Namespace) -> None:
     print(f"open {where}{'#token=TOKEN' if token else ''} (API: /docs; Open Inference "
           "Protocol: /v2; metrics: /metrics)", flush=True)  # fmt: skip
     app = create_app(engine, limits, token=token, model_name=args.model_name)
+    # The network's thread takes the GIL back between layers; with the event loop busy
+    # (a retry storm), Python's default switch interval of 5 ms made each of those waits up
+    # to 5 ms: a forward pass of 8 views took 634 ms instead of 35 (docs/serving-load.md).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     # h11 whatever else is installed: it bounds a request's head (16 KiB; httptools does not)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 access_log=args.access_log, http="h11")  # fmt: skip
@@ -124,7 +133,8 @@ def add_commands(commands) -> None:
                        help="how long a batch waits at most for requests whose photos are "
                        "being read or decoded; default: %(default)s")  # fmt: skip
     serve.add_argument("--max-queue", type=int, default=64,
-                       help="requests inside the server at once; more get 503 at once; "
+                       help="requests waiting for the network (being read, decoded or "
+                       "queued; not the batch it computes); more get 503 at once; "
                        "default: %(default)s")  # fmt: skip
     serve.add_argument("--timeout", type=float, default=30.0,
                        help="seconds to answer a request, else 504; "

@@ -6,8 +6,14 @@ Every request passes here before routing and before a byte of its body is read:
   page and the API's description: 401 without it, compared in constant time, never logged;
 - on the routes that run the network (POST /v1/predict, POST /v2/models/{name}/infer):
   a Content-Length that is not a number (400) or over the limit (413), a content type the
-  route does not read (415), a server already holding `max_queue` requests (503, with
+  route does not read (415), a server with `max_queue` requests already waiting (503, with
   Retry-After).
+
+The queue is the requests let in and not yet in a forward pass (being read, decoded, or
+waiting for the network), as Triton's `max_queue_size` counts them: the batch the network
+is computing is not in it, so that the next batch forms while one computes. Counting the
+computing batch too left the network idle under overload while its slots refilled after
+each pass (a quarter of the time at 3x capacity on 2 cores).
 
 A refusal here is a few dozen microseconds of Python: no routing, no parsing, a prepared
 JSON body. Its answer is sent whole at once, and then the body the client is still sending
@@ -16,6 +22,10 @@ close does), before the connection closes: a client that writes its whole body b
 reading (urllib, requests) reads the 413 and its message instead of a connection reset. A
 client that sent `Expect: 100-continue` is answered without being asked for the body.
 The same holds for the application's own early answers (a chunked body cut at the limit).
+A busy server's 503 is the exception: a declared body of at most `DRAIN_BYTES` is read
+first (it has usually arrived with the head), so that the connection stays open for the
+client's next request instead of costing both sides a new one per refusal (at 10x capacity
+on 2 cores this raised the answered rate by a third and cut the admitted p99 by half).
 
 Each answer is counted here (alexnet.serve.metrics): route, method, status, duration, and
 the refusals by reason.
@@ -32,6 +42,9 @@ import time
 LINGER_BYTES = 64 << 20
 LINGER_SECONDS = 5.0
 LINGER_IDLE = 1.0  # seconds with nothing arriving: the client has stopped sending
+# A busy server's refusal reads a body this small first and keeps the connection open.
+DRAIN_BYTES = 64 << 10
+DRAIN_SECONDS = 0.05
 
 # Open without the token: what a load balancer or an orchestrator probes, and the page and
 # the API's description, which hold nothing of the model's (the page asks for the token).
@@ -83,11 +96,13 @@ class Admission:
     """ASGI middleware: admission, lingering answers, and the count of every answer.
 
     `counts` is the application's dictionary of counters ("inside": requests admitted to
-    the routes that run the network and not yet answered); `token` the bearer token or
-    None (no check)."""
+    the routes that run the network and not yet answered); `computing()` how many of them
+    the network is computing now; `token` the bearer token or None (no check)."""
 
-    def __init__(self, app, limits, metrics, counts: dict, token: str | None = None) -> None:
+    def __init__(self, app, limits, metrics, counts: dict, token: str | None = None,
+                 computing=lambda: 0) -> None:  # fmt: skip
         self.app, self.limits, self.metrics, self.counts = app, limits, metrics, counts
+        self.computing = computing
         self.token = None if token is None else token.encode()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -98,12 +113,28 @@ class Admission:
         route = route_of(scope["path"])
         method = scope["method"] if scope["method"] in METHODS else "other"
         headers = dict(scope["headers"])  # the last of repeated headers wins
-        door = _Door(receive, send, headers)
+        counted = False
+
+        def count(status: int) -> None:
+            """The answer in the metrics, once, as soon as it is sent whole (not after
+            the lingering read of a refused body)."""
+            nonlocal counted
+            if counted:
+                return
+            counted = True
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.duration.labels(route).observe(time.perf_counter() - start)
+            if status in REASON:
+                self.metrics.refusals.labels(REASON[status]).inc()
+
+        door = _Door(receive, send, headers, count)
         status = 500
         try:
             refusal = self._admit(route, scope["method"], headers)
             if refusal is not None:
                 status = refusal[0]
+                if status == 503:  # a busy server keeps the connection when it can
+                    await door.drain_small()
                 await door.answer(*refusal, path=scope["path"])
                 return
             work = route in WORK and scope["method"] == "POST"
@@ -118,10 +149,7 @@ class Admission:
                     self.metrics.inside.set(self.counts["inside"])
             status = door.status or 500
         finally:
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.duration.labels(route).observe(time.perf_counter() - start)
-            if status in REASON:
-                self.metrics.refusals.labels(REASON[status]).inc()
+            count(status)
 
     def _admit(self, route: str, method: str, headers: dict) -> tuple | None:
         """None to let the request in, else (status, message, extra headers)."""
@@ -148,8 +176,8 @@ class Admission:
         kind = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         if not accepted_kind(route, kind):
             return 415, _kind_message(route, kind), []
-        if self.counts["inside"] >= self.limits.max_queue:
-            return (503, f"busy: {self.limits.max_queue} requests are inside already; retry "
+        if self.counts["inside"] - self.computing() >= self.limits.max_queue:
+            return (503, f"busy: {self.limits.max_queue} requests are waiting already; retry "
                     "shortly", [(b"retry-after", b"1")])  # fmt: skip
         return None
 
@@ -166,9 +194,10 @@ class _Door:
     """One request's receive and send: knows whether its body is all read, and answers
     while the client is still sending by reading the rest of the body after the answer."""
 
-    def __init__(self, receive, send, headers: dict) -> None:
-        self._receive, self._send = receive, send
+    def __init__(self, receive, send, headers: dict, answered=lambda status: None) -> None:
+        self._receive, self._send, self._answered = receive, send, answered
         length = headers.get(b"content-length")
+        self.length = int(length) if length is not None and length.isdigit() else None
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         self.pending = chunked or (length is not None and length not in (b"0", b""))
         self.expecting = headers.get(b"expect", b"").lower() == b"100-continue"
@@ -191,16 +220,32 @@ class _Door:
                 self._closing = True
                 headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
-        elif (
-            self._closing
-            and message["type"] == "http.response.body"
-            and not message.get("more_body", False)
-        ):  # the answer whole, then what the client still sends read, then the end
-            await self._send({**message, "more_body": True})
-            await self._linger()
-            await self._send({"type": "http.response.body", "body": b""})
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            if self._closing:  # the answer whole, then what the client still sends read
+                await self._send({**message, "more_body": True})
+                self._answered(self.status)
+                await self._linger()
+                await self._send({"type": "http.response.body", "body": b""})
+                return
+            await self._send(message)
+            self._answered(self.status)
             return
         await self._send(message)
+
+    async def drain_small(self) -> None:
+        """Read a small declared body that has arrived (or arrives within a moment) before
+        refusing, so that the connection stays open for the client's next request: under
+        a retry storm a closed connection costs both sides a new one for every refusal."""
+        length = self.length
+        if not self.pending or self.expecting or length is None or length > DRAIN_BYTES:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while self.pending and (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self.receive(), left)
+            except asyncio.TimeoutError:
+                return
 
     async def answer(self, status: int, message: str, extra: list, path: str) -> None:
         body = error_json(status, message, path)

@@ -17,7 +17,8 @@ message} on /v2, as the protocol says):
   as soon as the limit is passed when it is not;
 - a file that is not JPEG, PNG, WebP, BMP or GIF (its first frame), or that is truncated,
   corrupt, empty or a decompression bomb (the limit `alexnet data prepare` uses): 400;
-- more than `max_queue` requests in the server already: 503 at once, with Retry-After;
+- `max_queue` requests waiting already (read, decoded or waiting for the network; not the
+  batch it computes): 503 at once, with Retry-After;
 - a request not answered within `timeout` seconds: 504;
 - without the bearer token, when the server has one: 401.
 
@@ -65,7 +66,7 @@ class Limits:
     """What one server accepts and how it batches; `alexnet serve --help` names each."""
 
     max_body: int = 8 * MiB
-    max_queue: int = 64  # requests inside the server (read, decoded, waiting, computed)
+    max_queue: int = 64  # requests waiting (read, decoded, waiting; not those computed)
     timeout: float = 30.0  # seconds from the request's arrival to its answer
     max_batch: int = 32  # views per forward pass
     max_wait: float = 0.02  # seconds a batch waits at most for requests on their way
@@ -136,7 +137,8 @@ def create_app(
     )
     app.state.engine, app.state.batcher, app.state.counts = engine, batcher, state
     app.state.metrics = metrics
-    app.add_middleware(Admission, limits=limits, metrics=metrics, counts=state, token=token)
+    app.add_middleware(Admission, limits=limits, metrics=metrics, counts=state, token=token,
+                       computing=lambda: batcher.computing)  # fmt: skip
 
     @app.exception_handler(Refused)
     async def refused(request, error: Refused):

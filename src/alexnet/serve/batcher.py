@@ -54,6 +54,7 @@ class Batcher:
         self.waiting: deque[_Waiting] = deque()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="alexnet-network")
         self.batches = self.photos = 0
+        self.computing = 0  # requests whose views are in the forward pass now
         self.recent: deque[int] = deque([1], maxlen=8)  # requests in the last batches
         self._ready: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -122,6 +123,7 @@ class Batcher:
                 for w in batch:
                     self.metrics.queue_wait.observe(now - w.since)
                 self.metrics.batch_size.observe(count)
+            self.computing = len(batch)
             try:
                 out = await loop.run_in_executor(self.executor, self._timed, views)
             except Exception as error:  # the network failed: every caller hears of it
@@ -129,6 +131,8 @@ class Batcher:
                     if not w.future.done():
                         w.future.set_exception(error)
                 continue
+            finally:
+                self.computing = 0
             self.batches, self.photos = self.batches + 1, self.photos + len(batch)
             self.recent.append(len(batch))
             for w, p in zip(batch, out, strict=True):

@@ -112,7 +112,7 @@ def bench_serve(
     unloaded_p99 = statistics.median(r["latency_ms"]["p99"] for r in rounds_out) / 1000
     overload = bench_overload(
         checkpoint, payloads, load["answered_per_s"], unloaded_p99,
-        queue=overload_queue or 2 * clients, multiples=multiples, seconds=overload_seconds,
+        queue=overload_queue or clients, multiples=multiples, seconds=overload_seconds,
         storm_clients=overload_clients, storm_requests=overload_requests, refusals=refusals,
         server_options=server_options,
     )  # fmt: skip
@@ -154,7 +154,7 @@ def table(r: dict) -> str:
         f"{load[f'vs_batch_{clients}']:.2f}; peak memory "
         f"{load['memory']['after']['peak_rss_mib']:,.0f} MiB",
         f"past capacity ({over['capacity_per_s']:,.1f}/s answered at {clients} clients, "
-        f"p99 {over['unloaded_p99_ms']} ms), a server letting in {over['queue']}:",
+        f"p99 {over['unloaded_p99_ms']} ms), a server letting {over['queue']} wait:",
         f"{'phase':>26} {'offered/s':>9} {'answered/s':>10} {'/capacity':>9} {'p99 ms':>7} "
         f"{'/unloaded':>9} {'refused':>7} {'cpu server':>10} {'cpu clients':>11}",
     ]
