@@ -126,6 +126,19 @@ def overload_view_times() -> str:
     ]
 
 
+def openvino_ratios() -> list[str]:
+    """OpenVINO's images/s over the package's on alexnet2012, by dtype and batch."""
+    rows = record("docs/bench/bench-runtimes-amd-avx512bf16.json")["runtimes"]
+    ratio = {(r["dtype"], r["batch"]): r["openvino_vs_package"] for r in rows
+             if r["model"] == "alexnet2012"}  # fmt: skip
+    return [
+        f"at batch 8 and 128 in fp32 (OpenVINO at {ratio['fp32', 8]:.2f}x and "
+        f"{ratio['fp32', 128]:.2f}x) and at batch 128 in\nbf16 ({ratio['bf16', 128]:.2f}x)",
+        f"one photo at a time ({ratio['fp32', 1]:.2f}x in fp32, {ratio['bf16', 1]:.2f}x in "
+        f"bf16) and at\nbatch 8 in bf16 ({ratio['bf16', 8]:.2f}x)",
+    ]
+
+
 def refusal_cost() -> str:
     ms = [record(p)["overload"]["refusal"]["server_cpu_ms_per_refusal"]
           for p in ("docs/bench/bench-serve-8.json", "docs/bench/bench-serve-16.json")]  # fmt: skip
@@ -270,6 +283,7 @@ CHECKS = {
     "docs/results-torchvision.md": [torchvision_gap],
     "docs/results-large-batch.md": [large_batch_gap, lars_rates, large_batch_rules],
     "docs/benchmarks.md": [share_of_limit, slow_host, compiled_h100],
+    "docs/benchmarks-runtimes.md": [openvino_ratios],
     "docs/serving-load.md": [
         overload_span,
         overload_p99_span,

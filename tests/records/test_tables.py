@@ -135,3 +135,16 @@ def test_the_reach_ratio_interpolates_each_curve_where_it_crosses(root):
         {"variant": "b", "train_curves": [[[1, 0.6], [2, 0.4]]]},
     ]})  # fmt: skip
     assert tables.reach_ratio("s", 0.5) == pytest.approx(1.5)
+
+
+def test_the_packing_rows_say_the_ratio_and_whether_the_logits_were_the_same(root):
+    write(root, "packing.json", {"rows": [
+        {"model": "alexnet2012", "dtype": "fp32", "batch": 1, "same_logits": True,
+         "packed_images_per_s": 84.34, "eager_images_per_s": 75.2, "ratio": 1.1215},
+        {"model": "alexnet_owt", "dtype": "bf16", "batch": 128, "same_logits": False,
+         "packed_images_per_s": 463.1, "eager_images_per_s": 470.0, "ratio": 0.98532},
+    ]})  # fmt: skip
+    assert tables.inference_packing("packing.json").splitlines()[2:] == [
+        "| `alexnet2012` | fp32 | 1 | 84.3 | 75.2 | 1.12x | yes |",
+        "| `alexnet_owt` | bf16 | 128 | 463.1 | 470.0 | 0.99x | no |",
+    ]

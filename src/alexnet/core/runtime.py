@@ -167,8 +167,8 @@ class InferenceNetwork(torch.nn.Module):
     On a CPU the weights are in channels_last memory: oneDNN's convolutions and pooling
     are faster there (1.5x for torchvision's architecture at batch 128), their sums in
     another order (logits within 1e-6 of NCHW's in fp32, within bf16's rounding in bf16);
-    and the fully connected layers run oneDNN's inner product on weights laid out for it
-    once (`PackedLinear`).
+    the fully connected layers run oneDNN's inner product on weights laid out for it once
+    (`PackedLinear`), and the convolutions oneDNN's convolution likewise (`PackedConv2d`).
     The network is copied, so the one given stays as it was, unless `copy` is False (a
     server's one copy: its weights are then this one's)."""
 
@@ -184,7 +184,7 @@ class InferenceNetwork(torch.nn.Module):
         network = network.eval().to(device, self.dtype)
         if device.type == "cpu":
             network = network.to(memory_format=torch.channels_last)
-            _pack_linear_layers(network)
+            _pack_layers(network)
         self.network = network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,18 +215,84 @@ class PackedLinear(torch.nn.Module):
         return out.reshape(*shape, self.out_features)
 
 
-def _pack_linear_layers(network: torch.nn.Module) -> None:
-    """Each nn.Linear of `network` as a PackedLinear, where this torch has oneDNN's op
-    (a CPU build with mkldnn); left as it is otherwise."""
+class PackedConv2d(torch.nn.Module):
+    """A convolution for inference on a CPU: oneDNN's convolution on the weights reordered
+    once into its blocked layout (as Inductor's CPU freezing does), where `F.conv2d` in eager
+    mode reorders them again on every call. The same kernel runs, so the outputs are the
+    same bits; a forward pass of alexnet2012 at batch 1 is faster by what the reorders cost
+    (docs/benchmarks-runtimes.md). A convolution that pads its input itself first (conv1
+    counted as the released code counts it: a `pad` method) still does."""
+
+    #: the batch the layout is chosen for (with the maps' size of the first input seen)
+    BATCH_HINT = 8
+
+    def __init__(self, conv: torch.nn.Conv2d) -> None:
+        super().__init__()
+        self.padding, self.stride = list(conv.padding), list(conv.stride)
+        self.dilation, self.groups = list(conv.dilation), conv.groups
+        self.weight = conv.weight.detach()
+        self.packed: torch.Tensor | None = None
+        self.bias = None if conv.bias is None else conv.bias.detach()
+        self.pad = getattr(conv, "pad", None)
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+
+    def _pack(self, x: torch.Tensor) -> torch.Tensor:
+        """The weights reordered for maps shaped like x's. Without the input's shape oneDNN
+        chose a layout that sent alexnet2012's conv4 in bf16 to a slow kernel (19 ms at
+        batch 1, against 0.3); a layout chosen for one shape serves every other."""
+        with torch.inference_mode(False):  # a plain tensor, usable outside inference mode
+            return torch.ops.mkldnn._reorder_convolution_weight(
+                self.weight, self.padding, self.stride, self.dilation, self.groups,
+                [self.BATCH_HINT, *x.shape[1:]],
+            )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad is not None:
+            x = self.pad(x)
+        # in the layout the weights are packed for: an NCHW input (the image) took a slow
+        # path in bf16
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.packed is None:
+            self.packed = self._pack(x)
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self.packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
+            "none", [], "",
+        )  # fmt: skip
+
+
+def _packable_conv(module: torch.nn.Module) -> bool:
+    """A 2-D convolution oneDNN runs as one call: zero padding given in pixels, and (for the
+    towers' TowerConv2d) the grouped call, not one call per tower."""
+    return (
+        isinstance(module, torch.nn.Conv2d)
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+        and getattr(module, "mode", "grouped") in ("auto", "grouped")
+    )
+
+
+def _pack_layers(network: torch.nn.Module) -> None:
+    """Each nn.Linear of `network` as a PackedLinear and each convolution as a PackedConv2d,
+    in float32 and bf16, where this torch has oneDNN's ops (a CPU build with mkldnn); a
+    layer stays as it is otherwise."""
     if not torch.backends.mkldnn.is_available():
         return
     for parent in list(network.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear and child.weight.dtype in (
+            if getattr(child, "weight", None) is None or child.weight.dtype not in (
                 torch.float32,
                 torch.bfloat16,
             ):
+                continue
+            packed = (
+                PackedLinear
+                if type(child) is torch.nn.Linear
+                else PackedConv2d
+                if _packable_conv(child)
+                else None
+            )
+            if packed is not None:
                 try:
-                    setattr(parent, name, PackedLinear(child))
+                    setattr(parent, name, packed(child))
                 except RuntimeError:  # an op this build lacks: the layer as it was
                     return

@@ -427,6 +427,18 @@ def runtimes(record: str) -> str:
     ])  # fmt: skip
 
 
+def inference_packing(record: str) -> str:
+    """`tools/inference_packing.py`: the package's inference with its convolutions' weights
+    packed once against eager `F.conv2d`, images/s and their ratio, and whether the logits
+    were the same bits."""
+    return table(load(record)["rows"], [
+        ("network", lambda r: f"`{r['model']}`", "{}"), ("dtype", "dtype", "{}"),
+        ("batch", "batch", "{}"), ("packed", "packed_images_per_s", "{:.1f}"),
+        ("eager", "eager_images_per_s", "{:.1f}"), ("packed / eager", "ratio", "{:.2f}x"),
+        ("same logits", lambda r: "yes" if r["same_logits"] else "no", "{}"),
+    ])  # fmt: skip
+
+
 def against_inference(rows: Sequence[tuple[str, str]], what: str, header: str) -> str:
     """`alexnet bench predict` or `bench features` records (label, path): the command's
     images/s (`what`: "predict" or "features") against the same network's inference on
