@@ -19,7 +19,7 @@ import torch
 
 import alexnet.core.runtime as runtime
 from alexnet.bench.common import machine
-from alexnet.bench.runtimes import _checkpoint
+from alexnet.bench.runtimes import seeded_checkpoint
 from alexnet.export.onnx import example_input
 from alexnet.models import checkpoint as ckpt
 
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for spec in args.models.split(","):
-        checkpoint = _checkpoint(spec)
+        checkpoint = seeded_checkpoint(spec)
         model = ckpt.load_model(checkpoint)
         for dtype in ("fp32", "bf16"):
             packed = runtime.InferenceNetwork(model, torch.device("cpu"), dtype)

@@ -22,7 +22,7 @@ from alexnet.models.registry import parse_spec
 from alexnet.models.weights import untrained_checkpoint
 
 
-def _checkpoint(spec: str) -> dict:
+def seeded_checkpoint(spec: str) -> dict:
     """The network `spec` names with seeded weights and the paper's input."""
     name, options = parse_spec(spec)
     # inputs as the paper's: 0-255 minus the mean, no scale
@@ -39,7 +39,7 @@ def bench_runtimes(
     cases = []  # (spec, dtype, batch, steps, {name: timer})
     with contextlib.ExitStack() as stack:
         for spec in models:
-            checkpoint = _checkpoint(spec)
+            checkpoint = seeded_checkpoint(spec)
             model = ckpt.load_model(checkpoint)
             for dtype in dtypes:
                 # the package as predict and serve run it

@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> None:
     app = create_app(engine, limits, token=token, model_name=args.model_name)
     # The network's thread takes the GIL back between layers; with the event loop busy
     # (a retry storm), Python's default switch interval of 5 ms made each of those waits up
-    # to 5 ms: a forward pass of 8 views took 634 ms instead of 35 (docs/serving-load.md).
+    # to 5 ms: a forward pass of 8 views took several times longer (docs/serving-load.md).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     # h11 whatever else is installed: it bounds a request's head (16 KiB; httptools does not)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
