@@ -69,9 +69,11 @@ def _forward(
     ho, wo = _pooled(h, pool_size, pool_stride), _pooled(w, pool_size, pool_stride)
     raw = _raw(z, groups)
     real = torch.float64 if z.dtype == torch.float64 else torch.float32
-    out = torch.empty(n * groups, c // groups, ho, wo, dtype=real)
+    # written in z's dtype by the kernel (bf16 rounded as torch rounds it): a conversion
+    # pass over the output afterwards cost as much as a third of the kernel
+    out = torch.empty(n * groups, c // groups, ho, wo, dtype=z.dtype if z.dtype in _RAW else real)
     run_blocks(
-        _forward_kernel, raw.shape[0], raw, out, size // 2,
+        _forward_kernel, raw.shape[0], raw, _raw(out, 1), size // 2,
         *constants(real, coefficient, beta, k), pool_size, pool_stride, z.dtype == torch.bfloat16,
     )  # fmt: skip
     return out.reshape(n, c, ho, wo).to(z.dtype)
@@ -83,7 +85,9 @@ def _backward(
 ) -> torch.Tensor:  # fmt: skip
     raw = _raw(z, groups)
     real = torch.float64 if z.dtype == torch.float64 else torch.float32
-    g = grad.to(real).contiguous().reshape(raw.shape[0], raw.shape[1], *grad.shape[-2:])
+    # the incoming gradient as z's kernels read z (bf16 widened inside, map by map)
+    g = _raw(grad.to(z.dtype if z.dtype in _RAW else real), groups)
+    g = g.reshape(raw.shape[0], raw.shape[1], *grad.shape[-2:])
     out = torch.empty(z.shape, dtype=z.dtype if z.dtype in _RAW else real)
     run_blocks(
         _backward_kernel, raw.shape[0], raw, _raw(out, groups), size // 2,
@@ -344,12 +348,14 @@ def _forward_kernel(
     rows, phases = np.full((ho, w), one), np.full((pool_stride, ho + 1, split), one)
     best = np.full((ho + 1) * split, one)
     sq = np.zeros((maps + 2 * half, h * w), block.dtype)
+    pooled = np.full((ho, out.shape[3]), one)
     for b in range(start, stop):
         _load(raw, b, block, bf16)
         _squares(block, half, one - one, sq)
         for c in range(maps):
             _normalized(block, sq, c, half, coefficient, beta, k, one, acc, scale, normed)
-            _pool_max(normed.reshape(h, w), pool_size, pool_stride, rows, phases, best, out[b, c])
+            _pool_max(normed.reshape(h, w), pool_size, pool_stride, rows, phases, best, pooled)
+            _store(pooled, out[b], c, bf16)
 
 
 @numba.njit(**NJIT)
@@ -374,13 +380,15 @@ def _backward_kernel(
     phases = np.full((pool_stride, ho + 1, split), one)
     phases_at = np.zeros((pool_stride, ho + 1, split), np.int32)
     best, best_at = np.full((ho + 1) * split, one), np.zeros((ho + 1) * split, np.int32)
+    pooled_grad = np.full((ho, g.shape[3]), one)
     for b in range(start, stop):
         _load(raw, b, block, bf16)
         _squares(block, half, zero, sq)
         for c in range(maps):
             _normalized(block, sq, c, half, coefficient, beta, k, one, acc, scale, normed)
+            _load(g[b], c, pooled_grad, bf16)
             _route(
-                normed.reshape(h, w), g[b, c], pool_size, pool_stride,
+                normed.reshape(h, w), pooled_grad, pool_size, pool_stride,
                 rows, at, phases, phases_at, best, best_at, grad_b,
             )  # fmt: skip
             row, tc, gc = block[c], t[half + c], grad[c]
