@@ -308,3 +308,27 @@ def step_of(run: Path) -> int:
         return ckpt.load(run / "checkpoints" / "last.pt")["progress"]["global_step"]
     except (ValueError, OSError, KeyError):
         return -1
+
+
+def assert_runs_end_alike(whole: Path, other: Path) -> None:
+    """Two runs' last checkpoints hold the same progress (but the seconds), weights and
+    velocities, bit for bit, and their metrics the same training losses."""
+    import json
+
+    import torch
+
+    from alexnet.models import checkpoint as ckpt
+
+    a = ckpt.load(whole / "checkpoints" / "last.pt")
+    b = ckpt.load(other / "checkpoints" / "last.pt")
+    timing = ("elapsed", "wall")  # seconds, not state
+    assert {k: v for k, v in a["progress"].items() if k not in timing} == {
+        k: v for k, v in b["progress"].items() if k not in timing
+    }
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for key, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["velocity"], b["optimizer"]["state"][key]["velocity"])
+    losses = [[json.loads(x)["train_loss"] for x in (r / "metrics.jsonl").read_text().splitlines()]
+              for r in (whole, other)]  # fmt: skip
+    assert losses[0] == losses[1]

@@ -4,7 +4,6 @@ ends with the weights, velocities and metrics of an uninterrupted two-process ru
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,11 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-import torch
-
-from alexnet.models import checkpoint as ckpt
-
-from fixtures import DEBUG, ROOT, step_of
+from fixtures import DEBUG, ROOT, assert_runs_end_alike, step_of
 
 
 def ranks(tag: str) -> dict[int, int]:
@@ -89,21 +84,7 @@ def test_a_rank_killed_twice_under_torchrun_ends_as_an_uninterrupted_run(store, 
     assert killed[0]["at_step"] < 60 and killed[1]["at_step"] < 60, killed  # mid-run, 60 steps
     assert out.count("resuming") >= len(AT), out[-3000:]
 
-    a = ckpt.load(tmp_path / "whole" / "checkpoints" / "last.pt")
-    b = ckpt.load(tmp_path / "elastic" / "checkpoints" / "last.pt")
-    timing = ("elapsed", "wall")  # seconds, not state
-    assert {k: v for k, v in a["progress"].items() if k not in timing} == {
-        k: v for k, v in b["progress"].items() if k not in timing
-    }
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
-    for key, state in a["optimizer"]["state"].items():
-        assert torch.equal(state["velocity"], b["optimizer"]["state"][key]["velocity"])
-    metrics = [
-        [json.loads(x)["train_loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-        for run in (tmp_path / "whole", tmp_path / "elastic")
-    ]
-    assert metrics[0] == metrics[1]
+    assert_runs_end_alike(tmp_path / "whole", tmp_path / "elastic")
     record("elastic-restarts", {
         "command": "torchrun --standalone --nproc_per_node=2 --max-restarts=3 -m alexnet train "
                    "--config configs/debug.yaml --out RUN --auto-resume (gloo, 60 steps)",

@@ -230,7 +230,7 @@ class PackedConv2d(torch.nn.Module):
         super().__init__()
         self.padding, self.stride = list(conv.padding), list(conv.stride)
         self.dilation, self.groups = list(conv.dilation), conv.groups
-        self.weight = conv.weight.detach()
+        self.weight: torch.Tensor | None = conv.weight.detach()  # until packed
         self.packed: torch.Tensor | None = None
         self.bias = None if conv.bias is None else conv.bias.detach()
         self.pad = getattr(conv, "pad", None)
@@ -253,7 +253,7 @@ class PackedConv2d(torch.nn.Module):
         # path in bf16
         x = x.contiguous(memory_format=torch.channels_last)
         if self.packed is None:
-            self.packed = self._pack(x)
+            self.packed, self.weight = self._pack(x), None  # the packed copy serves all
         return torch.ops.mkldnn._convolution_pointwise(
             x, self.packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
             "none", [], "",
