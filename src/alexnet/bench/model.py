@@ -31,12 +31,14 @@ from alexnet.models.summary import summarize
 from alexnet.nn.conv import CeilConv2d, TowerConv2d
 from alexnet.nn.lrn import LocalResponseNorm
 from alexnet.train.config import OptimConfig
+from alexnet.train.copies import WorkingCopies
 from alexnet.train.optim import make_optimizer
 
 MODELS = ("alexnet2012", "alexnet_owt")
 REFERENCE = "alexnet_owt"
 DTYPES = ("fp32", "bf16")
 MODES = ("train", "infer")
+REFERENCE_OPTIMIZERS = ("torch_sgd", "paper")
 
 
 @dataclass
@@ -126,13 +128,20 @@ def _runner(case: Case, batch: int, device: torch.device, options: dict):
 
         return step
     model.train()
-    # the paper's update rule, as `alexnet train` runs it (the reference too: the optimizer
-    # is a few elementwise passes over the parameters, the same work for both networks)
-    optimizer = make_optimizer(model, OptimConfig(lr=1e-4, momentum=0.9, weight_decay=5e-4))
+    if case.model == REFERENCE and options.get("reference_optimizer", "torch_sgd") == "torch_sgd":
+        # torchvision's network trained as its users train it: torch's momentum SGD, its
+        # defaults (on a CPU, a loop over the tensors), under autocast
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    else:  # the paper's update rule, as `alexnet train` runs it
+        optimizer = make_optimizer(model, OptimConfig(lr=1e-4, momentum=0.9, weight_decay=5e-4))
+    forward = net
+    copied = case.model != REFERENCE and options.get("bf16_copies", True) and not compile
+    if case.dtype == "bf16" and device.type == "cpu" and copied:
+        forward = WorkingCopies(model, optimizer)  # as `alexnet train` runs bf16 on a CPU
 
     def step():
         with autocast:
-            loss = F.cross_entropy(net(x), y)
+            loss = F.cross_entropy(forward(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -159,6 +168,10 @@ class ModelBench:
     lrn_backend: str = "auto"
     tower_conv: str = "auto"
     conv1_grad: str = "auto"
+    bf16_copies: bool = True  # bf16 on a CPU: the weights' bf16 working copies
+    # the reference's update: torch_sgd (torch.optim.SGD, as torchvision's users train) or
+    # paper (the package's PaperSGD, the same update work for both networks)
+    reference_optimizer: str = "torch_sgd"
     malloc: str = "keep"  # keep freed memory (alexnet.core.runtime.keep_freed_memory)
     in_process: bool = False  # every case in this process, not one process each
 
@@ -166,10 +179,11 @@ class ModelBench:
 def bench_model(bench: ModelBench, progress=None) -> dict:
     """Images/s of every (model, mode, dtype), median over `repeats` rounds of `steps` steps.
 
-    `fuse`, `lrn_backend`, `tower_conv`, `conv1_grad` and `malloc` switch off this package's
-    speed-ups one at a time (the fused ReLU-LRN-pool, the LRN kernels, the per-device choice
-    of grouped or per-tower convolutions, of conv1's weight gradient,
-    `alexnet.core.runtime.keep_freed_memory`), to measure what each buys;
+    `fuse`, `lrn_backend`, `tower_conv`, `conv1_grad`, `bf16_copies` and `malloc` switch off
+    this package's speed-ups one at a time (the fused ReLU-LRN-pool, the LRN kernels, the
+    per-device choice of grouped or per-tower convolutions, of conv1's weight gradient, the
+    bf16 working copies of `alexnet.train.copies`, `alexnet.core.runtime.keep_freed_memory`),
+    to measure what each buys;
     the defaults are what `alexnet train` runs. `channels_last` and `compile`: True for every
     model, or the names of the models to run in channels_last memory or torch.compile.
 
@@ -185,6 +199,11 @@ def bench_model(bench: ModelBench, progress=None) -> dict:
     dev = check_cases(models, dtypes, device)
     if batch < 1 or repeats < 1 or steps < 1:
         raise UserError(f"batch, repeats and steps must be 1 or more: {batch}, {repeats}, {steps}")
+    if bench.reference_optimizer not in REFERENCE_OPTIMIZERS:
+        raise UserError(
+            f"reference_optimizer must be one of {', '.join(REFERENCE_OPTIMIZERS)}, "
+            f"got {bench.reference_optimizer!r}"
+        )
     if malloc not in ("keep", "system"):
         raise UserError(f"malloc must be keep or system, got {malloc!r}")
     kept = keep_freed_memory() if malloc == "keep" else False
@@ -199,6 +218,8 @@ def bench_model(bench: ModelBench, progress=None) -> dict:
         "lrn_backend": bench.lrn_backend,
         "tower_conv": bench.tower_conv,
         "conv1_grad": bench.conv1_grad,
+        "bf16_copies": bench.bf16_copies,
+        "reference_optimizer": bench.reference_optimizer,
     }
     cases = [Case(m, mode, d) for m in models for mode in modes for d in dtypes]
     # forward, per image; made first, so that a bad option fails before the measurements
@@ -431,7 +452,11 @@ def table(result: dict) -> str:
         + ("" if s["lrn_backend"] == "auto" else f", LRN backend {s['lrn_backend']}")
         + ("" if s.get("tower_conv", "auto") == "auto" else f", tower convs {s['tower_conv']}")
         + ("" if s.get("conv1_grad", "auto") == "auto" else f", conv1 grad {s['conv1_grad']}")
+        + ("" if s.get("bf16_copies", True) else ", no bf16 working copies")
         + ("" if s["malloc_keeps_freed_memory"] else ", glibc malloc defaults"),
+        f"{REFERENCE} trains with "
+        + ("torch.optim.SGD" if s.get("reference_optimizer") == "torch_sgd" else "PaperSGD")
+        + " under autocast (bf16), the other networks as `alexnet train` runs them",
         "",
     ]
     for dtype, limit in result["matmul_flops_per_s"].items():

@@ -85,6 +85,8 @@ def bench_profile(
     lrn_backend: str = "auto",
     tower_conv: str = "auto",
     conv1_grad: str = "auto",
+    bf16_copies: bool = True,
+    reference_optimizer: str = "torch_sgd",
     top: int = 15,
     trace_dir: str | None = None,
     by_shape: bool = False,
@@ -99,6 +101,8 @@ def bench_profile(
         "lrn_backend": lrn_backend,
         "tower_conv": tower_conv,
         "conv1_grad": conv1_grad,
+        "bf16_copies": bf16_copies,
+        "reference_optimizer": reference_optimizer,
     }
     result = {
         "machine": (host := machine()),

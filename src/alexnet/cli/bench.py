@@ -202,6 +202,19 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
         help="conv1's weight gradient on CPU in fp32 (auto: space-to-depth with AVX-512, "
         "direct elsewhere)",
     )
+    parser.add_argument(
+        "--no-bf16-copies",
+        action="store_true",
+        help="bf16 on CPU: autocast casting the weights in every step, not the bf16 copies "
+        "the update keeps (alexnet train's default)",
+    )
+    parser.add_argument(
+        "--reference-optimizer",
+        default="torch_sgd",
+        choices=("torch_sgd", "paper"),
+        help="the update alexnet_owt trains with: torch.optim.SGD as torchvision's users "
+        "run it (default), or the package's PaperSGD",
+    )
 
 
 def _network_options(args: argparse.Namespace) -> dict:
@@ -210,6 +223,8 @@ def _network_options(args: argparse.Namespace) -> dict:
         "lrn_backend": args.lrn_backend,
         "tower_conv": args.tower_conv,
         "conv1_grad": args.conv1_grad,
+        "bf16_copies": not args.no_bf16_copies,
+        "reference_optimizer": args.reference_optimizer,
     }
 
 

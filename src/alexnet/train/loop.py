@@ -24,6 +24,7 @@ from alexnet.core.progress import bar as progress_bar
 from alexnet.core.runtime import autocast, input_dtype, widened
 from alexnet.data.loader import epoch_batches, make_loader
 from alexnet.evaluate.metrics import softmax_batches, topk_correct
+from alexnet.train.copies import WorkingCopies
 from alexnet.train.data import RunData
 from alexnet.train.distributed import Processes, all_sum
 from alexnet.train.hybrid import loss_and_mistakes, reduce_conv_gradients
@@ -59,6 +60,8 @@ class Step:
     # run.parallel: hybrid: every rank's logits come back (fc8 gathers them), the loss is the
     # whole batch's, and the convolutional layers' gradients are summed after the last part
     hybrid: bool = False
+    # bf16 on a CPU: the forward pass on the weights' bf16 copies (alexnet.train.copies)
+    copies: WorkingCopies | None = None
 
     def forward_backward(self, images, labels) -> tuple[float, int]:
         """The loss and gradients of one batch; returns (mean loss, top-1 mistakes).
@@ -81,7 +84,7 @@ class Step:
             quiet = self.synced is not None and i < len(parts) - 1
             with self.synced.no_sync() if quiet else contextlib.nullcontext():
                 with autocast(device, self.precision):
-                    logits = self.model(x)
+                    logits = (self.copies or self.model)(x)
                     if self.hybrid:
                         loss, mistakes = loss_and_mistakes(widened(logits), y)
                     else:

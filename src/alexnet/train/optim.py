@@ -24,6 +24,7 @@ from torch import nn
 
 from alexnet.core.checks import ConfigError
 from alexnet.core.errors import UserError
+from alexnet.kernels.update import paper_sgd_, updatable
 from alexnet.nn.local import LocallyConnected2d
 from alexnet.train.config import OPTIMIZERS, OptimConfig
 
@@ -47,7 +48,12 @@ def _velocity(state: dict, p: torch.Tensor) -> torch.Tensor:
 
 
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with the paper's update: the velocity holds the learning rate."""
+    """Momentum SGD with the paper's update: the velocity holds the learning rate.
+
+    On a CPU each weight tensor is updated in one pass (`alexnet.kernels.update`); other
+    tensors (a GPU's, the DTensor slices of hybrid parallelism) in four foreach passes. With
+    working copies (`keep_copies`, `alexnet.train.copies`) a weight's gradient is its bf16
+    copy's, and the pass writes the copy too."""
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4):
         if lr < 0 or momentum < 0 or weight_decay < 0:
@@ -56,29 +62,55 @@ class PaperSGD(torch.optim.Optimizer):
                 f"{weight_decay}"
             )
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        self.copies: dict[torch.Tensor, torch.Tensor] = {}
+
+    def keep_copies(self, copies: dict[torch.Tensor, torch.Tensor]) -> None:
+        """Update these bf16 copies of the weights with them, from the copies' gradients."""
+        self.copies = copies
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        for copy in self.copies.values():
+            if copy.grad is not None:
+                copy.grad = None if set_to_none else copy.grad.zero_()
+
+    def _grad(self, p: torch.Tensor) -> torch.Tensor | None:
+        copy = self.copies.get(p)
+        return p.grad if copy is None else copy.grad
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = _evaluate(closure)
         for group in self.param_groups:
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            velocities = [_velocity(self.state[p], p) for p in params]
-            # foreach ops take one kind of tensor at a time: plain tensors, and DTensors (the
-            # fully connected layers' slices under hybrid parallelism, alexnet.train.hybrid)
-            for kind in dict.fromkeys(type(p) for p in params):
-                chosen = [i for i, p in enumerate(params) if type(p) is kind]
-                ws, vs = [params[i] for i in chosen], [velocities[i] for i in chosen]
-                gs = [params[i].grad for i in chosen]
-                # v <- momentum v - decay lr w - lr g, in three passes over each tensor
-                torch._foreach_mul_(vs, momentum)
-                if decay:
-                    torch._foreach_add_(vs, ws, alpha=-decay * lr)
-                torch._foreach_add_(vs, gs, alpha=-lr)
-                torch._foreach_add_(ws, vs)  # w <- w + v
+            params = [p for p in group["params"] if self._grad(p) is not None]
+            rest = []
+            for p in params:
+                g, v, copy = self._grad(p), _velocity(self.state[p], p), self.copies.get(p)
+                if updatable(p, g, v, copy):
+                    paper_sgd_(p, g, v, lr, momentum, decay, copy)
+                else:
+                    rest.append(p)
+            if rest:
+                self._foreach_step(rest, lr, momentum, decay)
         return loss
+
+    def _foreach_step(self, params: list[torch.Tensor], lr, momentum, decay) -> None:
+        velocities = [_velocity(self.state[p], p) for p in params]
+        # foreach ops take one kind of tensor at a time: plain tensors, and DTensors (the
+        # fully connected layers' slices under hybrid parallelism, alexnet.train.hybrid)
+        for kind in dict.fromkeys(type(p) for p in params):
+            chosen = [i for i, p in enumerate(params) if type(p) is kind]
+            ws, vs = [params[i] for i in chosen], [velocities[i] for i in chosen]
+            # a working copy's gradient widened (its copy is made again from the weight
+            # before the next forward pass: the weight's version changed)
+            gs = [self._grad(params[i]).to(params[i].dtype) for i in chosen]
+            # v <- momentum v - decay lr w - lr g, in three passes over each tensor
+            torch._foreach_mul_(vs, momentum)
+            if decay:
+                torch._foreach_add_(vs, ws, alpha=-decay * lr)
+            torch._foreach_add_(vs, gs, alpha=-lr)
+            torch._foreach_add_(ws, vs)  # w <- w + v
 
 
 class LARS(torch.optim.Optimizer):

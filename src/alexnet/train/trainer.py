@@ -43,6 +43,7 @@ from alexnet.data.store import MANIFEST, StoreError
 from alexnet.models import checkpoint as ckpt
 from alexnet.models.record import ModelRecord, Provenance
 from alexnet.models.transfer import sha256
+from alexnet.train import copies as working_copies
 from alexnet.train import resume as resume_contract
 from alexnet.train.config import TrainConfig
 from alexnet.train.data import build_data
@@ -203,7 +204,9 @@ class Trainer:
             config.optim.accumulate,
             self.nets.model if procs.world > 1 and not self.nets.hybrid else None,
             self.nets.hybrid,
-        )
+            copies=(working_copies.WorkingCopies(self.nets.plain, self.optimizer)
+                    if working_copies.applies(config, device, procs.world) else None),
+        )  # fmt: skip
         if procs.main:
             _log_to_file(run_dir, resume)
         if checkpoint is not None:
@@ -459,6 +462,9 @@ class Trainer:
             config.run.precision,
             self.run_dir,
         )
+        if self.step.copies is not None:
+            log.info("bf16: the forward pass reads bf16 copies of the weights that the "
+                     "update writes (autocast's numbers, without its casts)")  # fmt: skip
         if self.nets.hybrid:
             log.info("hybrid parallelism: conv1-conv5 data parallel over %d processes, "
                      "fc6-fc8 split over them (run.parallel)", self.procs.world)  # fmt: skip
