@@ -70,6 +70,23 @@ def share_of_limit() -> str:
     return f"Training uses {100 * train[0]:.0f}% (fp32) and {100 * train[1]:.0f}% (bf16)"
 
 
+def model_targets() -> list[str]:
+    """benchmarks-model.md's limits and targets paragraph, from the run it names."""
+    run = record("docs/bench/bench-model.json")
+    limit = run["matmul_flops_per_s"]
+    e = {(mode, d): bench("docs/bench/bench-model.json", "alexnet2012", mode, d)
+         for mode in ("train", "infer") for d in ("fp32", "bf16")}  # fmt: skip
+    ratio = lambda mode, d: e[mode, d]["ratio_to_reference"]  # noqa: E731
+    share = lambda d: 100 * e["train", d]["fraction_of_limit"]  # noqa: E731
+    return [
+        f"fp32 {limit['fp32']['median'] / 1e9:.0f} GFLOP/s (1x1 convolution; `torch.mm` "
+        f"{limit['fp32']['mm']['median'] / 1e9:.0f}), bf16 {limit['bf16']['median'] / 1e9:.0f}",
+        f"met, {ratio('infer', 'fp32'):.2f}x in fp32 and {ratio('infer', 'bf16'):.2f}x in bf16",
+        f"bf16 met ({ratio('train', 'bf16'):.2f}x); fp32 at {ratio('train', 'fp32'):.2f}x",
+        f"met in fp32 ({share('fp32'):.1f}%) and in bf16 ({share('bf16'):.1f}%)",
+    ]
+
+
 def slow_host() -> str:
     slow = record("docs/bench/bench-model-cpu-slow-host.json")
     fast = record("docs/bench/bench-model.json")
@@ -284,6 +301,7 @@ CHECKS = {
     "docs/results-large-batch.md": [large_batch_gap, lars_rates, large_batch_rules],
     "docs/benchmarks.md": [share_of_limit, slow_host, compiled_h100],
     "docs/benchmarks-runtimes.md": [openvino_ratios],
+    "docs/benchmarks-model.md": [model_targets],
     "docs/serving-load.md": [
         overload_span,
         overload_p99_span,

@@ -439,6 +439,16 @@ def inference_packing(record: str) -> str:
     ])  # fmt: skip
 
 
+def update_step(record: str) -> str:
+    """`tools/update_step.py`: a training step's milliseconds with the update as four torch
+    passes, as one pass, and (bf16) with the weights' bf16 copies, and the speed-up."""
+    return table(load(record)["rows"], [
+        ("dtype", "dtype", "{}"), ("update", "variant", "{}"),
+        ("ms a step (median)", "ms_per_step", "{:.1f}"), ("min", "min_ms", "{:.1f}"),
+        ("max", "max_ms", "{:.1f}"), ("vs four passes", "speedup_over_four_passes", "{:.3f}x"),
+    ])  # fmt: skip
+
+
 def against_inference(rows: Sequence[tuple[str, str]], what: str, header: str) -> str:
     """`alexnet bench predict` or `bench features` records (label, path): the command's
     images/s (`what`: "predict" or "features") against the same network's inference on
