@@ -9,17 +9,16 @@ process, at batch 1, 8 and 128, fp32 and bf16; the logits are checked to be the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from unittest import mock
 
 import torch
 
 import alexnet.core.runtime as runtime
-from alexnet.bench.common import machine
+from alexnet.bench.common import tool_record
 from alexnet.bench.runtimes import seeded_checkpoint
+from alexnet.core.files import atomic_write_json
 from alexnet.export.onnx import example_input
 from alexnet.models import checkpoint as ckpt
 
@@ -57,12 +56,8 @@ def main() -> None:
                 print(f"{spec:12} {dtype} batch {batch:3}: packed {ours:7.1f}, eager "
                       f"{theirs:7.1f} images/s, {ours / theirs:.2f}x, same logits {same}",
                       flush=True)  # fmt: skip
-    record = {"machine": machine(), "threads": torch.get_num_threads(), "rows": rows,
-              "command": " ".join(["python", *sys.argv])}  # fmt: skip
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
+        atomic_write_json(args.output, tool_record(rows))
 
 
 if __name__ == "__main__":

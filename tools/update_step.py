@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
-import sys
 import time
 from unittest import mock
 
 import torch
 
 import alexnet.train.optim as optim
-from alexnet.bench.common import machine
+from alexnet.bench.common import tool_record
 from alexnet.bench.model import Case, prepare_cases
+from alexnet.core.files import atomic_write_json
 from alexnet.core.runtime import keep_freed_memory
 
 OPTIONS = {"channels_last": (), "compile": (), "fuse": True, "lrn_backend": "auto",
@@ -75,13 +74,8 @@ def main() -> None:
                          "speedup_over_four_passes": round(base / ms, 3)})  # fmt: skip
             print(f"{dtype} {name:12} {1000 * ms:7.1f} ms a step ({1000 * min(times):.0f}-"
                   f"{1000 * max(times):.0f}), {base / ms:.3f}x", flush=True)  # fmt: skip
-    record = {"machine": machine(), "threads": torch.get_num_threads(), "batch": args.batch,
-              "rounds": args.rounds, "rows": rows,
-              "command": " ".join(["python", *sys.argv])}  # fmt: skip
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
+        atomic_write_json(args.output, tool_record(rows, batch=args.batch, rounds=args.rounds))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -45,3 +46,10 @@ def device_name(device: torch.device, cpu: str) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def tool_record(rows: list, **settings) -> dict:
+    """The record a script under tools/ writes: this machine, torch's threads, the script's
+    settings and rows, and the command that ran it."""
+    return {"machine": machine(), "threads": torch.get_num_threads(), **settings, "rows": rows,
+            "command": " ".join(["python", *sys.argv])}  # fmt: skip

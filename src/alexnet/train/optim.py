@@ -83,10 +83,12 @@ class PaperSGD(torch.optim.Optimizer):
         loss = _evaluate(closure)
         for group in self.param_groups:
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            params = [p for p in group["params"] if self._grad(p) is not None]
             rest = []
-            for p in params:
-                g, v, copy = self._grad(p), _velocity(self.state[p], p), self.copies.get(p)
+            for p in group["params"]:
+                g = self._grad(p)
+                if g is None:
+                    continue
+                v, copy = _velocity(self.state[p], p), self.copies.get(p)
                 if updatable(p, g, v, copy):
                     paper_sgd_(p, g, v, lr, momentum, decay, copy)
                 else:
